@@ -1,0 +1,154 @@
+import { readFile } from 'node:fs/promises'
+import { extname } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import type { z } from 'zod'
+import { ConfigError, type Problem } from '../errors.js'
+import { configSchema, normalizeOrigin, type ParsedConfig } from './schema.js'
+
+export interface StickyKeySpec {
+  readonly kind: 'header' | 'cookie'
+  /** Lower-cased for headers, as written for cookies. */
+  readonly name: string
+}
+
+export interface OverrideSpec {
+  readonly kind: 'header' | 'cookie'
+  readonly name: string
+  readonly value: string
+  readonly version: string
+}
+
+export interface AdminToken {
+  readonly name: string
+  readonly token: string
+}
+
+type Frozen<T> = T extends (infer U)[]
+  ? readonly Frozen<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: Frozen<T[K]> }
+    : T
+
+/** The validated, normalised, frozen configuration the rest of sluice reads. */
+export type Config = Frozen<
+  Omit<ParsedConfig, 'versions' | 'weights' | 'sticky' | 'overrides' | 'admin'> & {
+    admin: { host: string; port: number; tokens: AdminToken[] }
+    /** Declared order is kept: it breaks ties and orders output. */
+    versions: { name: string; instances: string[] }[]
+    /** Every declared version, missing ones at 0. */
+    weights: Record<string, number>
+    sticky: { keys: StickyKeySpec[] }
+    overrides: OverrideSpec[]
+    /** The file it came from, for reload; undefined for the embedded demo. */
+    source: string | undefined
+  }
+>
+
+/** Reads, substitutes ${ENV}, validates and normalises a config file. Throws ConfigError with every problem. */
+export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `cannot read ${path}: ${(err as Error).message}` }])
+  }
+  return parseConfigText(text, path, env)
+}
+
+export function parseConfigText(text: string, path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let raw: unknown
+  try {
+    raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text, { prettyErrors: true })
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `cannot parse ${path}: ${(err as Error).message.split('\n')[0]}` }])
+  }
+  return buildConfig(raw, path, env)
+}
+
+export function buildConfig(raw: unknown, source: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: Problem[] = []
+  const substituted = substituteEnv(raw, [], env, problems)
+  if (problems.length > 0) throw new ConfigError(problems)
+  const result = configSchema.safeParse(substituted ?? {})
+  if (!result.success) throw new ConfigError(zodProblems(result.error))
+  return deepFreeze(normalize(result.data, source))
+}
+
+/** Turns zod issues into key-path problems, one per unknown key so each typo is named. */
+export function zodProblems(error: z.ZodError): Problem[] {
+  const out: Problem[] = []
+  for (const issue of error.issues) {
+    const path = issue.path.map(String).join('.')
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) out.push({ path: path ? `${path}.${key}` : key, message: 'unknown key' })
+    } else if (issue.code === 'invalid_union' && issue.path.length > 0) {
+      out.push({ path, message: 'does not match any allowed form' })
+    } else {
+      out.push({ path, message: issue.message })
+    }
+  }
+  return out
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g
+
+function substituteEnv(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: Problem[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REF, (_m, name: string) => {
+      const v = env[name]
+      if (v === undefined) {
+        problems.push({ path: path.join('.'), message: `environment variable ${name} is not set` })
+        return ''
+      }
+      return v
+    })
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...path, String(i)], env, problems))
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, [...path, k], env, problems)
+    return out
+  }
+  return value
+}
+
+function normalize(c: ParsedConfig, source: string | undefined) {
+  const versions = Object.entries(c.versions).map(([name, v]) => ({
+    name,
+    instances: v.instances.map((i) => normalizeOrigin(i.url)),
+  }))
+  const weights: Record<string, number> = {}
+  for (const v of versions) weights[v.name] = 0
+  if (c.weights) Object.assign(weights, c.weights)
+  else weights[versions[0]!.name] = 100
+  const tokens = [...c.admin.tokens]
+  if (c.admin.token !== undefined) tokens.unshift({ name: 'admin', token: c.admin.token })
+  return {
+    ...c,
+    admin: { host: c.admin.host, port: c.admin.port, tokens },
+    versions,
+    weights,
+    sticky: {
+      keys: c.sticky.keys.map((k) => {
+        const i = k.indexOf(':')
+        const kind = k.slice(0, i) as 'header' | 'cookie'
+        const name = k.slice(i + 1)
+        return { kind, name: kind === 'header' ? name.toLowerCase() : name }
+      }),
+    },
+    overrides: c.overrides.map((o) =>
+      'header' in o.match
+        ? { kind: 'header' as const, name: o.match.header.toLowerCase(), value: o.match.value, version: o.version }
+        : { kind: 'cookie' as const, name: o.match.cookie, value: o.match.value, version: o.version },
+    ),
+    source,
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o)
+    for (const v of Object.values(o)) deepFreeze(v)
+  }
+  return o
+}

@@ -1,0 +1,265 @@
+import { z } from 'zod'
+
+/**
+ * One zod schema for the whole configuration file (CONTRACT section 2).
+ * Objects are strict: an unknown key is an error, because a typo in an edge
+ * proxy's config must never pass silently. Cross-field rules (weights naming
+ * declared versions, sums, rollout targets) are checked in `refineConfig`
+ * so that every problem is reported in one pass.
+ */
+
+export const VERSION_NAME = /^[a-z][a-z0-9_-]{0,31}$/
+
+const port = z.number().int().min(0).max(65535)
+const ms = z.number().int().min(0)
+const positiveMs = z.number().int().min(1)
+const host = z.string().min(1)
+const percent = z.number().int().min(0).max(100)
+const versionName = z.string().regex(VERSION_NAME, 'must match ^[a-z][a-z0-9_-]{0,31}$')
+
+const httpUrl = z.string().refine((s) => {
+  try {
+    const u = new URL(s)
+    return u.protocol === 'http:' && u.hostname !== '' && (u.pathname === '/' || u.pathname === '') && !u.search
+  } catch {
+    return false
+  }
+}, 'must be an http:// URL with host and optional port, and no path or query')
+
+export const weightsSchema = z.record(z.string(), percent)
+
+const stickyKey = z
+  .string()
+  .regex(/^(header|cookie):[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be "header:NAME" or "cookie:NAME"')
+
+const overrideMatch = z.union([
+  z.strictObject({ header: z.string().min(1), value: z.string() }),
+  z.strictObject({ cookie: z.string().min(1), value: z.string() }),
+])
+
+export const stepSchema = z.strictObject({
+  weight: percent,
+  holdMs: ms.default(60000),
+})
+
+export const onBreachSchema = z.enum(['rollback', 'pause'])
+
+export const rolloutMirrorSchema = z.strictObject({
+  percent: z.number().int().min(1).max(100).default(10),
+  holdMs: ms.default(60000),
+  maxMismatchRate: z.number().min(0).max(1).default(0.01),
+  maxP95Ratio: z.number().min(1).default(1.5),
+  minRequests: z.number().int().min(1).default(50),
+})
+
+export const mirrorSchema = z.strictObject({
+  version: versionName,
+  percent: z.number().int().min(0).max(100).default(10),
+  methods: z
+    .array(z.string().regex(/^[A-Z]+$/, 'must be an upper-case HTTP method'))
+    .min(1)
+    .default(['GET', 'HEAD']),
+  compare: z.boolean().default(true),
+  /** Header names (lower-cased) and JSON pointers ("/a/b") left out of the comparison. */
+  ignore: z.array(z.string().min(1)).default([]),
+  timeoutMs: positiveMs.default(2000),
+  maxInflight: z.number().int().min(1).default(64),
+  maxBodyBytes: z.number().int().min(0).default(65536),
+})
+
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .strictObject({
+        host: host.default('0.0.0.0'),
+        port: port.default(8080),
+      })
+      .prefault({}),
+    admin: z
+      .strictObject({
+        host: host.default('127.0.0.1'),
+        port: port.default(9901),
+        token: z.string().min(1).optional(),
+        tokens: z.array(z.strictObject({ name: z.string().min(1), token: z.string().min(1) })).default([]),
+      })
+      .prefault({}),
+    versions: z
+      .record(
+        z.string(),
+        z.strictObject({
+          instances: z.array(z.strictObject({ url: httpUrl })).min(1, 'needs at least one instance'),
+        }),
+      )
+      .refine((v) => Object.keys(v).length > 0, 'needs at least one version'),
+    weights: weightsSchema.optional(),
+    sticky: z.strictObject({ keys: z.array(stickyKey).default([]) }).prefault({}),
+    overrides: z.array(z.strictObject({ match: overrideMatch, version: z.string() })).default([]),
+    health: z
+      .strictObject({
+        path: z.string().startsWith('/', 'must start with "/"').default('/healthz'),
+        intervalMs: positiveMs.default(2000),
+        timeoutMs: positiveMs.default(1000),
+        healthyThreshold: z.number().int().min(1).default(2),
+        unhealthyThreshold: z.number().int().min(1).default(2),
+        /** Ramp of a newly usable instance's share, 0 = off. */
+        slowStartMs: ms.default(0),
+      })
+      .optional(),
+    outlier: z
+      .strictObject({
+        consecutiveFailures: z.number().int().min(0).default(5),
+        ejectionMs: ms.default(30000),
+      })
+      .prefault({}),
+    timeouts: z
+      .strictObject({
+        connectMs: positiveMs.default(2000),
+        upstreamMs: positiveMs.default(30000),
+        /** Longest silence inside an upstream response body. */
+        bodyIdleMs: positiveMs.default(60000),
+        /** How long an idle client keep-alive connection is kept. */
+        clientIdleMs: positiveMs.default(60000),
+      })
+      .prefault({}),
+    retries: z.strictObject({ attempts: z.number().int().min(0).max(5).default(1) }).prefault({}),
+    drain: z.strictObject({ timeoutMs: ms.default(30000) }).prefault({}),
+    analysis: z
+      .strictObject({
+        intervalMs: positiveMs.default(1000),
+        windowMs: positiveMs.default(60000),
+        minRequests: z.number().int().min(1).default(100),
+        maxErrorRateIncrease: z.number().min(0).max(1).default(0.02),
+        maxP95Ratio: z.number().min(1).default(1.5),
+        maxP95IncreaseMs: z.number().min(0).default(100),
+        /** Confidence of the one-sided two-proportion test for an error breach. */
+        confidence: z.number().gt(0.5).lt(1).default(0.99),
+      })
+      .prefault({}),
+    rollout: z
+      .strictObject({
+        baseline: z.string(),
+        canary: z.string(),
+        steps: z.array(stepSchema).min(1, 'needs at least one step'),
+        onBreach: onBreachSchema.default('rollback'),
+        autoStart: z.boolean().default(false),
+        mirror: rolloutMirrorSchema.optional(),
+      })
+      .optional(),
+    websocket: z
+      .strictObject({
+        onDrain: z.enum(['handoff', 'close']).default('handoff'),
+        mode: z.enum(['relay', 'tunnel']).default('relay'),
+        maxPayload: z
+          .number()
+          .int()
+          .min(1)
+          .default(64 * 1024 * 1024),
+        idleTimeoutMs: ms.default(0),
+        handoffTimeoutMs: positiveMs.default(5000),
+      })
+      .prefault({}),
+    mirror: mirrorSchema.optional(),
+    redis: z
+      .strictObject({
+        url: z
+          .string()
+          .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+          .refine((s) => URL.canParse(s), 'must be a valid URL'),
+        keyPrefix: z.string().min(1).default('sluice:'),
+      })
+      .optional(),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        access: z.boolean().default(false),
+      })
+      .prefault({}),
+  })
+  .superRefine(refineConfig)
+
+type Parsed = z.output<typeof configSchema>
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]'])
+
+export function isLoopback(h: string): boolean {
+  return LOOPBACK.has(h) || h.startsWith('127.')
+}
+
+/** Cross-field rules; each problem names its key path. */
+function refineConfig(c: Parsed, ctx: z.core.$RefinementCtx<Parsed>): void {
+  const declared = new Set(Object.keys(c.versions))
+  const problem = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message })
+  const known = (path: (string | number)[], name: string) => {
+    if (!declared.has(name)) problem(path, `unknown version "${name}"`)
+  }
+
+  const seenUrls = new Map<string, string>()
+  for (const [name, v] of Object.entries(c.versions)) {
+    if (!VERSION_NAME.test(name)) problem(['versions', name], 'version name must match ^[a-z][a-z0-9_-]{0,31}$')
+    v.instances.forEach((inst, i) => {
+      const url = normalizeOrigin(inst.url)
+      const other = seenUrls.get(url)
+      if (other !== undefined)
+        problem(['versions', name, 'instances', i, 'url'], `duplicate instance (also in ${other})`)
+      else seenUrls.set(url, `versions.${name}`)
+    })
+  }
+
+  if (c.weights) {
+    let sum = 0
+    for (const [name, w] of Object.entries(c.weights)) {
+      known(['weights', name], name)
+      sum += w
+    }
+    if (sum !== 100) problem(['weights'], `weights must sum to 100, not ${sum}`)
+  }
+  c.overrides.forEach((o, i) => {
+    known(['overrides', i, 'version'], o.version)
+  })
+
+  if (!isLoopback(c.admin.host) && c.admin.token === undefined && c.admin.tokens.length === 0) {
+    problem(['admin', 'token'], `required when admin.host "${c.admin.host}" is not loopback`)
+  }
+  const tokenNames = new Set<string>()
+  c.admin.tokens.forEach((t, i) => {
+    if (tokenNames.has(t.name)) problem(['admin', 'tokens', i, 'name'], `duplicate token name "${t.name}"`)
+    tokenNames.add(t.name)
+  })
+
+  if (c.health && c.health.timeoutMs > c.health.intervalMs) {
+    problem(['health', 'timeoutMs'], `must not exceed health.intervalMs (${c.health.intervalMs})`)
+  }
+  if (c.analysis.intervalMs > c.analysis.windowMs) {
+    problem(['analysis', 'intervalMs'], `must not exceed analysis.windowMs (${c.analysis.windowMs})`)
+  }
+
+  if (c.rollout) {
+    const r = c.rollout
+    known(['rollout', 'baseline'], r.baseline)
+    known(['rollout', 'canary'], r.canary)
+    if (r.baseline === r.canary) problem(['rollout', 'canary'], 'must differ from rollout.baseline')
+    for (const p of stepProblems(r.steps)) problem(['rollout', 'steps', ...p.path], p.message)
+  }
+  if (c.mirror) known(['mirror', 'version'], c.mirror.version)
+}
+
+/** Steps rise strictly and end at 100 (promotion). Shared with the admin API. */
+export function stepProblems(steps: readonly { weight: number }[]): { path: (string | number)[]; message: string }[] {
+  const out: { path: (string | number)[]; message: string }[] = []
+  for (let i = 1; i < steps.length; i++) {
+    const prev = steps[i - 1]!.weight
+    const cur = steps[i]!.weight
+    if (cur <= prev) out.push({ path: [i, 'weight'], message: `must be greater than the previous step's ${prev}` })
+  }
+  const last = steps[steps.length - 1]
+  if (last && last.weight !== 100)
+    out.push({ path: [steps.length - 1, 'weight'], message: 'the last step must be 100 (promotion)' })
+  return out
+}
+
+export function normalizeOrigin(url: string): string {
+  return new URL(url).origin
+}
+
+export type ConfigInput = z.input<typeof configSchema>
+export type ParsedConfig = Parsed

@@ -1,0 +1,94 @@
+/**
+ * The error catalogue. Every error sluice raises or answers with carries a
+ * stable `code` (scripts and dashboards match on it, never on the message)
+ * and the HTTP status it maps to. The mapping to a response body lives in
+ * one place: `errorBody`.
+ */
+export abstract class SluiceError extends Error {
+  abstract readonly code: string
+  abstract readonly status: number
+  /** Key path of the offending field, when one field is at fault. */
+  path?: string
+}
+
+export class NoUsableInstanceError extends SluiceError {
+  readonly code = 'SLUICE_NO_USABLE_INSTANCE'
+  readonly status = 503
+  constructor() {
+    super('no usable instance in any version')
+  }
+}
+
+export class UpstreamFailedError extends SluiceError {
+  readonly code = 'SLUICE_UPSTREAM_FAILED'
+  readonly status = 502
+  constructor(override readonly cause: unknown) {
+    super(`upstream failed: ${describeCause(cause)}`)
+  }
+}
+
+export class UpstreamTimeoutError extends SluiceError {
+  readonly code = 'SLUICE_UPSTREAM_TIMEOUT'
+  readonly status = 504
+  constructor(override readonly cause: unknown) {
+    super(`upstream timed out: ${describeCause(cause)}`)
+  }
+}
+
+export class ShuttingDownError extends SluiceError {
+  readonly code = 'SLUICE_SHUTTING_DOWN'
+  readonly status = 503
+  constructor() {
+    super('the proxy is stopping')
+  }
+}
+
+export interface Problem {
+  path: string
+  message: string
+}
+
+/** Every problem of a configuration, found at once. */
+export class ConfigError extends SluiceError {
+  readonly code = 'SLUICE_CONFIG_INVALID'
+  readonly status = 400
+  constructor(readonly problems: readonly Problem[]) {
+    super(problems.map(formatProblem).join('\n'))
+    if (problems.length === 1) this.path = problems[0]?.path
+  }
+}
+
+export function formatProblem(p: Problem): string {
+  return p.path ? `${p.path}: ${p.message}` : p.message
+}
+
+/** An admin API error: invalid input, unknown target, conflict, auth. */
+export class AdminError extends SluiceError {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    path?: string,
+  ) {
+    super(message)
+    if (path !== undefined) this.path = path
+  }
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; path?: string }
+}
+
+export function errorBody(err: SluiceError): ErrorBody {
+  const body: ErrorBody = { error: { code: err.code, message: err.message } }
+  if (err.path !== undefined) body.error.path = err.path
+  return body
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code
+    return typeof code === 'string' ? `${code} ${cause.message}` : cause.message
+  }
+  return String(cause)
+}

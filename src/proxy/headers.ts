@@ -1,0 +1,93 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+
+/**
+ * Header rules (CONTRACT section 4): hop-by-hop headers and those named in
+ * Connection are removed, X-Forwarded-For is appended to, X-Forwarded-Proto
+ * and X-Forwarded-Host are set, Host passes through. `Expect` is answered by
+ * the proxy itself (undici does not forward it).
+ *
+ * Names are compared lower-cased only when their length matches one of the
+ * dropped names, so the common headers cost one integer compare each.
+ */
+const DROPPED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+])
+const DROPPED_LENGTHS = new Uint8Array(32)
+for (const name of DROPPED) DROPPED_LENGTHS[name.length] = 1
+
+/** Tokens of a Connection header that name extra hop-by-hop headers (beyond keep-alive/close/upgrade). */
+function connectionNamed(value: string | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined
+  let out: Set<string> | undefined
+  for (const raw of value.split(',')) {
+    const t = raw.trim().toLowerCase()
+    if (t === '' || t === 'keep-alive' || t === 'close' || t === 'upgrade') continue
+    if (out === undefined) out = new Set()
+    out.add(t)
+  }
+  return out
+}
+
+/** The flat [name, value, ...] list sent upstream. */
+export function upstreamHeaders(req: IncomingMessage, proto: string): string[] {
+  const raw = req.rawHeaders
+  const out: string[] = []
+  const extra = connectionNamed(req.headers.connection)
+  let xff: string | undefined
+  let host: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    const len = name.length
+    if ((len < 32 && DROPPED_LENGTHS[len] === 1) || extra !== undefined) {
+      const lower = name.toLowerCase()
+      if (lower === 'x-forwarded-for') {
+        xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`
+        continue
+      }
+      if (DROPPED.has(lower) || extra?.has(lower)) continue
+    }
+    if (len === 4 && host === undefined && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) {
+      host = raw[i + 1]!
+    }
+    out.push(name, raw[i + 1]!)
+  }
+  const client = req.socket.remoteAddress ?? ''
+  out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
+  out.push('x-forwarded-proto', proto)
+  if (host !== undefined) out.push('x-forwarded-host', host)
+  return out
+}
+
+const RESPONSE_DROPPED = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+]
+
+/** Removes hop-by-hop headers from an upstream response's parsed headers, in place. */
+export function stripResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const conn = headers.connection
+  if (conn !== undefined) {
+    const extra = connectionNamed(Array.isArray(conn) ? conn.join(',') : conn)
+    if (extra !== undefined) for (const name of extra) delete headers[name]
+  }
+  for (let i = 0; i < RESPONSE_DROPPED.length; i++) {
+    const name = RESPONSE_DROPPED[i]!
+    if (headers[name] !== undefined) delete headers[name]
+  }
+  return headers
+}

@@ -1,0 +1,62 @@
+import type { Dispatcher } from 'undici'
+import { hashString } from './hash.js'
+
+/**
+ * One upstream origin in a version, with the live facts routing needs.
+ * Counters are mutated in place by the data path (in flight) and by health
+ * (healthy, ejected, draining); the routing table is rebuilt whenever one of
+ * the usability facts changes, so a request never evaluates them itself.
+ */
+export class Instance {
+  readonly seed: number
+  inflight = 0
+  websockets = 0
+  /** Active probes say so; true from the start when probing is off. */
+  healthy: boolean
+  /** Set once the first probe round ends, so readyz knows. */
+  probed = false
+  draining = false
+  /** Passive ejection from live traffic, until this epoch ms (0 = not ejected). */
+  ejectedUntil = 0
+  consecutiveFailures = 0
+  /** When it last became usable (epoch ms), for slow start. */
+  usableSince = 0
+  /** Set by the upstream pool registry. */
+  pool: Dispatcher | undefined
+
+  constructor(
+    readonly url: string,
+    readonly version: Version,
+    healthy: boolean,
+  ) {
+    this.seed = hashString(url)
+    this.healthy = healthy
+  }
+
+  get ejected(): boolean {
+    return this.ejectedUntil !== 0
+  }
+
+  /** Healthy, not ejected and not draining (CONTRACT section 4). */
+  get usable(): boolean {
+    return this.healthy && this.ejectedUntil === 0 && !this.draining && !this.version.draining
+  }
+}
+
+/** A named pool of instances running one release. Lives as long as its config. */
+export class Version {
+  readonly seed: number
+  readonly instances: Instance[] = []
+  draining = false
+  /** Requests in flight across the version's instances (gauge and state). */
+  inflight = 0
+  websockets = 0
+
+  constructor(
+    readonly name: string,
+    /** Position in declared order; arrays indexed by it replace map lookups on the hot path. */
+    readonly index: number,
+  ) {
+    this.seed = hashString(`version:${name}`)
+  }
+}

@@ -1,0 +1,237 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import type { OverrideSpec, StickyKeySpec } from '../config/load.js'
+import { readCookie } from './cookie.js'
+import { hashString, rendezvousScore } from './hash.js'
+import type { Instance, Version } from './instance.js'
+
+/** No sticky key on the request. Key hashes are uint32, so -1 never collides. */
+export const NO_KEY = -1
+
+export interface TableInput {
+  versions: readonly Version[]
+  weights: Readonly<Record<string, number>>
+  sticky: readonly StickyKeySpec[]
+  overrides: readonly OverrideSpec[]
+  /** A version that must never take user traffic through fallback (the mirror target). */
+  shadowVersion?: string | undefined
+  /** Slow-start ramp in ms (0 = off) and the clock, for instance shares. */
+  slowStartMs?: number
+  now?: number
+  revision: number
+}
+
+/** A version as the table sees it: its usable instances and their shares. */
+export interface VersionRoute {
+  readonly version: Version
+  readonly weight: number
+  readonly usable: readonly Instance[]
+  /** Slow-start factors aligned with `usable`, in (0, 1]. */
+  readonly factors: Float64Array
+}
+
+interface CompiledOverride {
+  readonly header: string | undefined
+  readonly cookie: string | undefined
+  readonly value: string
+  readonly route: VersionRoute
+}
+
+const MIN_SLOW_START_FACTOR = 0.05
+
+/**
+ * An immutable routing snapshot, rebuilt whenever weights, the usable set,
+ * drains or slow-start shares change. A request only reads it:
+ *  - overrides first (a matched version with nothing usable falls through);
+ *  - a sticky key picks the version by weighted rendezvous hashing and the
+ *    instance by rendezvous hashing over the usable instances;
+ *  - a keyless request walks a precomputed smooth weighted round-robin
+ *    sequence (nginx's SWRR) for the version, then takes the usable instance
+ *    with the fewest requests in flight.
+ * A version with weight but nothing usable passes its share to the others in
+ * proportion to their weights (its key draws are simply absent); only if no
+ * weighted version is usable do zero-weight versions take the traffic, so
+ * the proxy answers 503 only when nothing at all is usable.
+ */
+export class RoutingTable {
+  readonly revision: number
+  readonly routes: readonly VersionRoute[]
+  readonly weights: Readonly<Record<string, number>>
+  readonly #live: VersionRoute[]
+  readonly #liveWeights: Float64Array
+  readonly #spread: Uint8Array
+  #cursor = 0
+  #instanceCursor = 0
+  readonly #sticky: readonly StickyKeySpec[]
+  readonly #overrides: readonly CompiledOverride[]
+
+  constructor(input: TableInput) {
+    this.revision = input.revision
+    this.weights = input.weights
+    this.#sticky = input.sticky
+    const slowStartMs = input.slowStartMs ?? 0
+    const now = input.now ?? Date.now()
+    this.routes = input.versions.map((version) => {
+      const usable = version.instances.filter((i) => i.usable)
+      const factors = new Float64Array(usable.length)
+      for (let i = 0; i < usable.length; i++) {
+        factors[i] = slowStartFactor(usable[i]!, slowStartMs, now)
+      }
+      return { version, weight: input.weights[version.name] ?? 0, usable, factors }
+    })
+    let live = this.routes.filter((r) => r.weight > 0 && r.usable.length > 0)
+    let liveWeights = live.map((r) => r.weight)
+    if (live.length === 0) {
+      // Fail open onto usable zero-weight versions rather than answer 503.
+      live = this.routes.filter((r) => r.usable.length > 0 && r.version.name !== input.shadowVersion)
+      liveWeights = live.map(() => 1)
+    }
+    this.#live = live
+    this.#liveWeights = Float64Array.from(liveWeights)
+    this.#spread = smoothWeightedSequence(liveWeights)
+    this.#overrides = input.overrides.flatMap((o) => {
+      const route = this.routes.find((r) => r.version.name === o.version)
+      if (!route) return []
+      return [
+        {
+          header: o.kind === 'header' ? o.name : undefined,
+          cookie: o.kind === 'cookie' ? o.name : undefined,
+          value: o.value,
+          route,
+        },
+      ]
+    })
+  }
+
+  /** True when some version can take a request. */
+  get serving(): boolean {
+    return this.#live.length > 0
+  }
+
+  /** The request's sticky key hashed, or NO_KEY. */
+  keyOf(headers: IncomingHttpHeaders): number {
+    const specs = this.#sticky
+    for (let i = 0; i < specs.length; i++) {
+      const s = specs[i]!
+      const v = s.kind === 'header' ? headers[s.name] : readCookie(headers.cookie, s.name)
+      if (typeof v === 'string' && v.length > 0) return hashString(v)
+    }
+    return NO_KEY
+  }
+
+  chooseVersion(headers: IncomingHttpHeaders, key: number): VersionRoute | undefined {
+    const ovr = this.#overrides
+    for (let i = 0; i < ovr.length; i++) {
+      const o = ovr[i]!
+      const v = o.header !== undefined ? headers[o.header] : readCookie(headers.cookie, o.cookie!)
+      if (v === o.value && o.route.usable.length > 0) return o.route
+    }
+    const live = this.#live
+    if (live.length <= 1) return live[0]
+    if (key === NO_KEY) {
+      const seq = this.#spread
+      const i = this.#cursor
+      this.#cursor = i + 1 === seq.length ? 0 : i + 1
+      return live[seq[i]!]
+    }
+    return this.#live[this.stickyVersionIndex(key)]
+  }
+
+  /** Index into the live versions for a key; public for property tests. */
+  stickyVersionIndex(key: number): number {
+    const live = this.#live
+    const weights = this.#liveWeights
+    let best = 0
+    let bestScore = -1
+    for (let i = 0; i < live.length; i++) {
+      const score = rendezvousScore(key, live[i]!.version.seed, weights[i]!)
+      if (score > bestScore) {
+        bestScore = score
+        best = i
+      }
+    }
+    return best
+  }
+
+  /** An instance of the route, never `exclude` (the one that just failed). */
+  chooseInstance(route: VersionRoute, key: number, exclude?: Instance): Instance | undefined {
+    const usable = route.usable
+    const n = usable.length
+    if (n === 0) return undefined
+    if (n === 1) return usable[0] === exclude ? undefined : usable[0]
+    const factors = route.factors
+    let best: Instance | undefined
+    if (key !== NO_KEY) {
+      let bestScore = -1
+      for (let i = 0; i < n; i++) {
+        const inst = usable[i]!
+        if (inst === exclude) continue
+        const score = rendezvousScore(key, inst.seed, factors[i]!)
+        if (score > bestScore) {
+          bestScore = score
+          best = inst
+        }
+      }
+      return best
+    }
+    // Least in flight (weighted by slow start); the rotating start spreads ties.
+    const start = this.#instanceCursor++ % n
+    let bestLoad = Number.POSITIVE_INFINITY
+    for (let j = 0; j < n; j++) {
+      const i = start + j < n ? start + j : start + j - n
+      const inst = usable[i]!
+      if (inst === exclude) continue
+      const load = (inst.inflight + 1) / factors[i]!
+      if (load < bestLoad) {
+        bestLoad = load
+        best = inst
+      }
+    }
+    return best
+  }
+
+  /** For a retry: the same version if it has another usable instance, else any live version's. */
+  chooseRetry(route: VersionRoute, key: number, failed: Instance): Instance | undefined {
+    const same = this.chooseInstance(route, key, failed)
+    if (same !== undefined) return same
+    for (const r of this.#live) {
+      if (r === route) continue
+      const other = this.chooseInstance(r, key, failed)
+      if (other !== undefined) return other
+    }
+    return undefined
+  }
+
+  /** Whether slow start is still ramping some instance (the table must be rebuilt to advance it). */
+  get ramping(): boolean {
+    for (const r of this.routes) for (let i = 0; i < r.factors.length; i++) if (r.factors[i]! < 1) return true
+    return false
+  }
+}
+
+function slowStartFactor(inst: Instance, slowStartMs: number, now: number): number {
+  if (slowStartMs <= 0 || inst.usableSince === 0) return 1
+  const f = (now - inst.usableSince) / slowStartMs
+  return f >= 1 ? 1 : Math.max(f, MIN_SLOW_START_FACTOR)
+}
+
+/**
+ * nginx's smooth weighted round-robin, unrolled once into a sequence of
+ * indices of length sum(weights): exact shares, evenly interleaved, O(1) per
+ * pick. Weights are integer percents, so the sequence is at most 100 long
+ * (at most the number of versions when failing open).
+ */
+export function smoothWeightedSequence(weights: readonly number[]): Uint8Array {
+  const total = weights.reduce((a, b) => a + b, 0)
+  const seq = new Uint8Array(Math.max(total, 0))
+  const current = weights.map(() => 0)
+  for (let s = 0; s < total; s++) {
+    let best = 0
+    for (let i = 0; i < weights.length; i++) {
+      current[i]! += weights[i]!
+      if (current[i]! > current[best]!) best = i
+    }
+    current[best]! -= total
+    seq[s] = best
+  }
+  return seq
+}
