@@ -92,3 +92,19 @@ function describeCause(cause: unknown): string {
   }
   return String(cause)
 }
+
+/** A rollout command with nothing to act on: a start while one is active, a pause when none progresses, ... */
+export class RolloutConflictError extends SluiceError {
+  readonly code = 'SLUICE_ROLLOUT_CONFLICT'
+  readonly status = 409
+}
+
+/** A rollout that cannot start as asked: unknown or equal versions, steps that do not rise to 100. */
+export class RolloutInvalidError extends SluiceError {
+  readonly code = 'SLUICE_ROLLOUT_INVALID'
+  readonly status = 400
+  constructor(message: string, path?: string) {
+    super(message)
+    if (path !== undefined) this.path = path
+  }
+}
