@@ -76,12 +76,13 @@ export class AdminError extends SluiceError {
 }
 
 export interface ErrorBody {
-  error: { code: string; message: string; path?: string }
+  error: { code: string; message: string; path?: string; problems?: readonly Problem[] }
 }
 
 export function errorBody(err: SluiceError): ErrorBody {
   const body: ErrorBody = { error: { code: err.code, message: err.message } }
   if (err.path !== undefined) body.error.path = err.path
+  if (err instanceof ConfigError) body.error.problems = err.problems
   return body
 }
 

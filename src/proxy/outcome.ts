@@ -6,8 +6,6 @@ import type { Instance } from '../routing/instance.js'
  * the data path imports none of them.
  */
 export interface OutcomeSink {
-  /** A request was sent to an instance (in-flight gauges). */
-  begin(instance: Instance): void
   /**
    * A try on an instance ended. `status` is the status the client got from
    * this try (0: no response); `failed` marks a request that failed before

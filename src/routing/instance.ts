@@ -1,4 +1,4 @@
-import type { Dispatcher } from 'undici'
+import type { Pool } from 'undici'
 import { hashString } from './hash.js'
 
 /**
@@ -22,7 +22,7 @@ export class Instance {
   /** When it last became usable (epoch ms), for slow start. */
   usableSince = 0
   /** Set by the upstream pool registry. */
-  pool: Dispatcher | undefined
+  pool: Pool | undefined
 
   constructor(
     readonly url: string,

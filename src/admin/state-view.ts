@@ -1,0 +1,49 @@
+import type { Sluice } from '../lifecycle/sluice.js'
+
+/** The JSON of GET /v1/state (CONTRACT section 3), built from the live objects. */
+export function stateView(s: Sluice): Record<string, unknown> {
+  const desired = s.desired
+  const versions: Record<string, unknown> = {}
+  const analysis: Record<string, unknown> = {}
+  for (const v of s.versions) {
+    versions[v.name] = {
+      draining: v.draining,
+      inflight: v.inflight,
+      websockets: v.websockets,
+      instances: v.instances.map((i) => ({
+        url: i.url,
+        healthy: i.healthy,
+        draining: i.draining || v.draining,
+        ejected: i.ejected,
+        usable: i.usable,
+        inflight: i.inflight,
+        websockets: i.websockets,
+      })),
+    }
+    const f = s.outcomes.window(v).figures()
+    analysis[v.name] = {
+      requests: f.requests,
+      errors: f.errors,
+      errorRate: round(f.errorRate, 6),
+      p50Ms: round(f.p50Ms, 3),
+      p95Ms: round(f.p95Ms, 3),
+      p99Ms: round(f.p99Ms, 3),
+    }
+  }
+  return {
+    revision: desired.revision,
+    status: s.status,
+    ready: s.ready,
+    weights: desired.weights,
+    versions,
+    rollout: desired.rollout ?? { status: 'idle', baseline: null, canary: null, step: null, reason: null },
+    analysis,
+    mirror: desired.mirror,
+    store: { kind: s.store.kind, up: s.store.up },
+  }
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}

@@ -1,0 +1,57 @@
+import { pino } from 'pino'
+import { loadConfigFile } from '../config/load.js'
+import { ConfigError, formatProblem } from '../errors.js'
+import { runSluice } from '../lifecycle/run.js'
+import { configPath } from './args.js'
+
+/** `sluice serve --config FILE`: runs until SIGTERM/SIGINT, reloads on SIGHUP. Returns -1 while running. */
+export async function runServe(args: string[]): Promise<number> {
+  const path = configPath(args)
+  if (path === undefined || path instanceof Error) {
+    process.stderr.write(
+      `${path instanceof Error ? path.message : '--config FILE is required'}\nusage: sluice serve --config FILE\n`,
+    )
+    return 2
+  }
+  let config: Awaited<ReturnType<typeof loadConfigFile>>
+  try {
+    config = await loadConfigFile(path)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    const first = err.problems[0]
+    const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more: run sluice validate)` : ''
+    process.stderr.write(`config error: ${first ? formatProblem(first) : err.message}${more}\n`)
+    return 1
+  }
+  const log = pino({ level: config.log.level, base: { pid: process.pid } })
+  let running: Awaited<ReturnType<typeof runSluice>>
+  try {
+    running = await runSluice(config, { log })
+  } catch (err) {
+    process.stderr.write(`start failed: ${err instanceof Error ? err.message : String(err)}\n`)
+    return 1
+  }
+  const stop = (signal: string) => {
+    log.info({ signal }, 'graceful stop')
+    running.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'stop failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGTERM', () => stop('SIGTERM'))
+  process.once('SIGINT', () => stop('SIGINT'))
+  process.on('SIGHUP', () => {
+    running.sluice.reload({ source: 'reload', actor: 'SIGHUP' }).then(
+      () => log.info('reloaded on SIGHUP'),
+      (err: unknown) =>
+        log.error(
+          { problems: err instanceof ConfigError ? err.problems : undefined, err },
+          'reload on SIGHUP failed: keeping the old config',
+        ),
+    )
+  })
+  return -1
+}

@@ -1,0 +1,123 @@
+import type { Logger } from 'pino'
+import { request } from 'undici'
+import type { Instance } from '../routing/instance.js'
+import { nextHealth, type ProbeState, type Thresholds, unprobed } from './thresholds.js'
+
+export interface ProbeOptions {
+  path: string
+  intervalMs: number
+  timeoutMs: number
+  healthyThreshold: number
+  unhealthyThreshold: number
+}
+
+interface Probed {
+  instance: Instance
+  state: ProbeState
+  timer: NodeJS.Timeout | undefined
+  inFlight: boolean
+}
+
+/**
+ * Active health probes: one GET per instance every `intervalMs`, each
+ * instance on its own jittered timer so many instances never fire together.
+ * Probes use their own short-lived connections (not the data path's pool),
+ * so a probe never waits behind user traffic and user traffic never waits
+ * behind a probe.
+ */
+export class Prober {
+  readonly #probed = new Map<Instance, Probed>()
+  readonly #thresholds: Thresholds
+  #stopped = false
+  #firstRound: Promise<void> | undefined
+
+  constructor(
+    readonly opts: ProbeOptions,
+    readonly log: Logger,
+    /** Called after any instance's health flips. */
+    readonly onChange: (instance: Instance) => void,
+  ) {
+    this.#thresholds = { healthy: opts.healthyThreshold, unhealthy: opts.unhealthyThreshold }
+  }
+
+  /** Starts probing the instances not yet probed and stops those no longer listed. Resolves after their first probe. */
+  sync(instances: readonly Instance[]): Promise<void> {
+    const keep = new Set(instances)
+    for (const [inst, p] of this.#probed) {
+      if (!keep.has(inst)) {
+        clearTimeout(p.timer)
+        this.#probed.delete(inst)
+      }
+    }
+    const first: Promise<void>[] = []
+    for (const inst of instances) {
+      if (this.#probed.has(inst)) continue
+      const p: Probed = { instance: inst, state: unprobed(this.#thresholds), timer: undefined, inFlight: false }
+      inst.healthy = false
+      this.#probed.set(inst, p)
+      first.push(this.#probe(p))
+    }
+    const round = Promise.all(first).then(() => {})
+    this.#firstRound ??= round
+    return round
+  }
+
+  /** Resolves when the first probe round has finished (readyz waits on it). */
+  get firstRound(): Promise<void> {
+    return this.#firstRound ?? Promise.resolve()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    for (const p of this.#probed.values()) clearTimeout(p.timer)
+    this.#probed.clear()
+  }
+
+  async #probe(p: Probed): Promise<void> {
+    if (this.#stopped || p.inFlight) return
+    p.inFlight = true
+    const ok = await this.#check(p.instance)
+    p.inFlight = false
+    if (this.#stopped || this.#probed.get(p.instance) !== p) return
+    const before = p.state.healthy
+    p.state = nextHealth(p.state, ok, this.#thresholds)
+    const inst = p.instance
+    const wasProbed = inst.probed
+    inst.probed = true
+    if (p.state.healthy !== before || !wasProbed) {
+      inst.healthy = p.state.healthy
+      if (p.state.healthy !== before) {
+        this.log.info(
+          { instance: inst.url, version: inst.version.name, healthy: inst.healthy },
+          `instance ${inst.healthy ? 'healthy' : 'unhealthy'}`,
+        )
+      }
+      this.onChange(inst)
+    }
+    this.#schedule(p)
+  }
+
+  #schedule(p: Probed): void {
+    // +-10% jitter spreads probes of many instances over the interval.
+    const jitter = this.opts.intervalMs * (0.9 + Math.random() * 0.2)
+    p.timer = setTimeout(() => void this.#probe(p), jitter)
+    p.timer.unref()
+  }
+
+  async #check(inst: Instance): Promise<boolean> {
+    try {
+      const res = await request(inst.url + this.opts.path, {
+        method: 'GET',
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        headers: { 'user-agent': 'sluice-health', connection: 'close' },
+        reset: true,
+      })
+      await res.body.dump()
+      return res.statusCode >= 200 && res.statusCode < 300
+    } catch {
+      return false
+    }
+  }
+}

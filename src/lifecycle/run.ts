@@ -1,0 +1,57 @@
+import type { Logger } from 'pino'
+import { TokenCheck } from '../admin/auth.js'
+import { coreRoutes } from '../admin/routes.js'
+import { AdminServer } from '../admin/server.js'
+import type { Config } from '../config/load.js'
+import type { StateStore } from '../state/store.js'
+import { Sluice } from './sluice.js'
+
+export interface Running {
+  readonly sluice: Sluice
+  readonly admin: AdminServer
+  readonly port: number
+  readonly adminPort: number
+  /** Graceful stop; a second call waits on the same stop. */
+  stop(): Promise<void>
+}
+
+export interface RunOptions {
+  log: Logger
+  store?: StateStore
+}
+
+/** Starts a proxy and its admin listener from a validated config: what `sluice serve` runs. */
+export async function runSluice(config: Config, opts: RunOptions): Promise<Running> {
+  const sluice = new Sluice(config, { log: opts.log, ...(opts.store ? { store: opts.store } : {}) })
+  const tokens = new TokenCheck(config.admin.tokens)
+  if (tokens.open) opts.log.warn('admin API has no token: /v1/* is open to anyone who can reach the admin listener')
+  const admin = new AdminServer(tokens, opts.log)
+  coreRoutes(admin, sluice)
+  let port: number
+  let adminPort: number
+  try {
+    ;({ port } = await sluice.start())
+    adminPort = await admin.listen(config.admin.host, config.admin.port)
+  } catch (err) {
+    await sluice.stop()
+    await admin.close()
+    throw err
+  }
+  opts.log.info({ port, adminPort, versions: config.versions.map((v) => v.name) }, 'listening')
+  let stopped: Promise<void> | undefined
+  return {
+    sluice,
+    admin,
+    port,
+    adminPort,
+    stop() {
+      stopped ??= (async () => {
+        opts.log.info('stopping')
+        await sluice.stop()
+        await admin.close()
+        opts.log.info('stopped')
+      })()
+      return stopped
+    },
+  }
+}

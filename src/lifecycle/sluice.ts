@@ -1,0 +1,412 @@
+import type { Logger } from 'pino'
+import type { Config } from '../config/load.js'
+import { loadConfigFile } from '../config/load.js'
+import { AdminError, ConfigError, type Problem } from '../errors.js'
+import { OutlierDetector } from '../health/outlier.js'
+import { Prober } from '../health/prober.js'
+import { Metrics } from '../metrics/metrics.js'
+import type { ForwardContext } from '../proxy/forward.js'
+import { ProxyListener } from '../proxy/listener.js'
+import { closePool, openPool, type PoolOptions, resetPool } from '../proxy/pools.js'
+import { Instance, Version } from '../routing/instance.js'
+import { RoutingTable } from '../routing/table.js'
+import { type ChangeMeta, Control } from '../state/control.js'
+import { type DesiredState, initialState } from '../state/desired.js'
+import { MemoryStore } from '../state/memory-store.js'
+import type { StateStore } from '../state/store.js'
+import { Outcomes } from './outcomes.js'
+
+export interface SluiceOptions {
+  log: Logger
+  /** Defaults to the in-process store. */
+  store?: StateStore
+}
+
+export type DrainTarget = { version: string } | { url: string }
+
+/** Extension points for later capabilities (WebSockets, mirroring, rollout) without the core importing them. */
+export interface SluiceHooks {
+  /** An instance stopped taking new work (drained, or its version drained). */
+  onDrain?(instance: Instance): void
+  /** After every routing table rebuild. */
+  onTable?(table: RoutingTable): void
+  /** Before the listeners close on a graceful stop. */
+  onStop?(): Promise<void> | void
+}
+
+const RAMP_REBUILD_MS = 250
+
+/**
+ * One proxy: versions and instances, the routing table, the data path, the
+ * control plane and the probes, with one lifecycle. Data flows one way:
+ * listener -> route -> instance pool; health, drains and the control plane
+ * feed the routing table from the side by rebuilding it.
+ */
+export class Sluice {
+  config: Config
+  readonly log: Logger
+  readonly versions: Version[] = []
+  readonly routing: { table: RoutingTable }
+  readonly metrics: Metrics
+  readonly outlier: OutlierDetector
+  readonly outcomes: Outcomes
+  readonly store: StateStore
+  readonly control: Control
+  readonly forwardContext: ForwardContext
+  readonly listener: ProxyListener
+  readonly hooks: SluiceHooks[] = []
+  prober: Prober | undefined
+  #nextVersionIndex = 0
+  #state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new'
+  #stopped: Promise<void> | undefined
+  #ready = false
+  #rampTimer: NodeJS.Timeout | undefined
+  #analysisTimer: NodeJS.Timeout | undefined
+  readonly #drainTimers = new Map<Instance, NodeJS.Timeout>()
+  #poolOptions: PoolOptions
+
+  constructor(config: Config, opts: SluiceOptions) {
+    this.config = config
+    this.log = opts.log
+    this.store = opts.store ?? new MemoryStore()
+    this.#poolOptions = poolOptions(config)
+    this.metrics = new Metrics({
+      versions: () => this.versions,
+      weights: () => this.desired.weights,
+      rollout: () => rolloutGauge(this.desired.rollout),
+      storeUp: () => (this.store.up ? 1 : 0),
+    })
+    this.outlier = new OutlierDetector(
+      config.outlier,
+      () => this.versions,
+      this.log,
+      () => this.rebuild(),
+    )
+    this.outcomes = new Outcomes(this.metrics, this.outlier, {
+      windowMs: config.analysis.windowMs,
+      sliceMs: config.analysis.intervalMs,
+      now: Date.now,
+    })
+    this.#syncVersions(config)
+    this.control = new Control(this.store, this.log, (s) => this.#applyDesired(s))
+    this.routing = { table: this.#buildTable(initialState(config.weights)) }
+    this.forwardContext = {
+      routing: this.routing,
+      sink: this.outcomes,
+      retries: config.retries.attempts,
+      headersTimeout: config.timeouts.upstreamMs,
+      bodyTimeout: config.timeouts.bodyIdleMs,
+      proto: 'http',
+      stopping: false,
+      accessLog: config.log.access ? accessLogger(this.log) : undefined,
+    }
+    this.listener = new ProxyListener(this.forwardContext, { clientIdleMs: config.timeouts.clientIdleMs })
+  }
+
+  /** The desired state as this proxy knows it. */
+  get desired(): DesiredState {
+    return this.store.current()
+  }
+
+  get ready(): boolean {
+    return this.#ready && this.#state === 'running'
+  }
+
+  get status(): string {
+    return this.#state
+  }
+
+  async start(): Promise<{ port: number }> {
+    if (this.#state !== 'new') throw new Error(`cannot start a proxy that is ${this.#state}`)
+    this.#state = 'starting'
+    const state = await this.store.init(initialState(this.config.weights))
+    this.#applyDesired(state)
+    if (this.config.health) {
+      this.prober = new Prober(this.config.health, this.log, () => this.rebuild())
+      void this.prober.sync(this.#allInstances()).then(() => {
+        this.#ready = true
+      })
+    } else {
+      this.#ready = true
+    }
+    this.#analysisTimer = setInterval(() => this.outcomes.tick(Date.now()), this.config.analysis.intervalMs)
+    this.#analysisTimer.unref()
+    const port = await this.listener.listen(this.config.listen.host, this.config.listen.port)
+    this.#state = 'running'
+    return { port }
+  }
+
+  /** Graceful stop: readyz 503, no new connections, in-flight work finishes within drain.timeoutMs. */
+  stop(): Promise<void> {
+    if (this.#stopped) return this.#stopped
+    this.#state = 'stopping'
+    this.#stopped = (async () => {
+      const timeoutMs = this.config.drain.timeoutMs
+      await Promise.all(this.hooks.map((h) => h.onStop?.()))
+      await this.listener.close(timeoutMs)
+      this.prober?.stop()
+      this.outlier.stop()
+      clearInterval(this.#analysisTimer)
+      clearTimeout(this.#rampTimer)
+      for (const t of this.#drainTimers.values()) clearTimeout(t)
+      await Promise.all(this.#allInstances().map((i) => closePool(i)))
+      await this.store.close()
+      this.#state = 'stopped'
+    })()
+    return this.#stopped
+  }
+
+  // ---- control plane: every change goes through `control.change` ----
+
+  setWeights(weights: Record<string, number>, meta: ChangeMeta): Promise<DesiredState> {
+    const problems = this.weightProblems(weights)
+    if (problems.length > 0) {
+      const p = problems[0]!
+      return Promise.reject(new AdminError(400, 'SLUICE_INVALID_WEIGHTS', p.message, p.path))
+    }
+    return this.control.change('weights', meta, (s) => {
+      const before = s.weights
+      const after: Record<string, number> = {}
+      for (const v of this.versions) after[v.name] = weights[v.name] ?? 0
+      return { next: { ...s, weights: after }, before, after }
+    })
+  }
+
+  weightProblems(weights: Record<string, number>): Problem[] {
+    const problems: Problem[] = []
+    let sum = 0
+    for (const [name, w] of Object.entries(weights)) {
+      if (!this.versions.some((v) => v.name === name))
+        problems.push({ path: name, message: `unknown version "${name}"` })
+      if (!Number.isInteger(w) || w < 0 || w > 100) problems.push({ path: name, message: 'must be an integer 0..100' })
+      sum += w
+    }
+    if (problems.length === 0 && sum !== 100)
+      problems.push({ path: '', message: `weights must sum to 100, not ${sum}` })
+    return problems
+  }
+
+  drain(target: DrainTarget, draining: boolean, meta: ChangeMeta): Promise<DesiredState> {
+    const key = 'version' in target ? 'versions' : 'instances'
+    const name = 'version' in target ? target.version : normalizeUrl(target.url)
+    const known =
+      'version' in target
+        ? this.versions.some((v) => v.name === name)
+        : this.#allInstances().some((i) => i.url === name)
+    if (!known) {
+      const what = 'version' in target ? `version "${name}"` : `instance "${name}"`
+      return Promise.reject(
+        new AdminError(404, 'SLUICE_UNKNOWN_TARGET', `unknown ${what}`, 'version' in target ? 'version' : 'url'),
+      )
+    }
+    return this.control.change(draining ? 'drain' : 'undrain', meta, (s) => {
+      const list = s.drained[key]
+      const before = { [key === 'versions' ? 'version' : 'url']: name, draining: list.includes(name) }
+      const nextList = draining ? [...new Set([...list, name])] : list.filter((n) => n !== name)
+      return {
+        next: { ...s, drained: { ...s.drained, [key]: nextList } },
+        before,
+        after: { ...before, draining },
+      }
+    })
+  }
+
+  /** Re-reads the config file; the old config stays on any problem. */
+  async reload(meta: ChangeMeta): Promise<DesiredState> {
+    const source = this.config.source
+    if (source === undefined) {
+      throw new AdminError(400, 'SLUICE_NO_CONFIG_FILE', 'this proxy was started without a config file')
+    }
+    const next = await loadConfigFile(source)
+    const problems = reloadProblems(this.config, next)
+    if (problems.length > 0) throw new ConfigError(problems)
+    const prev = this.config
+    const fileWeightsChanged = JSON.stringify(prev.weights) !== JSON.stringify(next.weights)
+    this.config = next
+    this.#poolOptions = poolOptions(next)
+    this.#syncVersions(next)
+    if (this.prober) void this.prober.sync(this.#allInstances())
+    const names = new Set(next.versions.map((v) => v.name))
+    return this.control.change('reload', meta, (s) => {
+      const keepRuntime = !fileWeightsChanged && Object.keys(s.weights).every((n) => names.has(n))
+      const weights: Record<string, number> = {}
+      for (const v of next.versions)
+        weights[v.name] = keepRuntime ? (s.weights[v.name] ?? 0) : (next.weights[v.name] ?? 0)
+      const instances = new Set(this.#allInstances().map((i) => i.url))
+      return {
+        next: {
+          ...s,
+          weights,
+          drained: {
+            versions: s.drained.versions.filter((n) => names.has(n)),
+            instances: s.drained.instances.filter((u) => instances.has(u)),
+          },
+          configGeneration: s.configGeneration + 1,
+        },
+        before: { weights: s.weights, versions: summary(prev) },
+        after: { weights, versions: summary(next) },
+      }
+    })
+  }
+
+  // ---- runtime ----
+
+  /** Rebuilds the routing table from the desired state and the live facts. */
+  rebuild(): void {
+    if (this.#state === 'stopped') return
+    const table = this.#buildTable(this.desired)
+    this.routing.table = table
+    for (const h of this.hooks) h.onTable?.(table)
+    clearTimeout(this.#rampTimer)
+    if (table.ramping) {
+      this.#rampTimer = setTimeout(() => this.rebuild(), RAMP_REBUILD_MS)
+      this.#rampTimer.unref()
+    }
+  }
+
+  #buildTable(s: DesiredState): RoutingTable {
+    const mirror = s.mirror as { version?: string } | null
+    return new RoutingTable({
+      versions: this.versions,
+      weights: s.weights,
+      sticky: this.config.sticky.keys,
+      overrides: this.config.overrides,
+      shadowVersion: mirror?.version,
+      slowStartMs: this.config.health?.slowStartMs ?? 0,
+      now: Date.now(),
+      revision: s.revision,
+    })
+  }
+
+  #applyDesired(s: DesiredState): void {
+    const now = Date.now()
+    const drainedVersions = new Set(s.drained.versions)
+    const drainedInstances = new Set(s.drained.instances)
+    const newlyDrained: Instance[] = []
+    for (const v of this.versions) {
+      const versionDraining = drainedVersions.has(v.name)
+      for (const inst of v.instances) {
+        const before = inst.draining || v.draining
+        inst.draining = drainedInstances.has(inst.url)
+        const after = inst.draining || versionDraining
+        if (after && !before) newlyDrained.push(inst)
+        else if (!after && before) {
+          clearTimeout(this.#drainTimers.get(inst))
+          this.#drainTimers.delete(inst)
+          inst.usableSince = now
+        }
+      }
+      v.draining = versionDraining
+    }
+    if (this.#state !== 'new') this.rebuild()
+    for (const inst of newlyDrained) this.#startDrain(inst)
+  }
+
+  /** New work already avoids it; what is still in flight after drain.timeoutMs is cancelled. */
+  #startDrain(inst: Instance): void {
+    const t = setTimeout(() => {
+      this.#drainTimers.delete(inst)
+      if (inst.inflight > 0) {
+        this.log.warn({ instance: inst.url, inflight: inst.inflight }, 'drain timeout: cancelling in-flight requests')
+        void resetPool(inst, this.#poolOptions, new Error('drain timeout'))
+      }
+    }, this.config.drain.timeoutMs)
+    t.unref()
+    this.#drainTimers.set(inst, t)
+    for (const h of this.hooks) h.onDrain?.(inst)
+  }
+
+  #syncVersions(config: Config): void {
+    const wanted = new Map(config.versions.map((v) => [v.name, v.instances]))
+    for (let i = this.versions.length - 1; i >= 0; i--) {
+      const v = this.versions[i]!
+      if (!wanted.has(v.name)) {
+        this.versions.splice(i, 1)
+        for (const inst of v.instances) void closePool(inst)
+      }
+    }
+    for (const vc of config.versions) {
+      let v = this.versions.find((x) => x.name === vc.name)
+      if (!v) {
+        v = new Version(vc.name, this.#nextVersionIndex++)
+        this.versions.push(v)
+      }
+      const urls = new Set(vc.instances)
+      for (let i = v.instances.length - 1; i >= 0; i--) {
+        const inst = v.instances[i]!
+        if (!urls.has(inst.url)) {
+          v.instances.splice(i, 1)
+          void closePool(inst)
+        }
+      }
+      for (const url of vc.instances) {
+        if (v.instances.some((i) => i.url === url)) continue
+        const inst = new Instance(url, v, config.health === undefined)
+        if (config.health === undefined) inst.probed = true
+        openPool(inst, this.#poolOptions)
+        v.instances.push(inst)
+      }
+    }
+    // Declared order is the config's order.
+    this.versions.sort(
+      (a, b) =>
+        config.versions.findIndex((v) => v.name === a.name) - config.versions.findIndex((v) => v.name === b.name),
+    )
+  }
+
+  #allInstances(): Instance[] {
+    return this.versions.flatMap((v) => v.instances)
+  }
+
+  findVersion(name: string): Version | undefined {
+    return this.versions.find((v) => v.name === name)
+  }
+}
+
+function poolOptions(c: Config): PoolOptions {
+  return { connectMs: c.timeouts.connectMs, upstreamMs: c.timeouts.upstreamMs, bodyIdleMs: c.timeouts.bodyIdleMs }
+}
+
+function normalizeUrl(url: string): string {
+  try {
+    return new URL(url).origin
+  } catch {
+    return url
+  }
+}
+
+function summary(c: Config): Record<string, readonly string[]> {
+  return Object.fromEntries(c.versions.map((v) => [v.name, v.instances]))
+}
+
+/** What a reload cannot change without a restart. */
+function reloadProblems(prev: Config, next: Config): Problem[] {
+  const out: Problem[] = []
+  if (prev.listen.host !== next.listen.host || prev.listen.port !== next.listen.port)
+    out.push({ path: 'listen', message: 'cannot change on reload (restart the proxy)' })
+  if (prev.admin.host !== next.admin.host || prev.admin.port !== next.admin.port)
+    out.push({ path: 'admin', message: 'host and port cannot change on reload (restart the proxy)' })
+  if (JSON.stringify(prev.redis) !== JSON.stringify(next.redis))
+    out.push({ path: 'redis', message: 'cannot change on reload (restart the proxy)' })
+  return out
+}
+
+function rolloutGauge(r: Record<string, unknown> | null): { canary: string; step: number } | undefined {
+  if (!r || typeof r.canary !== 'string' || typeof r.step !== 'number') return undefined
+  return { canary: r.canary, step: r.step }
+}
+
+function accessLogger(log: Logger) {
+  const access = log.child({ log: 'access' })
+  return (req: import('node:http').IncomingMessage, status: number, ms: number, instance: Instance | undefined) => {
+    access.info({
+      method: req.method,
+      path: req.url,
+      status,
+      ms: Math.round(ms * 1000) / 1000,
+      version: instance?.version.name,
+      instance: instance?.url,
+      client: req.socket.remoteAddress,
+    })
+  }
+}

@@ -1,0 +1,45 @@
+import { Pool } from 'undici'
+import type { Instance } from '../routing/instance.js'
+
+export interface PoolOptions {
+  connectMs: number
+  upstreamMs: number
+  bodyIdleMs: number
+}
+
+/**
+ * One keep-alive connection pool per instance. Idle upstream connections are
+ * closed before the typical upstream keep-alive timeout (Node's default is
+ * 5 s) so a request is rarely written to a socket the upstream is closing;
+ * undici also honours an upstream's `Keep-Alive: timeout=` hint.
+ */
+export function openPool(instance: Instance, opts: PoolOptions): Pool {
+  const pool = new Pool(instance.url, {
+    connect: { timeout: opts.connectMs, noDelay: true },
+    headersTimeout: opts.upstreamMs,
+    bodyTimeout: opts.bodyIdleMs,
+    keepAliveTimeout: 4_000,
+    keepAliveMaxTimeout: 60_000,
+    keepAliveTimeoutThreshold: 1_000,
+    pipelining: 1,
+  })
+  // A pool error is also delivered to each request's handler; this only keeps
+  // an unhandled 'error' from ever reaching the process.
+  pool.on('connectionError', () => {})
+  instance.pool = pool
+  return pool
+}
+
+/** Lets in-flight requests finish, then closes the connections. */
+export async function closePool(instance: Instance): Promise<void> {
+  const pool = instance.pool
+  instance.pool = undefined
+  if (pool && !pool.closed && !pool.destroyed) await pool.close().catch(() => {})
+}
+
+/** Cancels whatever is still in flight (drain timeout) and opens a fresh pool. */
+export async function resetPool(instance: Instance, opts: PoolOptions, reason: Error): Promise<void> {
+  const old = instance.pool
+  openPool(instance, opts)
+  if (old && !old.destroyed) await old.destroy(reason).catch(() => {})
+}

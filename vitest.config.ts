@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Integration tests run real servers under load: one file at a time keeps
+    // them from competing for the 2 cores CI has.
+    fileParallelism: false,
+    testTimeout: 60_000,
+    hookTimeout: 30_000,
+    reporters: ['default'],
+  },
+})
