@@ -1,13 +1,16 @@
 /** `--config FILE` (or `--config=FILE`, `-c FILE`) from a command's arguments; undefined when absent. */
 export function configPath(args: readonly string[]): string | undefined | Error {
+  let path: string | undefined
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!
     if (a === '--config' || a === '-c') {
-      const v = args[i + 1]
-      return v === undefined ? new Error(`${a} needs a file`) : v
+      path = args[++i]
+      if (path === undefined) return new Error(`${a} needs a file`)
+    } else if (a.startsWith('--config=')) {
+      path = a.slice('--config='.length)
+    } else {
+      return new Error(`unknown argument "${a}"`)
     }
-    if (a.startsWith('--config=')) return a.slice('--config='.length)
-    return new Error(`unknown argument "${a}"`)
   }
-  return undefined
+  return path
 }
