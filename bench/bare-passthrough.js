@@ -1,0 +1,32 @@
+// The floor any Node reverse proxy pays: node:http server, one undici Pool,
+// request and response headers passed (hop-by-hop ones dropped), the response
+// body streamed back. No routing, no metrics, no retries.
+//   node bench/bare-passthrough.js http://127.0.0.1:PORT
+import { createServer } from 'node:http'
+import { Pool } from 'undici'
+
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'])
+const pool = new Pool(process.argv[2], { pipelining: 1, keepAliveTimeout: 4_000, connect: { noDelay: true } })
+
+const server = createServer((req, res) => {
+  const headers = []
+  const raw = req.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) if (!HOP.has(raw[i].toLowerCase())) headers.push(raw[i], raw[i + 1])
+  const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+  pool.stream(
+    { path: req.url, method: req.method, headers, body: hasBody ? req : null, opaque: res },
+    ({ statusCode, headers, opaque }) => {
+      for (const name of HOP) delete headers[name]
+      opaque.writeHead(statusCode, headers)
+      return opaque
+    },
+    (err) => {
+      if (!err) return
+      if (res.headersSent) res.destroy(err)
+      else res.writeHead(502).end()
+    },
+  )
+})
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`${JSON.stringify({ msg: 'listening', port: server.address().port })}\n`)
+})

@@ -1,0 +1,74 @@
+// Shared pieces of the end-to-end benches: flags, child processes that announce
+// their ports with a JSON "listening" line on stdout, medians, machine facts.
+import { spawn } from 'node:child_process'
+import { cpus, loadavg, totalmem } from 'node:os'
+import { createInterface } from 'node:readline'
+
+/** `--name value` from an argv list, or the fallback. */
+export function flag(args, name, fallback) {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback
+}
+
+export function hasFlag(args, name) {
+  return args.includes(`--${name}`)
+}
+
+/**
+ * Runs `node ...args` and resolves with the first stdout JSON line whose msg
+ * is "listening" (the same line `sluice serve` logs). Later stdout is drained
+ * so a chatty child never blocks on a full pipe.
+ */
+export function startChild(label, args, { execArgv = [], timeoutMs = 15_000 } = {}) {
+  const proc = spawn(process.execPath, [...execArgv, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${label}: no "listening" line within ${timeoutMs} ms`)), timeoutMs)
+    exited.then(({ code, signal }) => reject(new Error(`${label} exited early (code ${code}, signal ${signal})`)))
+    createInterface({ input: proc.stdout }).on('line', (line) => {
+      let msg
+      try {
+        msg = JSON.parse(line)
+      } catch {
+        return
+      }
+      if (msg?.msg !== 'listening') return
+      clearTimeout(timer)
+      resolve(msg)
+    })
+  })
+  return {
+    label,
+    proc,
+    ready,
+    /** SIGTERM, then SIGKILL if it has not exited after graceMs. */
+    async stop(graceMs = 10_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited
+      proc.kill('SIGTERM')
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs)
+      const result = await exited
+      clearTimeout(timer)
+      return result
+    },
+  }
+}
+
+export function median(values) {
+  const s = [...values].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+}
+
+/** What a result is only comparable with: printed and stored with every run. */
+export function machine() {
+  const cpu = cpus()
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpu: cpu[0]?.model?.trim() ?? 'unknown',
+    cores: cpu.length,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    loadavg: loadavg().map((x) => Number(x.toFixed(2))),
+  }
+}

@@ -1,0 +1,253 @@
+// End-to-end proxy bench (DESIGN.md "Benchmarks"): autocannon against
+//   upstream   the upstream directly (the ceiling),
+//   bare       a bare undici pass-through (bench/bare-passthrough.js, the floor any Node proxy pays),
+//   sluice     sluice, blue/green 90/10, sticky on x-user-id with a spread of keys,
+//   keyless    the same sluice process, requests without a sticky key,
+// in interleaved rounds (the order rotates each round), reporting medians and ratios.
+// Every target runs in its own process; autocannon runs here. All on 127.0.0.1, ephemeral ports.
+//   npm run bench -- --duration 5 --rounds 5 --connections 50
+// Other flags: --warmup S, --keys N, --body-bytes N, --targets upstream,bare,sluice,keyless,
+// --cpu-prof (profile the sluice process; top functions printed, .cpuprofile kept in bench/out/prof).
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { flag, hasFlag, machine, median, startChild } from './lib.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const outDir = join(root, 'bench', 'out')
+const args = process.argv.slice(2)
+const opts = {
+  duration: Number(flag(args, 'duration', '5')),
+  rounds: Number(flag(args, 'rounds', '5')),
+  warmup: Number(flag(args, 'warmup', '1')),
+  connections: Number(flag(args, 'connections', '50')),
+  pipelining: 1,
+  keys: Number(flag(args, 'keys', '1000')),
+  bodyBytes: Number(flag(args, 'body-bytes', '128')),
+  targets: flag(args, 'targets', 'upstream,bare,sluice,keyless').split(','),
+  cpuProf: hasFlag(args, 'cpu-prof'),
+}
+
+const LABELS = {
+  upstream: 'upstream direct',
+  bare: 'bare undici pass-through',
+  sluice: 'sluice 90/10, sticky x-user-id',
+  keyless: 'sluice 90/10, no sticky key',
+}
+for (const t of opts.targets)
+  if (!(t in LABELS)) throw new Error(`unknown target "${t}" (known: ${Object.keys(LABELS)})`)
+
+// Prebuilt requests (no setupRequest) so autocannon does not rebuild a request
+// per send: each connection cycles through every key.
+const keyed = Array.from({ length: opts.keys }, (_, i) => ({
+  method: 'GET',
+  path: '/api/items',
+  headers: { 'x-user-id': `user-${(i * 7919) % 100_003}` },
+}))
+const keyless = [{ method: 'GET', path: '/api/items' }]
+
+const info = machine()
+console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
+console.log(`load average before: ${info.loadavg.join(' ')}`)
+
+await mkdir(outDir, { recursive: true })
+const children = []
+const stopAll = () => Promise.all(children.map((c) => c.stop()))
+process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
+
+try {
+  const upstream = startChild('upstream', [
+    join(root, 'bench/upstream.js'),
+    'blue',
+    'green',
+    '--body-bytes',
+    `${opts.bodyBytes}`,
+  ])
+  children.push(upstream)
+  const { ports } = await upstream.ready
+  const blueUrl = `http://127.0.0.1:${ports.blue}`
+  const greenUrl = `http://127.0.0.1:${ports.green}`
+
+  const bare = startChild('bare', [join(root, 'bench/bare-passthrough.js'), blueUrl])
+  children.push(bare)
+
+  const configPath = join(outDir, 'sluice-bench.json')
+  await writeFile(configPath, JSON.stringify(sluiceConfig(blueUrl, greenUrl), null, 2))
+  const profDir = join(outDir, 'prof')
+  const sluice = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configPath], {
+    execArgv: opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
+  })
+  children.push(sluice)
+
+  const bareUrl = `http://127.0.0.1:${(await bare.ready).port}`
+  const sluiceUrl = `http://127.0.0.1:${(await sluice.ready).port}`
+  const split = await checkSplit(sluiceUrl)
+  console.log(
+    `sluice ready: green share over ${split.total} distinct keys ${(split.green * 100).toFixed(1)}% (want ~10%)`,
+  )
+
+  const urls = { upstream: blueUrl, bare: bareUrl, sluice: sluiceUrl, keyless: sluiceUrl }
+  const runs = []
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = opts.targets.map((_, i) => opts.targets[(i + round) % opts.targets.length])
+    for (const target of order) {
+      const requests = target === 'keyless' ? keyless : keyed
+      if (opts.warmup > 0) await load(urls[target], requests, opts.warmup)
+      const r = await load(urls[target], requests, opts.duration)
+      runs.push({ round, target, ...r })
+      console.log(
+        `round ${round + 1}/${opts.rounds} ${target.padEnd(8)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms` +
+          (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
+      )
+    }
+  }
+
+  const summary = {}
+  for (const t of opts.targets) {
+    const mine = runs.filter((r) => r.target === t)
+    summary[t] = {
+      rps: median(mine.map((r) => r.rps)),
+      rpsMin: Math.min(...mine.map((r) => r.rps)),
+      rpsMax: Math.max(...mine.map((r) => r.rps)),
+      p50: median(mine.map((r) => r.p50)),
+      p99: median(mine.map((r) => r.p99)),
+      non2xx: mine.reduce((n, r) => n + r.non2xx, 0),
+      errors: mine.reduce((n, r) => n + r.errors, 0),
+    }
+  }
+  const ratios = ratiosOf(summary)
+  const after = machine().loadavg
+  let profile
+  await stopAll()
+  if (opts.cpuProf) profile = await topFunctions(profDir)
+
+  const result = { machine: info, loadavgAfter: after, options: opts, split, runs, summary, ratios, profile }
+  const file = join(outDir, `proxy-${info.date.replace(/[:.]/g, '-')}.json`)
+  await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
+  console.log(`\nresults: ${file}\n`)
+  console.log(markdown(result))
+  if (profile) {
+    console.log('\nsluice process, top functions by self time:')
+    for (const f of profile.top) console.log(`${f.pct.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`)
+  }
+} finally {
+  await stopAll()
+}
+
+function sluiceConfig(blue, green) {
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0, token: 'bench-token' },
+    versions: { blue: { instances: [{ url: blue }] }, green: { instances: [{ url: green }] } },
+    weights: { blue: 90, green: 10 },
+    sticky: { keys: ['header:x-user-id'] },
+    // Probes on, as in a real deployment; their cost is noise next to the load.
+    health: { path: '/healthz', intervalMs: 2000 },
+    log: { level: 'info' },
+  }
+}
+
+/** Waits until sluice routes to both versions and measures the split over distinct keys. */
+async function checkSplit(url) {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const res = await fetch(url, { headers: { 'x-user-id': 'probe' } }).catch(() => undefined)
+    await res?.arrayBuffer()
+    if (res?.status === 200) break
+    if (Date.now() > deadline) throw new Error(`sluice never answered 200 (last status ${res?.status})`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  let green = 0
+  const total = 1000
+  for (let i = 0; i < total; i++) {
+    const res = await fetch(url, { headers: { 'x-user-id': `split-${i}` } })
+    await res.arrayBuffer()
+    if (res.headers.get('x-upstream') === 'green') green++
+  }
+  return { total, green: green / total }
+}
+
+async function load(url, requests, seconds) {
+  const r = await autocannon({
+    url,
+    connections: opts.connections,
+    pipelining: opts.pipelining,
+    duration: seconds,
+    requests,
+  })
+  return {
+    rps: r.requests.total / r.duration,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+  }
+}
+
+function ratiosOf(s) {
+  const ratio = (a, b, k) => (s[a] && s[b] ? s[a][k] / s[b][k] : undefined)
+  return {
+    sluiceOverBareRps: ratio('sluice', 'bare', 'rps'),
+    sluiceOverBareP99: ratio('sluice', 'bare', 'p99'),
+    sluiceOverUpstreamRps: ratio('sluice', 'upstream', 'rps'),
+    bareOverUpstreamRps: ratio('bare', 'upstream', 'rps'),
+    keylessOverBareRps: ratio('keyless', 'bare', 'rps'),
+    keylessOverBareP99: ratio('keyless', 'bare', 'p99'),
+  }
+}
+
+function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split }) {
+  const f2 = (x) => (x === undefined ? 'n/a' : x.toFixed(2))
+  const lines = [
+    `### ${m.date.slice(0, 10)}: ${m.cpu}, ${m.cores} cores, Node ${m.node}`,
+    '',
+    `${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
+      `pipelining ${o.pipelining}, GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys; ` +
+      `green share measured ${(split.green * 100).toFixed(1)}%. Load average before ${m.loadavg.join(' ')}, after ${loadavgAfter.join(' ')}.`,
+    '',
+    '| target | req/s (median) | req/s (min-max) | p50 ms | p99 ms | non-2xx + errors | req/s vs bare | p99 vs bare |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ]
+  const bare = summary.bare
+  for (const [t, s] of Object.entries(summary)) {
+    lines.push(
+      `| ${LABELS[t]} | ${s.rps.toFixed(0)} | ${s.rpsMin.toFixed(0)}-${s.rpsMax.toFixed(0)} | ${s.p50} | ${s.p99} | ` +
+        `${s.non2xx + s.errors} | ${bare ? f2(s.rps / bare.rps) : 'n/a'} | ${bare ? f2(s.p99 / bare.p99) : 'n/a'} |`,
+    )
+  }
+  const meets = ratios.sluiceOverBareRps >= 0.85 && ratios.sluiceOverBareP99 <= 1.3
+  lines.push(
+    '',
+    `- sluice / bare: req/s ${f2(ratios.sluiceOverBareRps)} (target >= 0.85), p99 ${f2(ratios.sluiceOverBareP99)} (target <= 1.3)` +
+      (ratios.sluiceOverBareRps === undefined ? '' : meets ? ': meets the target' : ': below the target'),
+    `- sluice / upstream: req/s ${f2(ratios.sluiceOverUpstreamRps)}; bare / upstream: req/s ${f2(ratios.bareOverUpstreamRps)}`,
+    `- sluice without a sticky key / bare: req/s ${f2(ratios.keylessOverBareRps)}, p99 ${f2(ratios.keylessOverBareP99)}`,
+  )
+  return lines.join('\n')
+}
+
+/** Self time per function from the .cpuprofile files written by --cpu-prof. */
+async function topFunctions(dir) {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort()
+  const file = files.at(-1)
+  if (file === undefined) return undefined
+  const prof = JSON.parse(await readFile(join(dir, file), 'utf8'))
+  const self = new Map()
+  let total = 0
+  for (const node of prof.nodes) {
+    const hits = node.hitCount ?? 0
+    total += hits
+    const { functionName, url, lineNumber } = node.callFrame
+    const key = `${functionName || '(anonymous)'}\t${url.replace(`file://${root}/`, '')}:${lineNumber + 1}`
+    self.set(key, (self.get(key) ?? 0) + hits)
+  }
+  const top = [...self.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 30)
+    .map(([key, hits]) => {
+      const [name, where] = key.split('\t')
+      return { name, where, pct: (hits / total) * 100 }
+    })
+  return { file: join(dir, file), samples: total, top }
+}

@@ -1,0 +1,26 @@
+// Bench upstream: one loopback HTTP server per name given on the command line,
+// all in this one process, answering every path with a fixed JSON body of
+// --body-bytes bytes (prebuilt, so the upstream costs the same for every target).
+//   node bench/upstream.js blue green --body-bytes 128
+// Prints {"msg":"listening","ports":{"blue":N,...}} on stdout once all listen.
+import { createServer } from 'node:http'
+import { flag } from './lib.js'
+
+const args = process.argv.slice(2)
+const bodyBytes = Number(flag(args, 'body-bytes', '128'))
+const names = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'))
+const ports = {}
+
+for (const name of names.length > 0 ? names : ['app']) {
+  const head = `{"version":"${name}","pad":"`
+  const body = Buffer.from(`${head}${'x'.repeat(Math.max(0, bodyBytes - head.length - 2))}"}`)
+  const headers = { 'content-type': 'application/json', 'content-length': body.length, 'x-upstream': name }
+  const server = createServer((req, res) => {
+    req.resume()
+    res.writeHead(200, headers)
+    res.end(body)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  ports[name] = server.address().port
+}
+process.stdout.write(`${JSON.stringify({ msg: 'listening', ports })}\n`)
