@@ -25,7 +25,6 @@ export interface TestUpstream {
  */
 export async function startUpstream(name: string, handler?: UpstreamHandler, port = 0): Promise<TestUpstream> {
   const sockets = new Set<Socket>()
-  let u: TestUpstream
   const server = createServer((req, res) => {
     if (req.url === '/healthz') {
       req.resume()
@@ -50,7 +49,7 @@ export async function startUpstream(name: string, handler?: UpstreamHandler, por
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
   const actualPort = (server.address() as AddressInfo).port
   const closed = new Promise<void>((resolve) => server.on('close', () => resolve()))
-  u = {
+  const u: TestUpstream = {
     name,
     url: `http://127.0.0.1:${actualPort}`,
     port: actualPort,
