@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# sluice: build with `docker build -t sluice .`, run with
+#   docker run --rm -p 8080:8080 -v "$PWD/my.yaml:/etc/sluice/sluice.yaml:ro" --stop-timeout 35 sluice
+# The proxy drains for up to drain.timeoutMs (30 s by default) on SIGTERM, so give
+# `docker stop` more than that. For the admin API to be reachable through the
+# published 9901, the config must set admin.host: 0.0.0.0 and an admin token.
+ARG NODE_VERSION=24
+
+FROM node:${NODE_VERSION}-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Scripts off: `prepare` compiles, and the sources are not here yet.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY . .
+RUN npm run build \
+ && mkdir -p config /out/etc-sluice \
+ && if [ -f config/blue-green.yaml ]; then cp config/blue-green.yaml /out/etc-sluice/sluice.yaml; fi
+
+FROM node:${NODE_VERSION}-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/config ./config
+# The default config, when the repository has one; mount your own over it.
+COPY --from=build /out/etc-sluice/ /etc/sluice/
+USER node
+EXPOSE 8080 9901
+# Liveness from the admin listener (inside the container, so 127.0.0.1 works);
+# slim images have no curl. SLUICE_ADMIN_PORT when the config moves the admin port.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.SLUICE_ADMIN_PORT || 9901}/healthz`, { signal: AbortSignal.timeout(2500) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "dist/cli/main.js", "serve", "--config", "/etc/sluice/sluice.yaml"]
