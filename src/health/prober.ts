@@ -16,6 +16,8 @@ interface Probed {
   state: ProbeState
   timer: NodeJS.Timeout | undefined
   inFlight: boolean
+  /** Whether becoming healthy starts slow start: not for the proxy's very first round, when no traffic flows yet. */
+  ramp: boolean
 }
 
 /**
@@ -36,6 +38,7 @@ export class Prober {
     readonly log: Logger,
     /** Called after any instance's health flips. */
     readonly onChange: (instance: Instance) => void,
+    readonly now: () => number = Date.now,
   ) {
     this.#thresholds = { healthy: opts.healthyThreshold, unhealthy: opts.unhealthyThreshold }
   }
@@ -50,9 +53,11 @@ export class Prober {
       }
     }
     const first: Promise<void>[] = []
+    // Instances of the first sync are the proxy's initial set: nothing to protect from a flood yet.
+    const ramp = this.#firstRound !== undefined
     for (const inst of instances) {
       if (this.#probed.has(inst)) continue
-      const p: Probed = { instance: inst, state: unprobed(this.#thresholds), timer: undefined, inFlight: false }
+      const p: Probed = { instance: inst, state: unprobed(this.#thresholds), timer: undefined, inFlight: false, ramp }
       inst.healthy = false
       this.#probed.set(inst, p)
       first.push(this.#probe(p))
@@ -86,6 +91,8 @@ export class Prober {
     inst.probed = true
     if (p.state.healthy !== before || !wasProbed) {
       inst.healthy = p.state.healthy
+      // New (added after start) and recovered instances ramp up from a small share (health.slowStartMs).
+      if (inst.healthy && p.ramp) inst.usableSince = this.now()
       if (p.state.healthy !== before) {
         this.log.info(
           { instance: inst.url, version: inst.version.name, healthy: inst.healthy },
@@ -94,6 +101,7 @@ export class Prober {
       }
       this.onChange(inst)
     }
+    p.ramp = true
     this.#schedule(p)
   }
 

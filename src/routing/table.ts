@@ -79,7 +79,7 @@ export class RoutingTable {
       return { version, weight: input.weights[version.name] ?? 0, usable, factors }
     })
     let live = this.routes.filter((r) => r.weight > 0 && r.usable.length > 0)
-    let liveWeights = live.map((r) => r.weight)
+    let liveWeights = live.map((r) => r.weight * versionRamp(r.factors))
     if (live.length === 0) {
       // Fail open onto usable zero-weight versions rather than answer 503.
       live = this.routes.filter((r) => r.usable.length > 0 && r.version.name !== input.shadowVersion)
@@ -87,7 +87,7 @@ export class RoutingTable {
     }
     this.#live = live
     this.#liveWeights = Float64Array.from(liveWeights)
-    this.#spread = smoothWeightedSequence(liveWeights)
+    this.#spread = smoothWeightedSequence(liveWeights.map(spreadWeight))
     this.#overrides = input.overrides.flatMap((o) => {
       const route = this.routes.find((r) => r.version.name === o.version)
       if (!route) return []
@@ -212,6 +212,23 @@ function slowStartFactor(inst: Instance, slowStartMs: number, now: number): numb
   if (slowStartMs <= 0 || inst.usableSince === 0) return 1
   const f = (now - inst.usableSince) / slowStartMs
   return f >= 1 ? 1 : Math.max(f, MIN_SLOW_START_FACTOR)
+}
+
+/**
+ * A version whose usable instances are all still ramping (it had none, or
+ * all just recovered) ramps its share too, so a cold canary is not flooded:
+ * weight x min(1, sum of factors). One warm instance keeps the full share.
+ * A growing share only ever moves sticky keys onto the version.
+ */
+function versionRamp(factors: Float64Array): number {
+  let sum = 0
+  for (let i = 0; i < factors.length; i++) sum += factors[i]!
+  return Math.min(sum, 1)
+}
+
+/** The round-robin sequence takes whole percents; a live version keeps at least one slot. */
+function spreadWeight(w: number): number {
+  return w < 1 ? 1 : Math.round(w)
 }
 
 /**
