@@ -1,0 +1,232 @@
+import { VERSION_NAME } from '../config/schema.js'
+
+/**
+ * The words of `sluice ctl`, parsed into a command without any I/O, so that
+ * every usage error (exit 2) is found before a request is sent.
+ */
+
+export type DrainTarget = { version: string } | { url: string }
+export type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort'
+export type OnBreach = 'pause' | 'rollback'
+
+export type CtlCommand =
+  | { verb: 'help' }
+  | { verb: 'state' }
+  | { verb: 'weights'; weights: Record<string, number> }
+  | { verb: 'drain' | 'undrain'; target: DrainTarget }
+  | { verb: 'reload' }
+  | { verb: 'audit' }
+  | { verb: 'rollout-start'; canary: string; baseline?: string; onBreach?: OnBreach; steps?: RolloutStep[] }
+  | { verb: 'rollout'; action: RolloutAction }
+  | { verb: 'rollout-status' }
+  | { verb: 'rollout-history' }
+  | { verb: 'mirror-start'; version: string; percent: number }
+  | { verb: 'mirror-stop' }
+  | { verb: 'mirror-mismatches' }
+
+export interface RolloutStep {
+  weight: number
+  holdMs?: number
+}
+
+export interface ParsedCtl {
+  command: CtlCommand
+  /** Print the API's JSON answer instead of a table. */
+  json: boolean
+}
+
+export type ParseResult = { ok: true; value: ParsedCtl } | { ok: false; message: string }
+
+export const CTL_USAGE = `usage: sluice ctl <command> [--json]
+
+  state                                  versions, weights, instances, rollout, analysis
+  weights <version>=<percent> ...        set the weights (integers summing to 100)
+  drain <version|url>                    stop new work to a version or an instance (http://...)
+  undrain <version|url>                  take it back into service
+  reload                                 re-read the config file
+  audit                                  recent changes: at, action, source, actor, before -> after, reason
+  rollout start <canary> [--baseline B] [--on-breach pause|rollback] [--steps W[:HOLDMS],...]
+  rollout pause|resume|promote|abort     control the active rollout (abort rolls back)
+  rollout status                         the active rollout
+  rollout history                        past and current rollouts with their reports
+  mirror start <version> <percent>       copy a share of eligible requests to a version
+  mirror stop                            stop mirroring
+  mirror mismatches                      recent differences between shadow and primary
+  help                                   this text
+
+  --json prints the admin API's JSON answer as it is.
+
+environment:
+  SLUICE_ADMIN_URL         admin API address (default http://127.0.0.1:9901)
+  SLUICE_ADMIN_TOKEN       bearer token for /v1/*
+  SLUICE_ADMIN_TIMEOUT_MS  how long to wait for an answer (default 10000)
+
+exit codes: 0 success, 1 the API answered an error or could not be reached, 2 usage error
+`
+
+const ROLLOUT_ACTIONS: readonly string[] = ['pause', 'resume', 'promote', 'abort']
+
+export function parseCtlArgs(argv: readonly string[]): ParseResult {
+  let json = false
+  const words: string[] = []
+  for (const a of argv) {
+    if (a === '--json') json = true
+    else if (a === '--help' || a === '-h') return ok({ verb: 'help' }, json)
+    else words.push(a)
+  }
+  const [verb, ...rest] = words
+  switch (verb) {
+    case undefined:
+      return fail('missing command')
+    case 'help':
+      return ok({ verb: 'help' }, json)
+    case 'state':
+    case 'reload':
+    case 'audit':
+      return noMore(rest, verb) ?? ok({ verb }, json)
+    case 'weights':
+      return map(parseWeights(rest), (weights) => ({ verb: 'weights', weights }), json)
+    case 'drain':
+    case 'undrain':
+      return map(parseTarget(verb, rest), (target) => ({ verb, target }), json)
+    case 'rollout':
+      return map(parseRollout(rest), (c) => c, json)
+    case 'mirror':
+      return map(parseMirror(rest), (c) => c, json)
+    default:
+      return fail(`unknown command "${verb}"`)
+  }
+}
+
+type Part<T> = { ok: true; value: T } | { ok: false; message: string }
+
+function parseWeights(args: readonly string[]): Part<Record<string, number>> {
+  if (args.length === 0) return fail('weights needs at least one <version>=<percent>')
+  const weights: Record<string, number> = {}
+  for (const a of args) {
+    const eq = a.indexOf('=')
+    const name = eq < 0 ? a : a.slice(0, eq)
+    const value = eq < 0 ? '' : a.slice(eq + 1)
+    if (eq < 0 || !VERSION_NAME.test(name)) return fail(`weights: "${a}" is not <version>=<percent>`)
+    const n = parsePercent(value)
+    if (n === undefined) return fail(`weights.${name}: "${value}" is not an integer from 0 to 100`)
+    if (Object.hasOwn(weights, name)) return fail(`weights.${name}: given twice`)
+    weights[name] = n
+  }
+  return { ok: true, value: weights }
+}
+
+function parseTarget(verb: string, args: readonly string[]): Part<DrainTarget> {
+  if (args.length !== 1) return fail(`${verb} needs one <version> or <url>`)
+  const a = args[0]!
+  // The contract's instances are http:// URLs; https:// is accepted so that a future TLS upstream is not refused here.
+  if (a.startsWith('http://') || a.startsWith('https://')) {
+    return URL.canParse(a) ? { ok: true, value: { url: a } } : fail(`${verb}: "${a}" is not a valid URL`)
+  }
+  return VERSION_NAME.test(a) ? { ok: true, value: { version: a } } : fail(`${verb}: "${a}" is not a version name`)
+}
+
+function parseRollout(args: readonly string[]): Part<CtlCommand> {
+  const [sub, ...rest] = args
+  if (sub === undefined) return fail('rollout needs start|pause|resume|promote|abort|status|history')
+  if (sub === 'start') return parseRolloutStart(rest)
+  if (ROLLOUT_ACTIONS.includes(sub))
+    return noMore(rest, `rollout ${sub}`) ?? { ok: true, value: { verb: 'rollout', action: sub as RolloutAction } }
+  if (sub === 'status') return noMore(rest, 'rollout status') ?? { ok: true, value: { verb: 'rollout-status' } }
+  if (sub === 'history') return noMore(rest, 'rollout history') ?? { ok: true, value: { verb: 'rollout-history' } }
+  return fail(`unknown rollout command "${sub}"`)
+}
+
+function parseRolloutStart(args: readonly string[]): Part<CtlCommand> {
+  let canary: string | undefined
+  const cmd: { baseline?: string; onBreach?: OnBreach; steps?: RolloutStep[] } = {}
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    if (!a.startsWith('--')) {
+      if (canary !== undefined) return fail(`rollout start: unexpected "${a}"`)
+      if (!VERSION_NAME.test(a)) return fail(`rollout start: "${a}" is not a version name`)
+      canary = a
+      continue
+    }
+    const eq = a.indexOf('=')
+    const flag = eq < 0 ? a : a.slice(0, eq)
+    const value = eq < 0 ? args[++i] : a.slice(eq + 1)
+    if (value === undefined) return fail(`rollout start: ${flag} needs a value`)
+    if (flag === '--baseline') {
+      if (!VERSION_NAME.test(value)) return fail(`rollout start: --baseline "${value}" is not a version name`)
+      cmd.baseline = value
+    } else if (flag === '--on-breach') {
+      if (value !== 'pause' && value !== 'rollback') return fail('rollout start: --on-breach must be pause or rollback')
+      cmd.onBreach = value
+    } else if (flag === '--steps') {
+      const steps = parseSteps(value)
+      if (!steps.ok) return steps
+      cmd.steps = steps.value
+    } else {
+      return fail(`rollout start: unknown option ${flag}`)
+    }
+  }
+  if (canary === undefined) return fail('rollout start needs a <canary> version')
+  return { ok: true, value: { verb: 'rollout-start', canary, ...cmd } }
+}
+
+/** `5:60000,25,100`: canary weights in order, each with an optional hold in ms. */
+function parseSteps(s: string): Part<RolloutStep[]> {
+  const steps: RolloutStep[] = []
+  for (const part of s.split(',')) {
+    const [w, hold, extra] = part.split(':')
+    const weight = parsePercent(w ?? '')
+    if (weight === undefined || extra !== undefined)
+      return fail(`rollout start: --steps "${part}" is not W or W:HOLDMS`)
+    if (hold === undefined) {
+      steps.push({ weight })
+      continue
+    }
+    const holdMs = parseNonNegativeInt(hold)
+    if (holdMs === undefined)
+      return fail(`rollout start: --steps "${part}" has a hold that is not a whole number of ms`)
+    steps.push({ weight, holdMs })
+  }
+  return { ok: true, value: steps }
+}
+
+function parseMirror(args: readonly string[]): Part<CtlCommand> {
+  const [sub, ...rest] = args
+  if (sub === 'stop') return noMore(rest, 'mirror stop') ?? { ok: true, value: { verb: 'mirror-stop' } }
+  if (sub === 'mismatches')
+    return noMore(rest, 'mirror mismatches') ?? { ok: true, value: { verb: 'mirror-mismatches' } }
+  if (sub !== 'start')
+    return fail(sub === undefined ? 'mirror needs start|stop|mismatches' : `unknown mirror command "${sub}"`)
+  if (rest.length !== 2) return fail('mirror start needs <version> <percent>')
+  const [version, p] = rest as [string, string]
+  if (!VERSION_NAME.test(version)) return fail(`mirror start: "${version}" is not a version name`)
+  const percent = parsePercent(p)
+  if (percent === undefined) return fail(`mirror start: "${p}" is not an integer from 0 to 100`)
+  return { ok: true, value: { verb: 'mirror-start', version, percent } }
+}
+
+function parsePercent(s: string): number | undefined {
+  const n = parseNonNegativeInt(s)
+  return n !== undefined && n <= 100 ? n : undefined
+}
+
+function parseNonNegativeInt(s: string): number | undefined {
+  if (!/^\d{1,15}$/.test(s)) return undefined
+  return Number(s)
+}
+
+function noMore(rest: readonly string[], what: string): { ok: false; message: string } | undefined {
+  return rest.length === 0 ? undefined : fail(`${what} takes no arguments, got "${rest.join(' ')}"`)
+}
+
+function map<T>(p: Part<T>, f: (v: T) => CtlCommand, json: boolean): ParseResult {
+  return p.ok ? ok(f(p.value), json) : p
+}
+
+function ok(command: CtlCommand, json: boolean): ParseResult {
+  return { ok: true, value: { command, json } }
+}
+
+function fail(message: string): { ok: false; message: string } {
+  return { ok: false, message }
+}

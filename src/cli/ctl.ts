@@ -1,0 +1,241 @@
+import { CTL_USAGE, type CtlCommand, type DrainTarget, parseCtlArgs } from './ctl-args.js'
+import {
+  asObj,
+  formatAudit,
+  formatMismatches,
+  formatRollout,
+  formatRolloutHistory,
+  formatState,
+  formatWeights,
+} from './ctl-format.js'
+
+/**
+ * `sluice ctl`: a thin client of the admin API. It sends one request per
+ * invocation and turns the answer into text; all the rules live in the proxy.
+ * Exit codes are for scripts: 0 success, 1 the API answered an error or could
+ * not be reached, 2 usage error.
+ */
+
+export interface CtlIo {
+  env: NodeJS.ProcessEnv
+  /** Receives whole lines, each ending in "\n" (like `process.stdout.write`). */
+  stdout: (s: string) => void
+  stderr: (s: string) => void
+  /** Wall clock for "hold left"; Date.now by default. */
+  now?: () => number
+}
+
+export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9901'
+const DEFAULT_TIMEOUT_MS = 10_000
+
+export interface AdminRequest {
+  method: 'GET' | 'PUT' | 'POST'
+  path: string
+  /** JSON-encoded when present; `null` is a body too (PUT /v1/mirror). */
+  body?: unknown
+}
+
+export async function runCtl(argv: string[], io: CtlIo): Promise<number> {
+  const parsed = parseCtlArgs(argv)
+  if (!parsed.ok) {
+    io.stderr(`error: ${parsed.message}\n\n${CTL_USAGE}`)
+    return 2
+  }
+  const { command, json } = parsed.value
+  if (command.verb === 'help') {
+    io.stdout(CTL_USAGE)
+    return 0
+  }
+  const target = adminTarget(io.env)
+  if (!target.ok) {
+    io.stderr(`error: ${target.message}\n\n${CTL_USAGE}`)
+    return 2
+  }
+  const req = requestFor(command)
+  let answer: Answer
+  try {
+    answer = await send(target.value, req)
+  } catch (err) {
+    io.stderr(`error: cannot reach admin API at ${target.value.url}: ${describeFailure(err)}\n`)
+    return 1
+  }
+  if (answer.status < 200 || answer.status > 299) {
+    io.stderr(formatApiError(answer.status, answer.body, answer.text, target.value.token !== undefined))
+    return 1
+  }
+  if (json)
+    io.stdout(answer.body === undefined ? ensureNewline(answer.text) : JSON.stringify(answer.body, null, 2) + '\n')
+  else io.stdout(render(command, answer.body, (io.now ?? Date.now)()))
+  return 0
+}
+
+/** The one admin API call a command makes. */
+export function requestFor(c: Exclude<CtlCommand, { verb: 'help' }>): AdminRequest {
+  switch (c.verb) {
+    case 'state':
+    case 'rollout-status':
+      return { method: 'GET', path: '/v1/state' }
+    case 'weights':
+      return { method: 'PUT', path: '/v1/weights', body: c.weights }
+    case 'drain':
+    case 'undrain':
+      return { method: 'POST', path: `/v1/${c.verb}`, body: c.target }
+    case 'reload':
+      return { method: 'POST', path: '/v1/reload' }
+    case 'audit':
+      return { method: 'GET', path: '/v1/audit' }
+    case 'rollout-start': {
+      const body: Record<string, unknown> = { canary: c.canary }
+      if (c.baseline !== undefined) body['baseline'] = c.baseline
+      if (c.onBreach !== undefined) body['onBreach'] = c.onBreach
+      if (c.steps !== undefined) body['steps'] = c.steps
+      return { method: 'POST', path: '/v1/rollout', body }
+    }
+    case 'rollout':
+      return { method: 'POST', path: `/v1/rollout/${c.action}` }
+    case 'rollout-history':
+      return { method: 'GET', path: '/v1/rollouts' }
+    case 'mirror-start':
+      return { method: 'PUT', path: '/v1/mirror', body: { version: c.version, percent: c.percent } }
+    case 'mirror-stop':
+      return { method: 'PUT', path: '/v1/mirror', body: null }
+    case 'mirror-mismatches':
+      return { method: 'GET', path: '/v1/mirror/mismatches' }
+  }
+}
+
+/** `error: CODE: message (path)`, then the problems of a rejected reload, one per line. */
+export function formatApiError(status: number, body: unknown, text: string, tokenSet: boolean): string {
+  const e = asObj(asObj(body)?.['error'])
+  let out: string
+  if (e && typeof e['code'] === 'string') {
+    const path = typeof e['path'] === 'string' && e['path'] !== '' ? ` (${e['path']})` : ''
+    out = `error: ${e['code']}: ${String(e['message'] ?? '')}${path}\n`
+    const problems = Array.isArray(e['problems']) ? e['problems'] : []
+    for (const p of problems) {
+      const o = asObj(p)
+      if (o) out += `  ${o['path'] ? `${String(o['path'])}: ` : ''}${String(o['message'] ?? '')}\n`
+    }
+  } else {
+    const first = text.trim().split('\n')[0] ?? ''
+    out = `error: HTTP ${status}${first ? `: ${first}` : ''}\n`
+  }
+  if (status === 401 && !tokenSet) out += 'hint: SLUICE_ADMIN_TOKEN is not set\n'
+  return out
+}
+
+function render(c: Exclude<CtlCommand, { verb: 'help' }>, body: unknown, now: number): string {
+  switch (c.verb) {
+    case 'state':
+      return formatState(body, now)
+    case 'rollout-status':
+      return formatRollout(asObj(body)?.['rollout'], now)
+    case 'weights':
+      return `weights  ${formatWeights(asObj(body)?.['weights'] ?? c.weights)}\n`
+    case 'drain':
+      return `draining ${targetText(c.target)}; in-flight work finishes (watch it with: sluice ctl state)\n`
+    case 'undrain':
+      return `undrained ${targetText(c.target)}\n`
+    case 'reload':
+      return 'reloaded\n'
+    case 'audit':
+      return formatAudit(body)
+    case 'rollout-start':
+      return 'rollout started\n' + formatRollout(rolloutIn(body), now)
+    case 'rollout': {
+      const done = { pause: 'paused', resume: 'resumed', promote: 'promoted', abort: 'aborted' }[c.action]
+      const r = rolloutIn(body)
+      return `rollout ${done}\n` + (r ? formatRollout(r, now) : '')
+    }
+    case 'rollout-history':
+      return formatRolloutHistory(body)
+    case 'mirror-start':
+      return `mirroring ${c.percent}% of eligible requests to ${c.version}\n`
+    case 'mirror-stop':
+      return 'mirroring stopped\n'
+    case 'mirror-mismatches':
+      return formatMismatches(body)
+  }
+}
+
+/** The rollout controls may answer with the rollout itself or with the whole state. */
+function rolloutIn(body: unknown): unknown {
+  const o = asObj(body)
+  if (!o) return undefined
+  if (asObj(o['rollout'])) return o['rollout']
+  return typeof o['status'] === 'string' ? o : undefined
+}
+
+function targetText(t: DrainTarget): string {
+  return 'version' in t ? `version ${t.version}` : `instance ${t.url}`
+}
+
+interface AdminTarget {
+  url: string
+  token: string | undefined
+  timeoutMs: number
+}
+
+function adminTarget(env: NodeJS.ProcessEnv): { ok: true; value: AdminTarget } | { ok: false; message: string } {
+  const raw = env['SLUICE_ADMIN_URL'] || DEFAULT_ADMIN_URL
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    return { ok: false, message: `SLUICE_ADMIN_URL "${raw}" is not a valid URL` }
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    return { ok: false, message: `SLUICE_ADMIN_URL "${raw}" must be an http:// or https:// URL` }
+  }
+  const t = env['SLUICE_ADMIN_TIMEOUT_MS']
+  const timeoutMs = t ? Number(t) : DEFAULT_TIMEOUT_MS
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
+    return { ok: false, message: `SLUICE_ADMIN_TIMEOUT_MS "${t}" is not a positive whole number of ms` }
+  }
+  // A path prefix is kept so that an admin API behind another proxy (https://host/sluice) works.
+  const url = raw.replace(/\/+$/, '')
+  return { ok: true, value: { url, token: env['SLUICE_ADMIN_TOKEN'] || undefined, timeoutMs } }
+}
+
+interface Answer {
+  status: number
+  /** Parsed JSON, or undefined when the body is empty or not JSON. */
+  body: unknown
+  text: string
+}
+
+async function send(target: AdminTarget, req: AdminRequest): Promise<Answer> {
+  const headers: Record<string, string> = { accept: 'application/json' }
+  if (target.token !== undefined) headers['authorization'] = `Bearer ${target.token}`
+  const init: RequestInit = { method: req.method, headers, signal: AbortSignal.timeout(target.timeoutMs) }
+  if ('body' in req) {
+    headers['content-type'] = 'application/json'
+    init.body = JSON.stringify(req.body)
+  }
+  const res = await fetch(target.url + req.path, init)
+  const text = await res.text()
+  let body: unknown
+  try {
+    body = text === '' ? undefined : JSON.parse(text)
+  } catch {
+    body = undefined
+  }
+  return { status: res.status, body, text }
+}
+
+/** fetch hides the socket error under `cause` (an AggregateError when every address failed). */
+function describeFailure(err: unknown): string {
+  let e: unknown = err
+  while (e instanceof Error && e.message === 'fetch failed' && e.cause !== undefined) e = e.cause
+  if (e instanceof AggregateError && e.errors.length > 0) e = e.errors[0]
+  if (e instanceof Error) {
+    if (e.name === 'TimeoutError') return 'no answer in time (SLUICE_ADMIN_TIMEOUT_MS)'
+    const code = (e as { code?: unknown }).code
+    return e.message || (typeof code === 'string' ? code : e.name)
+  }
+  return String(e)
+}
+
+function ensureNewline(s: string): string {
+  return s.endsWith('\n') || s === '' ? s : s + '\n'
+}
