@@ -1,14 +1,18 @@
 import type { Logger } from 'pino'
 import { TokenCheck } from '../admin/auth.js'
+import { rolloutRoutes } from '../admin/rollout-routes.js'
 import { coreRoutes } from '../admin/routes.js'
 import { AdminServer } from '../admin/server.js'
 import type { Config } from '../config/load.js'
+import { RolloutDriver } from '../rollout/driver.js'
 import type { StateStore } from '../state/store.js'
 import { Sluice } from './sluice.js'
 
 export interface Running {
   readonly sluice: Sluice
   readonly admin: AdminServer
+  /** Runs rollouts; the mirroring data path feeds it `feedMirrorFigures`. */
+  readonly rollout: RolloutDriver
   readonly port: number
   readonly adminPort: number
   /** Graceful stop; a second call waits on the same stop. */
@@ -27,11 +31,14 @@ export async function runSluice(config: Config, opts: RunOptions): Promise<Runni
   if (tokens.open) opts.log.warn('admin API has no token: /v1/* is open to anyone who can reach the admin listener')
   const admin = new AdminServer(tokens, opts.log)
   coreRoutes(admin, sluice)
+  const rollout = new RolloutDriver(sluice)
+  rolloutRoutes(admin, sluice, rollout)
   let port: number
   let adminPort: number
   try {
     ;({ port } = await sluice.start())
     adminPort = await admin.listen(config.admin.host, config.admin.port)
+    await rollout.start()
   } catch (err) {
     await sluice.stop()
     await admin.close()
@@ -42,6 +49,7 @@ export async function runSluice(config: Config, opts: RunOptions): Promise<Runni
   return {
     sluice,
     admin,
+    rollout,
     port,
     adminPort,
     stop() {

@@ -1,0 +1,318 @@
+import type { SliceSnapshot } from '../analysis/slices.js'
+import type { Verdict } from '../analysis/verdict.js'
+import { mirrorSchema } from '../config/schema.js'
+import { RolloutInvalidError } from '../errors.js'
+import type { Sluice } from '../lifecycle/sluice.js'
+import type { Version } from '../routing/instance.js'
+import type { ChangeSource, DesiredState } from '../state/desired.js'
+import type { RolloutRecord } from '../state/store.js'
+import { feedFigures, type RolloutFigures, startFigures } from './rollout-figures.js'
+import { type MirrorFigures, type RolloutEvent, type RolloutTransition, transition } from './rollout-machine.js'
+import { buildReport, type RolloutReport } from './rollout-report.js'
+import { idleRollout, isActive, type OnBreach, type RolloutState, type RolloutStep } from './rollout-state.js'
+import { rolloutVerdict } from './rollout-verdict.js'
+
+/** What an operator asks for; missing fields come from the config's `rollout`. */
+export interface RolloutSpec {
+  canary?: string
+  baseline?: string
+  steps?: readonly RolloutStep[]
+  onBreach?: OnBreach
+}
+
+export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort'
+
+export interface RolloutDriverOptions {
+  /** Clock of the rollout's holds and times; the windows keep their own. */
+  now?: () => number
+  /**
+   * The slices a version is judged on. This proxy's own window by default;
+   * several proxies sharing a store will pass the slices merged over all.
+   */
+  slices?: (version: Version) => SliceSnapshot[] | Promise<SliceSnapshot[]>
+}
+
+/** One archived rollout: its report plus the raw totals a later driver carries on from. */
+type StoredRecord = RolloutReport & { totals?: RolloutFigures }
+
+/** Thrown inside a change plan when the rollout moved since the transition was computed. */
+class StaleRollout extends Error {}
+
+const MAX_STALE_RETRIES = 4
+const HISTORY_LIMIT = 50
+
+/**
+ * Runs rollouts on a live proxy: once per `analysis.intervalMs` it judges
+ * the canary against its baseline on the newest window figures, feeds the
+ * verdict to the pure state machine and applies whatever the machine wants
+ * (weights, mirroring, the rollout state) through `control.change`, the one
+ * path every operator change takes. Rollout state and weights move in one
+ * commit, so the audit entry carries the reason with the weights before and
+ * after, and a peer never sees one without the other. Operator commands
+ * (start, pause, resume, promote, abort) go through the same function.
+ *
+ * A transition is computed on the state as read, then committed only if the
+ * stored rollout has the same revision (else it is recomputed): a verdict
+ * computed before an operator's pause can never undo the pause.
+ */
+export class RolloutDriver {
+  readonly #s: Sluice
+  readonly #now: () => number
+  readonly #slices: (version: Version) => SliceSnapshot[] | Promise<SliceSnapshot[]>
+  #timer: NodeJS.Timeout | undefined
+  #ticking: Promise<void> | undefined
+  #stopped = false
+  /** Totals of the rollout this driver follows, by its id. */
+  #figures: { id: string; figures: RolloutFigures } | undefined
+  #saves: Promise<void> = Promise.resolve()
+
+  constructor(sluice: Sluice, opts: RolloutDriverOptions = {}) {
+    this.#s = sluice
+    this.#now = opts.now ?? Date.now
+    this.#slices = opts.slices ?? ((v) => sluice.outcomes.window(v).exportSlices())
+    sluice.hooks.push({ onStop: () => this.stop() })
+  }
+
+  /** The stored rollout state (idle when none ever ran). */
+  get state(): RolloutState {
+    return rolloutOf(this.#s.desired)
+  }
+
+  /** Starts the periodic verdicts, and the config's rollout when `rollout.autoStart` asks for it. */
+  async start(): Promise<void> {
+    if (this.#stopped || this.#timer) return
+    this.#schedule()
+    const r = this.#s.config.rollout
+    const cur = this.state
+    // A shared store may already hold this rollout (another proxy started it,
+    // or it ended before this proxy restarted): never start it twice.
+    const ranBefore = cur.canary === r?.canary && cur.baseline === r?.baseline
+    if (r?.autoStart && !isActive(cur) && !ranBefore) {
+      try {
+        await this.begin({}, { source: 'rollout', actor: null })
+      } catch (err) {
+        this.#s.log.error({ err }, 'rollout.autoStart failed')
+      }
+    }
+  }
+
+  /** Stops the timer; waits for a verdict being applied. Safe to call twice. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    await this.#ticking
+    await this.#saves
+  }
+
+  /** Starts a rollout. RolloutConflictError (409) while one is active, RolloutInvalidError (400) for a bad spec. */
+  async begin(spec: RolloutSpec, who: { source?: 'admin' | 'rollout'; actor: string | null }): Promise<RolloutState> {
+    const c = this.#s.config.rollout
+    const canary = spec.canary ?? c?.canary
+    const baseline = spec.baseline ?? c?.baseline
+    const steps = spec.steps ?? c?.steps
+    const missing = canary === undefined ? 'canary' : baseline === undefined ? 'baseline' : 'steps'
+    if (canary === undefined || baseline === undefined || steps === undefined) {
+      throw new RolloutInvalidError(
+        `${missing} is required: neither the request nor the config's rollout gives it`,
+        missing,
+      )
+    }
+    const event: RolloutEvent = {
+      type: 'start',
+      canary,
+      baseline,
+      steps,
+      onBreach: spec.onBreach ?? c?.onBreach ?? 'rollback',
+      // The config's mirror phase belongs to the rollout it describes.
+      mirror: c?.mirror && c.canary === canary ? { ...c.mirror } : null,
+      actor: who.actor,
+      versions: this.#s.versions.map((v) => v.name),
+      source: who.source ?? 'admin',
+    }
+    return (await this.#apply(event)).state
+  }
+
+  /** An operator's pause, resume, promote or abort. RolloutConflictError (409) when nothing to act on. */
+  async command(type: RolloutCommand, actor: string | null): Promise<RolloutState> {
+    return (await this.#apply({ type, actor })).state
+  }
+
+  /**
+   * One analysis interval: feeds the rollout's totals and sends the verdict
+   * to the machine. The windows are moved to now right before they are
+   * read, so the newest requests are judged.
+   */
+  async tick(): Promise<Verdict | undefined> {
+    const state = this.state
+    // With a shared store one proxy at a time drives the rollout.
+    if (!isActive(state) || (this.#s.store as { leader?: boolean }).leader === false) return undefined
+    const baseline = this.#s.findVersion(state.baseline!)
+    const canary = this.#s.findVersion(state.canary!)
+    if (!baseline) return undefined
+    const bs = await this.#slices(baseline)
+    const cs = canary ? await this.#slices(canary) : []
+    this.#feed(state, bs, cs, canary ? this.#s.outcomes.window(canary).currentSliceStart : this.#now())
+    if (state.phase !== 'steps') return undefined
+    const verdict = rolloutVerdict({
+      state,
+      baseline: bs,
+      canary: cs,
+      sliceMs: this.#s.outcomes.windowOptions.sliceMs,
+      canaryUsable: usable(canary),
+      limits: this.#s.config.analysis,
+    })
+    if (verdict.outcome !== 'wait') await this.#apply({ type: 'verdict', verdict })
+    return verdict
+  }
+
+  /**
+   * TODO(mirror): the mirroring data path calls this once per interval
+   * during a rollout's mirror phase with the shadow figures counted since
+   * the phase began (`rolloutMirroring(state)` / `desired.mirror` say what
+   * to copy). The machine rolls back over the limits or moves on to step 0.
+   */
+  async feedMirrorFigures(figures: MirrorFigures): Promise<RolloutState> {
+    const state = this.state
+    if (!isActive(state) || state.phase !== 'mirror') return state
+    return (await this.#apply({ type: 'mirror', figures })).state
+  }
+
+  /** `GET /v1/rollouts`: past and current rollouts, newest last; the active one with its live figures. */
+  async reports(): Promise<RolloutReport[]> {
+    const records = (await this.#s.store.rollouts(HISTORY_LIMIT)) as unknown as StoredRecord[]
+    const state = this.state
+    const live = this.#figures
+    return records.map((r) => {
+      if (isActive(state) && r.id === state.id && live?.id === r.id) return buildReport(state, live.figures)!
+      const { totals: _totals, ...report } = r
+      return report
+    })
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return
+    this.#timer = setTimeout(() => {
+      this.#ticking = this.tick()
+        .then(
+          () => undefined,
+          (err: unknown) => this.#s.log.warn({ err }, 'rollout verdict failed'),
+        )
+        .finally(() => {
+          this.#ticking = undefined
+          this.#schedule()
+        })
+    }, this.#s.config.analysis.intervalMs)
+    this.#timer.unref()
+  }
+
+  /**
+   * Computes the event's transition and commits it with its weights and
+   * mirroring in one change. Throws what the machine throws (409, 400).
+   */
+  async #apply(event: RolloutEvent): Promise<RolloutTransition> {
+    for (let attempt = 0; ; attempt++) {
+      const before = this.state
+      const now = this.#now()
+      const t = transition(before, event, now)
+      if (!t.changed) return t
+      const audit = t.audit
+      const meta = { source: (audit?.source ?? 'rollout') as ChangeSource, actor: audit?.actor ?? null }
+      try {
+        await this.#s.control.change(
+          audit?.action ?? 'rollout.update',
+          { ...meta, reason: audit?.reason ?? null },
+          (s) => this.#plan(s, before, t),
+        )
+      } catch (err) {
+        if (err instanceof StaleRollout && attempt < MAX_STALE_RETRIES) continue
+        throw err
+      }
+      await this.#after(before, t)
+      return t
+    }
+  }
+
+  #plan(s: DesiredState, before: RolloutState, t: RolloutTransition) {
+    if (rolloutOf(s).revision !== before.revision) throw new StaleRollout('the rollout changed meanwhile')
+    const next: DesiredState = { ...s, rollout: t.state as unknown as Record<string, unknown> }
+    const was: Record<string, unknown> = { rollout: brief(before) }
+    const is: Record<string, unknown> = { rollout: brief(t.state) }
+    if (t.weights) {
+      // A rollout owns the whole split: versions it does not name get 0.
+      const weights: Record<string, number> = {}
+      for (const v of this.#s.versions) weights[v.name] = t.weights[v.name] ?? 0
+      next.weights = weights
+      was.weights = s.weights
+      is.weights = weights
+    }
+    if (t.mirror !== undefined) {
+      next.mirror = t.mirror === null ? null : mirrorSettings(this.#s, t.mirror)
+      was.mirror = s.mirror
+      is.mirror = next.mirror
+    }
+    return { next, before: was, after: is }
+  }
+
+  /** Bookkeeping of a committed transition: totals, the rollback counter, the stored record. */
+  async #after(before: RolloutState, t: RolloutTransition): Promise<void> {
+    const state = t.state
+    if (state.id === null) return
+    if (this.#figures?.id !== state.id) this.#figures = { id: state.id, figures: startFigures(state.startedAt!) }
+    if (state.status === 'rolled_back' && before.status !== 'rolled_back') {
+      this.#s.metrics.rollbacks.inc({ version: state.canary! })
+      this.#s.log.warn({ rollout: state.id, canary: state.canary, reason: state.reason }, 'rollout rolled back')
+    }
+    if (t.ended) await this.#feedNow(state, Number.POSITIVE_INFINITY)
+    this.#save(state)
+  }
+
+  /** Adds the completed slices (all of them with `Infinity`) to the followed rollout's totals. */
+  async #feedNow(state: RolloutState, completedBeforeMs: number): Promise<void> {
+    const baseline = this.#s.findVersion(state.baseline!)
+    const canary = this.#s.findVersion(state.canary!)
+    const bs = baseline ? await this.#slices(baseline) : []
+    const cs = canary ? await this.#slices(canary) : []
+    this.#feed(state, bs, cs, completedBeforeMs)
+  }
+
+  #feed(state: RolloutState, bs: SliceSnapshot[], cs: SliceSnapshot[], completedBeforeMs: number): void {
+    if (state.id === null) return
+    // A rollout this driver did not start (a restart, a peer): its totals start now.
+    if (this.#figures?.id !== state.id) this.#figures = { id: state.id, figures: startFigures(this.#now()) }
+    this.#figures.figures = feedFigures(this.#figures.figures, bs, cs, completedBeforeMs)
+  }
+
+  /** Saves are chained so an older record never lands after a newer one. */
+  #save(state: RolloutState): void {
+    const figures = this.#figures?.figures
+    const report = figures && buildReport(state, figures)
+    if (!report) return
+    const record = { ...report, totals: figures } as unknown as RolloutRecord
+    this.#saves = this.#saves
+      .then(() => this.#s.store.saveRollout(record))
+      .catch((err: unknown) => this.#s.log.warn({ err, rollout: state.id }, 'saving the rollout record failed'))
+  }
+}
+
+/** The rollout state kept in the desired state (plain JSON written by this driver). */
+export function rolloutOf(s: DesiredState): RolloutState {
+  return (s.rollout as unknown as RolloutState | null) ?? idleRollout()
+}
+
+/** What the audit shows of a rollout state. */
+function brief(r: RolloutState): Record<string, unknown> {
+  return { status: r.status, step: r.step, phase: r.phase }
+}
+
+/** The `mirror` section the mirror phase asks for: the config's section (or its defaults) for this version and percent. */
+function mirrorSettings(s: Sluice, m: { version: string; percent: number }): Record<string, unknown> {
+  return mirrorSchema.parse({ ...s.config.mirror, version: m.version, percent: m.percent })
+}
+
+/** At least one usable instance: true; none, but one never probed yet: undefined (no verdict yet). */
+function usable(v: Version | undefined): boolean | undefined {
+  if (!v) return false
+  if (v.instances.some((i) => i.usable)) return true
+  return v.instances.some((i) => !i.probed) ? undefined : false
+}
