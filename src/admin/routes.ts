@@ -5,7 +5,7 @@ import { AdminError } from '../errors.js'
 import type { Sluice } from '../lifecycle/sluice.js'
 import type { AdminServer } from './server.js'
 import { stateView } from './state-view.js'
-import { STATUS_PAGE_HTML } from './status-page.js'
+import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js'
 
 const drainBody = z.union([z.strictObject({ version: z.string().min(1) }), z.strictObject({ url: z.string().min(1) })])
 
@@ -29,7 +29,11 @@ export function coreRoutes(admin: AdminServer, s: Sluice): void {
     .route('GET', '/', () => ({
       status: 200,
       body: STATUS_PAGE_HTML,
-      headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' },
+      headers: {
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-store',
+        'content-security-policy': STATUS_PAGE_CSP,
+      },
     }))
     .route('GET', '/healthz', () => ({ status: 200, body: { status: 'ok' } }))
     .route('GET', '/readyz', () =>

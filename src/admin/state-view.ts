@@ -24,6 +24,8 @@ export function stateView(s: Sluice): Record<string, unknown> {
     analysis[v.name] = {
       requests: f.requests,
       errors: f.errors,
+      requestsTotal: v.requestsTotal,
+      errorsTotal: v.errorsTotal,
       errorRate: round(f.errorRate, 6),
       p50Ms: round(f.p50Ms, 3),
       p95Ms: round(f.p95Ms, 3),

@@ -33,6 +33,8 @@ export class Outcomes implements OutcomeSink {
   end(instance: Instance, status: number, latencyMs: number, failed: boolean): void {
     const version = instance.version
     const error = isError(status, failed)
+    version.requestsTotal++
+    if (error) version.errorsTotal++
     this.metrics.record(version, status, latencyMs / 1000)
     this.window(version).record(error, latencyMs)
     this.outlier.observe(instance, error && status !== 499)

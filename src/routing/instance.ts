@@ -50,6 +50,9 @@ export class Version {
   draining = false
   /** Requests in flight across the version's instances (gauge and state). */
   inflight = 0
+  /** Requests and errors answered since start (a running total; the window has the recent figures). */
+  requestsTotal = 0
+  errorsTotal = 0
   websockets = 0
 
   constructor(
