@@ -60,8 +60,11 @@ export function parseConfigText(text: string, path: string, env: NodeJS.ProcessE
   try {
     raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text, { prettyErrors: true })
   } catch (err) {
-    throw new ConfigError([{ path: '', message: `cannot parse ${path}: ${(err as Error).message.split('\n')[0]}` }])
+    // The first line of yaml's pretty error, without the colon that introduces its code frame.
+    const reason = (err as Error).message.split('\n')[0]!.replace(/:$/, '')
+    throw new ConfigError([{ path: '', message: `cannot parse ${path}: ${reason}` }])
   }
+  if (raw === null || raw === undefined) throw new ConfigError([{ path: '', message: `${path} is empty` }])
   return buildConfig(raw, path, env)
 }
 
@@ -69,9 +72,14 @@ export function buildConfig(raw: unknown, source: string | undefined, env: NodeJ
   const problems: Problem[] = []
   const substituted = substituteEnv(raw, [], env, problems)
   if (problems.length > 0) throw new ConfigError(problems)
-  const result = configSchema.safeParse(substituted ?? {})
+  const result = configSchema.safeParse(substituted ?? {}, { error: requiredMessage })
   if (!result.success) throw new ConfigError(zodProblems(result.error))
   return deepFreeze(normalize(result.data, source))
+}
+
+/** A missing key reads "required" rather than zod's "expected record, received undefined". */
+function requiredMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  return issue.code === 'invalid_type' && issue.input === undefined ? 'required' : undefined
 }
 
 /** Turns zod issues into key-path problems, one per unknown key so each typo is named. */

@@ -1,0 +1,277 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${NAME} is the config file syntax under test
+import { describe, expect, it } from 'vitest'
+import { buildConfig, parseConfigText } from '../../../src/config/load.js'
+import { ConfigError, formatProblem } from '../../../src/errors.js'
+
+const BLUE = { instances: [{ url: 'http://127.0.0.1:3001' }] }
+const GREEN = { instances: [{ url: 'http://127.0.0.1:3002' }] }
+
+/** Every problem line ("path: message") a config raises, or [] when it is valid. */
+function problems(raw: unknown, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    buildConfig(raw, 'test.yaml', env)
+    return []
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    return err.problems.map(formatProblem)
+  }
+}
+
+function textProblems(text: string, path: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfigText(text, path, env)
+    return []
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    return err.problems.map(formatProblem)
+  }
+}
+
+describe('loading a valid config', () => {
+  it('fills defaults and normalises versions, weights, sticky keys, overrides and tokens', () => {
+    const c = buildConfig(
+      {
+        admin: { token: 't0', tokens: [{ name: 'alice', token: 't1' }] },
+        versions: { blue: { instances: [{ url: 'http://127.0.0.1:3001/' }] }, green: GREEN },
+        weights: { blue: 100 },
+        sticky: { keys: ['header:X-User-Id', 'cookie:Session'] },
+        overrides: [
+          { match: { header: 'X-Canary', value: 'true' }, version: 'green' },
+          { match: { cookie: 'Lane', value: 'g' }, version: 'green' },
+        ],
+      },
+      'a.yaml',
+      {},
+    )
+    expect(c.versions).toEqual([
+      { name: 'blue', instances: ['http://127.0.0.1:3001'] },
+      { name: 'green', instances: ['http://127.0.0.1:3002'] },
+    ])
+    expect(c.weights).toEqual({ blue: 100, green: 0 })
+    expect(c.sticky.keys).toEqual([
+      { kind: 'header', name: 'x-user-id' },
+      { kind: 'cookie', name: 'Session' },
+    ])
+    expect(c.overrides).toEqual([
+      { kind: 'header', name: 'x-canary', value: 'true', version: 'green' },
+      { kind: 'cookie', name: 'Lane', value: 'g', version: 'green' },
+    ])
+    expect(c.admin).toEqual({
+      host: '127.0.0.1',
+      port: 9901,
+      tokens: [
+        { name: 'admin', token: 't0' },
+        { name: 'alice', token: 't1' },
+      ],
+    })
+    expect(c.listen).toEqual({ host: '0.0.0.0', port: 8080 })
+    expect(c.timeouts).toMatchObject({ connectMs: 2000, upstreamMs: 30000, bodyIdleMs: 60000, clientIdleMs: 60000 })
+    expect(c.retries).toEqual({ attempts: 1 })
+    expect(c.drain).toEqual({ timeoutMs: 30000 })
+    expect(c.health).toBeUndefined()
+    expect(c.redis).toBeUndefined()
+    expect(c.source).toBe('a.yaml')
+  })
+
+  it('gives the first declared version 100 when weights are absent', () => {
+    const c = buildConfig({ versions: { green: GREEN, blue: BLUE } }, undefined, {})
+    expect(c.weights).toEqual({ green: 100, blue: 0 })
+  })
+
+  it('is frozen all the way down', () => {
+    const c = buildConfig({ versions: { blue: BLUE } }, undefined, {})
+    expect(Object.isFrozen(c)).toBe(true)
+    expect(Object.isFrozen(c.versions[0]!.instances)).toBe(true)
+    expect(Object.isFrozen(c.weights)).toBe(true)
+  })
+
+  it('replaces ${NAME} anywhere in a string with the environment variable', () => {
+    const c = parseConfigText(
+      [
+        'admin:',
+        '  token: ${TOKEN}',
+        'versions:',
+        '  blue:',
+        '    instances:',
+        '      - url: http://${HOST}:${PORT}',
+        'redis:',
+        '  url: redis://${HOST}:6379/0',
+        '  keyPrefix: "${PREFIX}:"',
+      ].join('\n'),
+      'env.yaml',
+      { TOKEN: 's3cret', HOST: '127.0.0.9', PORT: '4000', PREFIX: 'shop' },
+    )
+    expect(c.admin.tokens).toEqual([{ name: 'admin', token: 's3cret' }])
+    expect(c.versions[0]!.instances).toEqual(['http://127.0.0.9:4000'])
+    expect(c.redis).toMatchObject({ url: 'redis://127.0.0.9:6379/0', keyPrefix: 'shop:' })
+  })
+
+  it('reads JSON by its extension', () => {
+    const c = parseConfigText(JSON.stringify({ versions: { blue: BLUE } }), 'c.json', {})
+    expect(c.versions[0]!.name).toBe('blue')
+  })
+
+  it('accepts IPv6 and named hosts with any port', () => {
+    expect(
+      problems({
+        versions: { blue: { instances: [{ url: 'http://[::1]:3000' }, { url: 'http://app.internal' }] } },
+      }),
+    ).toEqual([])
+  })
+})
+
+describe('config problems name their key path', () => {
+  it.each([
+    ['an unknown key', { versions: { blue: BLUE }, listen: { prot: 1 } }, ['listen.prot: unknown key']],
+    ['an unknown top-level key', { versions: { blue: BLUE }, weigths: {} }, ['weigths: unknown key']],
+    [
+      'weights not summing to 100',
+      { versions: { blue: BLUE, green: GREEN }, weights: { blue: 90, green: 20 } },
+      ['weights: weights must sum to 100, not 110'],
+    ],
+    [
+      'an unknown version in weights',
+      { versions: { blue: BLUE }, weights: { blue: 100, green: 0 } },
+      ['weights.green: unknown version "green"'],
+    ],
+    [
+      'a fractional weight',
+      { versions: { blue: BLUE, green: GREEN }, weights: { blue: 89.5, green: 10.5 } },
+      [
+        'weights.blue: Invalid input: expected int, received number',
+        'weights.green: Invalid input: expected int, received number',
+      ],
+    ],
+    [
+      'a bad version name',
+      { versions: { Blue: BLUE } },
+      ['versions.Blue: version name must match ^[a-z][a-z0-9_-]{0,31}$'],
+    ],
+    [
+      'a non-http URL',
+      { versions: { blue: { instances: [{ url: 'https://127.0.0.1:3001' }] } } },
+      ['versions.blue.instances.0.url: must be an http:// URL with host and optional port, and no path or query'],
+    ],
+    [
+      'a URL with a path',
+      { versions: { blue: { instances: [{ url: 'http://127.0.0.1:3001/api' }] } } },
+      ['versions.blue.instances.0.url: must be an http:// URL with host and optional port, and no path or query'],
+    ],
+    [
+      'a version without instances',
+      { versions: { blue: { instances: [] } } },
+      ['versions.blue.instances: needs at least one instance'],
+    ],
+    ['no versions', { versions: {} }, ['versions: needs at least one version']],
+    ['a missing versions key', { listen: { port: 1 } }, ['versions: required']],
+    [
+      'a non-loopback admin without token',
+      { versions: { blue: BLUE }, admin: { host: '0.0.0.0' } },
+      ['admin.token: required when admin.host "0.0.0.0" is not loopback'],
+    ],
+    [
+      'a bad sticky key',
+      { versions: { blue: BLUE }, sticky: { keys: ['query:user'] } },
+      ['sticky.keys.0: must be "header:NAME" or "cookie:NAME"'],
+    ],
+    [
+      'an override to an unknown version',
+      { versions: { blue: BLUE }, overrides: [{ match: { header: 'x-canary', value: '1' }, version: 'green' }] },
+      ['overrides.0.version: unknown version "green"'],
+    ],
+    [
+      'an override matching both header and cookie',
+      { versions: { blue: BLUE }, overrides: [{ match: { header: 'a', cookie: 'b', value: '1' }, version: 'blue' }] },
+      ['overrides.0.match: does not match any allowed form'],
+    ],
+    [
+      'a rollout whose last step is not 100',
+      {
+        versions: { blue: BLUE, green: GREEN },
+        rollout: { baseline: 'blue', canary: 'green', steps: [{ weight: 5 }, { weight: 50 }] },
+      },
+      ['rollout.steps.1.weight: the last step must be 100 (promotion)'],
+    ],
+    [
+      'rollout steps that do not rise',
+      {
+        versions: { blue: BLUE, green: GREEN },
+        rollout: { baseline: 'blue', canary: 'green', steps: [{ weight: 50 }, { weight: 20 }, { weight: 100 }] },
+      },
+      ["rollout.steps.1.weight: must be greater than the previous step's 50"],
+    ],
+    [
+      'a rollout onto its own baseline',
+      { versions: { blue: BLUE }, rollout: { baseline: 'blue', canary: 'blue', steps: [{ weight: 100 }] } },
+      ['rollout.canary: must differ from rollout.baseline'],
+    ],
+    [
+      'a duplicate instance',
+      { versions: { blue: BLUE, green: { instances: [{ url: 'http://127.0.0.1:3001/' }] } } },
+      ['versions.green.instances.0.url: duplicate instance (also in versions.blue)'],
+    ],
+    [
+      'a probe timeout longer than its interval',
+      { versions: { blue: BLUE }, health: { intervalMs: 500, timeoutMs: 1000 } },
+      ['health.timeoutMs: must not exceed health.intervalMs (500)'],
+    ],
+    [
+      'a non-redis URL for redis',
+      { versions: { blue: BLUE }, redis: { url: 'http://127.0.0.1:6379' } },
+      ['redis.url: must be a redis:// or rediss:// URL'],
+    ],
+  ])('%s', (_what, raw, expected) => {
+    expect(problems(raw)).toEqual(expected)
+  })
+
+  it('reports every problem at once', () => {
+    expect(
+      problems({
+        listen: { port: 99999 },
+        versions: { blue: BLUE },
+        weights: { blue: 50, green: 50 },
+        retries: { atempts: 2 },
+      }),
+    ).toEqual([
+      'listen.port: Too big: expected number to be <=65535',
+      'retries.atempts: unknown key',
+      'weights.green: unknown version "green"',
+    ])
+  })
+
+  it('names every unset environment variable with the key that uses it', () => {
+    expect(
+      problems(
+        { admin: { token: '${A_TOKEN}' }, versions: { blue: { instances: [{ url: 'http://${UP_HOST}:1' }] } } },
+        { UP_HOST: undefined },
+      ),
+    ).toEqual([
+      'admin.token: environment variable A_TOKEN is not set',
+      'versions.blue.instances.0.url: environment variable UP_HOST is not set',
+    ])
+  })
+
+  it('an empty file, or one holding only comments, is a problem', () => {
+    expect(textProblems('', 'empty.yaml')).toEqual(['empty.yaml is empty'])
+    expect(textProblems('# nothing\n', 'c.yaml')).toEqual(['c.yaml is empty'])
+  })
+
+  it('YAML and JSON syntax errors give one line with the position', () => {
+    expect(textProblems('weights: { blue: 100\n', 'bad.yaml')).toEqual([
+      'cannot parse bad.yaml: Flow map in block collection must be sufficiently indented and end with a } at line 2, column 1',
+    ])
+    expect(textProblems('{ "versions": {}, }', 'bad.json')).toEqual([
+      'cannot parse bad.json: Expected double-quoted property name in JSON at position 18',
+    ])
+  })
+
+  it('a single problem also sets the error path', () => {
+    try {
+      buildConfig({ versions: { blue: BLUE }, weights: { blue: 100, green: 0 } }, undefined, {})
+      expect.unreachable()
+    } catch (err) {
+      expect((err as ConfigError).path).toBe('weights.green')
+      expect((err as ConfigError).code).toBe('SLUICE_CONFIG_INVALID')
+    }
+  })
+})
