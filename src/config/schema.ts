@@ -61,7 +61,16 @@ export const mirrorSchema = z.strictObject({
     .default(['GET', 'HEAD']),
   compare: z.boolean().default(true),
   /** Header names (lower-cased) and JSON pointers ("/a/b") left out of the comparison. */
-  ignore: z.array(z.string().min(1)).default([]),
+  ignore: z
+    .array(
+      z
+        .string()
+        .regex(
+          /^(\/([^~/]|~[01])*)+$|^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/,
+          'must be a header name or a JSON pointer ("/a/b", "~0" for "~", "~1" for "/")',
+        ),
+    )
+    .default([]),
   timeoutMs: positiveMs.default(2000),
   maxInflight: z.number().int().min(1).default(64),
   maxBodyBytes: z.number().int().min(0).default(65536),
@@ -166,6 +175,8 @@ export const configSchema = z
           .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
           .refine((s) => URL.canParse(s), 'must be a valid URL'),
         keyPrefix: z.string().min(1).default('sluice:'),
+        /** The rollout driver's leader lease; a dead leader is replaced within two of these. */
+        leaseMs: z.number().int().min(100).max(60_000).default(2000),
       })
       .optional(),
     log: z

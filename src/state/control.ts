@@ -71,7 +71,8 @@ export class Control {
       const res = await this.store.commit(next, entry)
       if (res.ok) {
         this.log.info({ audit: entry }, `${action} by ${meta.source}${meta.actor ? ` (${meta.actor})` : ''}`)
-        this.apply(next)
+        // The store's latest: a peer's newer change may have arrived while this commit was in flight.
+        this.apply(this.store.current())
         return next
       }
       if (attempt >= MAX_CONFLICT_RETRIES) throw new Error(`state store kept conflicting on ${action}`)

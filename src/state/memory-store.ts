@@ -1,5 +1,6 @@
+import type { SliceSnapshot } from '../analysis/slices.js'
 import type { AuditEntry, DesiredState } from './desired.js'
-import type { RolloutRecord, StateStore } from './store.js'
+import type { CommitResult, RolloutRecord, StateStore } from './store.js'
 
 const AUDIT_KEEP = 1000
 const ROLLOUTS_KEEP = 50
@@ -8,9 +9,13 @@ const ROLLOUTS_KEEP = 50
 export class MemoryStore implements StateStore {
   readonly kind = 'memory' as const
   readonly up = true
+  readonly id = 'local'
+  /** One process: it is always the one that drives the rollout. */
+  readonly leader = true
   #state: DesiredState | undefined
   readonly #audit: AuditEntry[] = []
   readonly #rollouts: RolloutRecord[] = []
+  readonly #slices = new Map<string, SliceSnapshot[]>()
 
   async init(seed: DesiredState): Promise<DesiredState> {
     this.#state ??= structuredClone(seed)
@@ -22,7 +27,7 @@ export class MemoryStore implements StateStore {
     return this.#state
   }
 
-  async commit(next: DesiredState, entry: AuditEntry): Promise<{ ok: true } | { ok: false; state: DesiredState }> {
+  async commit(next: DesiredState, entry: AuditEntry): Promise<CommitResult> {
     const cur = this.current()
     if (next.revision !== cur.revision + 1) return { ok: false, state: structuredClone(cur) }
     this.#state = structuredClone(next)
@@ -36,7 +41,7 @@ export class MemoryStore implements StateStore {
   }
 
   async audit(limit: number): Promise<AuditEntry[]> {
-    return this.#audit.slice(-limit)
+    return limit > 0 ? this.#audit.slice(-limit) : []
   }
 
   async saveRollout(record: RolloutRecord): Promise<void> {
@@ -47,7 +52,20 @@ export class MemoryStore implements StateStore {
   }
 
   async rollouts(limit: number): Promise<RolloutRecord[]> {
-    return structuredClone(this.#rollouts.slice(-limit))
+    return limit > 0 ? structuredClone(this.#rollouts.slice(-limit)) : []
+  }
+
+  onLeadershipChange(): void {
+    // Leadership never changes in one process.
+  }
+
+  async publishSlices(_proxyId: string, byVersion: Readonly<Record<string, readonly SliceSnapshot[]>>): Promise<void> {
+    for (const [version, slices] of Object.entries(byVersion)) this.#slices.set(version, structuredClone([...slices]))
+  }
+
+  async readSlices(version: string): Promise<SliceSnapshot[][]> {
+    const own = this.#slices.get(version)
+    return own ? [structuredClone(own)] : []
   }
 
   async close(): Promise<void> {}

@@ -1,7 +1,15 @@
+import type { SliceSnapshot } from '../analysis/slices.js'
 import type { AuditEntry, DesiredState } from './desired.js'
 
 /** A finished or running rollout's record, for GET /v1/rollouts. Opaque to the store. */
 export type RolloutRecord = Record<string, unknown> & { id: string }
+
+/**
+ * What a commit answers. `pending` means the shared store was unreachable:
+ * the change is applied to this process and kept, and reconciled by
+ * revision when the store returns (`warning` says so in words).
+ */
+export type CommitResult = { ok: true; pending?: boolean; warning?: string } | { ok: false; state: DesiredState }
 
 /**
  * Where the desired state lives: in process (the default) or in Redis
@@ -20,7 +28,7 @@ export interface StateStore {
    * otherwise answers `{ ok: false, state }` with the newer state so the
    * caller can re-apply its change on top of it.
    */
-  commit(next: DesiredState, entry: AuditEntry): Promise<{ ok: true } | { ok: false; state: DesiredState }>
+  commit(next: DesiredState, entry: AuditEntry): Promise<CommitResult>
   /** Another proxy's committed change (never called for this process's own commits). */
   onRemoteChange(listener: (state: DesiredState, entries: AuditEntry[]) => void): void
   audit(limit: number): Promise<AuditEntry[]>
@@ -28,5 +36,21 @@ export interface StateStore {
   rollouts(limit: number): Promise<RolloutRecord[]>
   /** Whether the shared store is reachable now (the memory store always is). */
   readonly up: boolean
+  /** This process's name among the proxies sharing the store. */
+  readonly id: string
+  /**
+   * Whether this process may drive the rollout now: one proxy at a time
+   * holds the lease (the memory store always does). Check it right before
+   * every rollout step; it can turn false at any moment.
+   */
+  readonly leader: boolean
+  onLeadershipChange(listener: (leader: boolean) => void): void
+  /**
+   * Shares this proxy's analysis slices, by version name, for the verdict
+   * on every proxy's traffic. Best effort: never throws.
+   */
+  publishSlices(proxyId: string, byVersion: Readonly<Record<string, readonly SliceSnapshot[]>>): Promise<void>
+  /** One slice list per live proxy (this one included); dead proxies fall out after about a window. */
+  readSlices(version: string): Promise<SliceSnapshot[][]>
   close(): Promise<void>
 }
