@@ -27,6 +27,8 @@ const server = createServer((req, res) => {
     },
   )
 })
+// Exit through process.exit so --cpu-prof writes its profile.
+process.once('SIGTERM', () => process.exit(0))
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ msg: 'listening', port: server.address().port })}\n`)
 })

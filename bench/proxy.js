@@ -7,7 +7,7 @@
 // Every target runs in its own process; autocannon runs here. All on 127.0.0.1, ephemeral ports.
 //   npm run bench -- --duration 5 --rounds 5 --connections 50
 // Other flags: --warmup S, --keys N, --body-bytes N, --targets upstream,bare,sluice,keyless,
-// --cpu-prof (profile the sluice process; top functions printed, .cpuprofile kept in bench/out/prof).
+// --cpu-prof (profile the bare and sluice processes; top functions printed, .cpuprofile kept in bench/out/prof/).
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -69,14 +69,15 @@ try {
   const blueUrl = `http://127.0.0.1:${ports.blue}`
   const greenUrl = `http://127.0.0.1:${ports.green}`
 
-  const bare = startChild('bare', [join(root, 'bench/bare-passthrough.js'), blueUrl])
+  const profDir = join(outDir, 'prof', info.date.replace(/[:.]/g, '-'))
+  const profiled = (name) => (opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(profDir, name)] : [])
+  const bare = startChild('bare', [join(root, 'bench/bare-passthrough.js'), blueUrl], { execArgv: profiled('bare') })
   children.push(bare)
 
   const configPath = join(outDir, 'sluice-bench.json')
   await writeFile(configPath, JSON.stringify(sluiceConfig(blueUrl, greenUrl), null, 2))
-  const profDir = join(outDir, 'prof')
   const sluice = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configPath], {
-    execArgv: opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
+    execArgv: profiled('sluice'),
   })
   children.push(sluice)
 
@@ -118,18 +119,23 @@ try {
   }
   const ratios = ratiosOf(summary)
   const after = machine().loadavg
-  let profile
   await stopAll()
-  if (opts.cpuProf) profile = await topFunctions(profDir)
+  const profile = {}
+  if (opts.cpuProf) for (const name of ['bare', 'sluice']) profile[name] = await topFunctions(join(profDir, name))
 
   const result = { machine: info, loadavgAfter: after, options: opts, split, runs, summary, ratios, profile }
   const file = join(outDir, `proxy-${info.date.replace(/[:.]/g, '-')}.json`)
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
   console.log(`\nresults: ${file}\n`)
   console.log(markdown(result))
-  if (profile) {
-    console.log('\nsluice process, top functions by self time:')
-    for (const f of profile.top) console.log(`${f.pct.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`)
+  for (const [name, p] of Object.entries(profile)) {
+    if (p === undefined) continue
+    console.log(
+      `\n${name} process (${p.file}): busy ${(p.busyShare * 100).toFixed(0)}% of its samples; self time by origin:`,
+    )
+    for (const o of p.origins) console.log(`${o.pct.toFixed(1).padStart(5)}%  ${o.origin}`)
+    console.log('top functions by self time:')
+    for (const f of p.top) console.log(`${f.pct.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`)
   }
 } finally {
   await stopAll()
@@ -227,27 +233,55 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split
   return lines.join('\n')
 }
 
-/** Self time per function from the .cpuprofile files written by --cpu-prof. */
+/**
+ * Self time per function and per origin (sluice's own files, each package,
+ * node internals, native) from the newest .cpuprofile in dir, as shares of
+ * the busy samples: idle time (start-up, pauses between runs) is left out.
+ */
 async function topFunctions(dir) {
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort()
+  const files = (await readdir(dir).catch(() => [])).filter((f) => f.endsWith('.cpuprofile')).sort()
   const file = files.at(-1)
   if (file === undefined) return undefined
   const prof = JSON.parse(await readFile(join(dir, file), 'utf8'))
   const self = new Map()
-  let total = 0
+  const origins = new Map()
+  let busy = 0
+  let idle = 0
   for (const node of prof.nodes) {
     const hits = node.hitCount ?? 0
-    total += hits
     const { functionName, url, lineNumber } = node.callFrame
-    const key = `${functionName || '(anonymous)'}\t${url.replace(`file://${root}/`, '')}:${lineNumber + 1}`
+    if (functionName === '(idle)') {
+      idle += hits
+      continue
+    }
+    busy += hits
+    const where = url.replace(`file://${root}/`, '')
+    const key = `${functionName || '(anonymous)'}\t${where}:${lineNumber + 1}`
     self.set(key, (self.get(key) ?? 0) + hits)
+    const origin = where.startsWith('dist/')
+      ? where
+      : where.startsWith('node_modules/')
+        ? where
+            .split('/')
+            .slice(0, where.startsWith('node_modules/@') ? 3 : 2)
+            .join('/')
+        : where.startsWith('node:')
+          ? 'node internals (JS)'
+          : `native/VM ${functionName}`
+    origins.set(origin, (origins.get(origin) ?? 0) + hits)
   }
-  const top = [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 30)
-    .map(([key, hits]) => {
+  const share = (entries, n) =>
+    [...entries]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([key, hits]) => ({ key, pct: (hits / busy) * 100 }))
+  return {
+    file: join(dir, file),
+    busyShare: busy / (busy + idle),
+    top: share(self.entries(), 30).map(({ key, pct }) => {
       const [name, where] = key.split('\t')
-      return { name, where, pct: (hits / total) * 100 }
-    })
-  return { file: join(dir, file), samples: total, top }
+      return { name, where, pct }
+    }),
+    origins: share(origins.entries(), 25).map(({ key, pct }) => ({ origin: key, pct })),
+  }
 }

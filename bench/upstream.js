@@ -23,4 +23,5 @@ for (const name of names.length > 0 ? names : ['app']) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   ports[name] = server.address().port
 }
+process.once('SIGTERM', () => process.exit(0))
 process.stdout.write(`${JSON.stringify({ msg: 'listening', ports })}\n`)
