@@ -28,12 +28,16 @@ export type Verdict =
  *   and the operator must know.
  * - Below `minRequests` in either window there is no verdict (`wait`).
  * - Error breach: the canary's error rate exceeds the baseline's by more
- *   than `maxErrorRateIncrease`, AND a one-sided two-proportion z-test
- *   (pooled variance) says the canary's rate is higher at `confidence`.
- *   The test is what keeps one unlucky error in a hundred requests from
- *   rolling back, while a real 10% error rate crosses z = 2.33 within a few
- *   hundred requests. When the baseline fails as much, nothing is blamed on
- *   the canary.
+ *   than `maxErrorRateIncrease`, with `confidence`: a one-sided z-test of
+ *   "canary rate - baseline rate > maxErrorRateIncrease" (a non-inferiority
+ *   margin, unpooled Wald variance). Testing against the margin, not mere
+ *   equality, is what keeps a canary inside the limit from being rolled back
+ *   by a few unlucky errors in a small sample (3 in 70 against none in 240
+ *   is "significantly higher" than the baseline, but not significantly more
+ *   than 2 points higher), which matters because the verdict is taken every
+ *   interval on fresh samples. A real 10% error rate still crosses z = 2.33
+ *   within about a hundred requests, 20% within about thirty. When the
+ *   baseline fails as much, nothing is blamed on the canary.
  * - Latency breach: canary p95 > baseline p95 x `maxP95Ratio` AND canary
  *   p95 - baseline p95 > `maxP95IncreaseMs` (a ratio alone would flag 3 ms
  *   against 1 ms; a difference alone would flag noise on slow endpoints).
@@ -60,7 +64,7 @@ export function judge(
 
   const pc = canary.errors / canary.requests
   const pb = baseline.errors / baseline.requests
-  const z = twoProportionZ(canary.errors, canary.requests, baseline.errors, baseline.requests)
+  const z = excessZ(canary.errors, canary.requests, baseline.errors, baseline.requests, limits.maxErrorRateIncrease)
   const zCrit = normalQuantile(limits.confidence ?? 0.99)
   const errorLimit = `baseline ${rate(pb)} + ${limits.maxErrorRateIncrease}`
   const zText = `z=${z.toFixed(1)}`
@@ -91,13 +95,17 @@ export function judge(
 }
 
 /**
- * z statistic of "rate 1 is higher than rate 2" with the pooled proportion.
- * 0 when both rates are 0 or both are 1 (no variance, no difference).
+ * z statistic of "rate 1 exceeds rate 2 by more than `margin`", with the
+ * unpooled (Wald) standard error. Without variance (every rate 0 or 1) the
+ * difference is exact: +-Infinity on either side of the margin, 0 on it.
  */
-export function twoProportionZ(errors1: number, n1: number, errors2: number, n2: number): number {
-  const pooled = (errors1 + errors2) / (n1 + n2)
-  const se = Math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-  return se > 0 ? (errors1 / n1 - errors2 / n2) / se : 0
+export function excessZ(errors1: number, n1: number, errors2: number, n2: number, margin: number): number {
+  const p1 = errors1 / n1
+  const p2 = errors2 / n2
+  const excess = p1 - p2 - margin
+  const se = Math.sqrt((p1 * (1 - p1)) / n1 + (p2 * (1 - p2)) / n2)
+  if (se > 0) return excess / se
+  return excess === 0 ? 0 : excess > 0 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY
 }
 
 function rate(x: number): string {

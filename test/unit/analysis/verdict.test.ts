@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { normalQuantile } from '../../../src/analysis/normal-quantile.js'
-import { type AnalysisLimits, type JudgedFigures, judge, twoProportionZ } from '../../../src/analysis/verdict.js'
+import { type AnalysisLimits, excessZ, type JudgedFigures, judge } from '../../../src/analysis/verdict.js'
 
 const limits: AnalysisLimits = {
   minRequests: 100,
@@ -39,15 +39,42 @@ const cases: Case[] = [
     baseline: v(100, 0),
     canary: v(100, 3),
     outcome: 'pass',
-    reason: /above baseline 0 \+ 0\.02 but not significant \(z=1\.7 <= 2\.33\)/,
+    reason: /above baseline 0 \+ 0\.02 but not significant \(z=0\.6 <= 2\.33\)/,
   },
   {
-    name: 'the same three errors are significant at a lower confidence',
+    name: 'three errors in seventy against none in 240 are not significantly more than 2 points higher',
+    baseline: v(240, 0),
+    canary: v(70, 3),
+    limits: { minRequests: 50 },
+    outcome: 'pass',
+  },
+  {
+    name: 'five errors in a hundred against none breach at a lower confidence only',
     baseline: v(100, 0),
-    canary: v(100, 3),
+    canary: v(100, 5),
     limits: { confidence: 0.9 },
     outcome: 'breach',
     figure: 'error_rate',
+  },
+  {
+    name: 'five errors in a hundred pass at the default confidence',
+    baseline: v(100, 0),
+    canary: v(100, 5),
+    outcome: 'pass',
+  },
+  {
+    name: 'a canary failing every request breaches on the first minRequests',
+    baseline: v(100, 0),
+    canary: v(100, 100),
+    outcome: 'breach',
+    reason: /z=Infinity > 2\.33/,
+  },
+  {
+    name: 'a 20% error rate breaches on thirty requests',
+    baseline: v(300, 0),
+    canary: v(30, 6),
+    limits: { minRequests: 30 },
+    outcome: 'breach',
   },
   {
     name: 'a 10% error rate at 200 requests is a breach',
@@ -165,10 +192,12 @@ describe('statistics', () => {
     expect(() => normalQuantile(1)).toThrow(RangeError)
   })
 
-  it('the two-proportion z is 0 without variance and positive when the first rate is higher', () => {
-    expect(twoProportionZ(0, 100, 0, 100)).toBe(0)
-    expect(twoProportionZ(100, 100, 100, 100)).toBe(0)
-    expect(twoProportionZ(3, 100, 0, 100)).toBeCloseTo(1.745, 2)
-    expect(twoProportionZ(0, 100, 3, 100)).toBeLessThan(0)
+  it('the excess z is 0 on the margin without variance, and rises with the excess and the sample', () => {
+    expect(excessZ(0, 100, 0, 100, 0)).toBe(0)
+    expect(excessZ(100, 100, 0, 100, 0.02)).toBe(Number.POSITIVE_INFINITY)
+    expect(excessZ(0, 100, 0, 100, 0.02)).toBe(Number.NEGATIVE_INFINITY)
+    expect(excessZ(3, 100, 0, 100, 0.02)).toBeCloseTo(0.586, 2)
+    expect(excessZ(30, 1000, 0, 1000, 0.02)).toBeGreaterThan(excessZ(3, 100, 0, 100, 0.02))
+    expect(excessZ(1, 100, 0, 100, 0.02)).toBeLessThan(0)
   })
 })

@@ -20,7 +20,13 @@ function series(from: number, n: number, make: (i: number) => [requests: number,
   return Array.from({ length: n }, (_, i) => slice(from + i * SLICE, ...make(i)))
 }
 
-function startedAt(t: number, steps = [{ weight: 10, holdMs: 0 }, { weight: 100, holdMs: 0 }]): RolloutState {
+function startedAt(
+  t: number,
+  steps = [
+    { weight: 10, holdMs: 0 },
+    { weight: 100, holdMs: 0 },
+  ],
+): RolloutState {
   return transition(idleRollout(), { type: 'start', baseline: 'blue', canary: 'green', steps }, t).state
 }
 
@@ -70,9 +76,10 @@ describe('the verdict on a running rollout', () => {
       { weight: 100, holdMs: 0 },
     ])
     state = { ...state, step: 1, stepStartedAt: T0 + 10_000, holdStartedAt: T0 + 10_000 }
-    // 8% errors against 5%: over the step's 100 requests z = 1.3 < 2.33; over the rollout's 1100, z = 4.2.
+    // 10% errors against 5%, 3 points over the margin: over the step's 100 requests z = 1.0 < 2.33;
+    // over the rollout's 1100, z = 3.2.
     const baseline = series(T0, 11, () => [1000, 50])
-    const canary = series(T0, 11, () => [100, 8])
+    const canary = series(T0, 11, () => [100, 10])
     const v = verdict(state, baseline, canary)
     expect(v.outcome).toBe('breach')
     expect(v.reason).toContain('1100 vs 11000 requests')
