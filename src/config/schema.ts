@@ -165,6 +165,14 @@ export const configSchema = z
           .default(64 * 1024 * 1024),
         idleTimeoutMs: ms.default(0),
         handoffTimeoutMs: positiveMs.default(5000),
+        /** Bytes waiting to be sent to one side before the other side stops being read. */
+        highWaterMark: z
+          .number()
+          .int()
+          .min(1024)
+          .default(1024 * 1024),
+        /** Offer/accept permessage-deflate, negotiated separately with the client and the upstream (relay mode). */
+        perMessageDeflate: z.boolean().default(false),
       })
       .prefault({}),
     mirror: mirrorSchema.optional(),

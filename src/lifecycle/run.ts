@@ -7,6 +7,7 @@ import type { Config } from '../config/load.js'
 import { RolloutDriver } from '../rollout/driver.js'
 import type { StateStore } from '../state/store.js'
 import { createStore } from '../state/store-factory.js'
+import { attachWebSockets } from '../websocket/gateway.js'
 import { Sluice } from './sluice.js'
 
 export interface Running {
@@ -28,6 +29,7 @@ export interface RunOptions {
 /** Starts a proxy and its admin listener from a validated config: what `sluice serve` runs. */
 export async function runSluice(config: Config, opts: RunOptions): Promise<Running> {
   const sluice = new Sluice(config, { log: opts.log, store: opts.store ?? createStore(config, opts.log) })
+  attachWebSockets(sluice)
   const tokens = new TokenCheck(config.admin.tokens)
   if (tokens.open) opts.log.warn('admin API has no token: /v1/* is open to anyone who can reach the admin listener')
   const admin = new AdminServer(tokens, opts.log)

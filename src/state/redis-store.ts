@@ -102,7 +102,7 @@ export class RedisStore implements StateStore {
         commandTimeout: COMMAND_TIMEOUT_MS,
       }),
     )
-    this.#sub = new Redis(opts.url, { ...connectionOptions(opts.url), maxRetriesPerRequest: null })
+    this.#sub = new Redis(opts.url, { ...connectionOptions(opts.url), autoResubscribe: false })
     this.#lease = new LeaderLease({
       leaseMs: this.#opts.leaseMs,
       log: this.#log,
@@ -132,13 +132,22 @@ export class RedisStore implements StateStore {
     this.#client.on('close', () => this.#markDown('connection closed'))
     this.#client.on('ready', () => void this.#requestSync())
     this.#sub.on('error', (err) => this.#log.debug({ err }, 'redis subscriber error'))
-    // Messages may have been missed while the subscriber was away.
-    this.#sub.on('ready', () => void this.#requestSync())
     this.#sub.on('message', (channel: string, message: string) => {
       if (channel === this.#keys.channel) this.#onMessage(message)
     })
-    this.#client.connect().catch(() => {})
-    const subscribed = this.#sub.subscribe(this.#keys.channel).catch(() => {})
+    // Subscribes on every (re)connection itself: ioredis's own resubscription
+    // leaves a rejected promise unhandled when the connection drops again.
+    const subscribed = new Promise<void>((resolve) => {
+      this.#sub.on('ready', () => {
+        this.#sub.subscribe(this.#keys.channel).then(() => {
+          resolve()
+          // Messages may have been missed while the subscriber was away.
+          void this.#requestSync()
+        }, noop)
+      })
+    })
+    this.#client.connect().catch(noop)
+    this.#sub.connect().catch(noop)
     const ready = await Promise.race([
       Promise.all([once(this.#client, 'ready'), subscribed]).then(() => true),
       delay(this.#opts.connectTimeoutMs).then(() => false),
@@ -534,15 +543,15 @@ function once(emitter: Redis, event: string): Promise<void> {
   return new Promise((resolve) => emitter.once(event, () => resolve()))
 }
 
+function noop(): void {}
+
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref())
 }
 
 async function quit(client: Redis): Promise<void> {
   if (client.status === 'ready') {
-    try {
-      await Promise.race([client.quit(), delay(500)])
-    } catch {}
+    await Promise.race([client.quit().catch(noop), delay(500)])
   }
   client.disconnect()
 }

@@ -1,0 +1,435 @@
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import { WebSocketServer } from 'ws'
+import { NoUsableInstanceError, ShuttingDownError, UpstreamFailedError, UpstreamTimeoutError } from '../errors.js'
+import type { Sluice, SluiceHooks } from '../lifecycle/sluice.js'
+import { CLIENT_CLOSED } from '../proxy/forward.js'
+import type { Instance } from '../routing/instance.js'
+import type { RoutingTable, VersionRoute } from '../routing/table.js'
+import type { Handshake, WsConnection } from './connection.js'
+import {
+  handshakeProblem,
+  offeredProtocols,
+  passRefusal,
+  relayHeaders,
+  tunnelHeaders,
+  writeOwnAnswer,
+} from './handshake.js'
+import { type RelayHost, RelaySession } from './relay-session.js'
+import { TunnelConnection } from './tunnel-connection.js'
+import {
+  type Attempt,
+  type Failed,
+  openRelayUpstream,
+  openTunnelUpstream,
+  type RelayOutcome,
+  type RelayUpstreamOptions,
+} from './upstream-connect.js'
+
+const kProtocol = Symbol('sluice.ws-protocol')
+const kPassed = Symbol('sluice.ws-passed-headers')
+type UpgradeRequest = IncomingMessage & { [kProtocol]?: string; [kPassed]?: string[] }
+
+type WebSocketConfig = Sluice['config']['websocket']
+
+/** Idle sweeps run every idleTimeoutMs/2; a connection silent for more than two of them is idle. */
+const IDLE_TICKS = 2
+
+/**
+ * WebSockets through sluice: upgrades routed like requests (overrides,
+ * sticky key, weights, usable set), relayed message by message or tunnelled
+ * (websocket.mode), moved off instances that routing no longer wants
+ * (websocket.onDrain: handoff, or closed with 1012), closed with 1001 on a
+ * graceful stop, and counted per instance and version.
+ *
+ * The upstream is reached first: only when it has accepted is the client's
+ * handshake completed, with the subprotocol the upstream chose; a refusal
+ * reaches the client with the upstream's status and body.
+ */
+export class WebSocketGateway implements SluiceHooks, RelayHost {
+  readonly #sluice: Sluice
+  readonly #byInstance = new Map<Instance, Set<WsConnection>>()
+  #open = 0
+  #pending = 0
+  #stopping = false
+  #settled: (() => void) | undefined
+  #server: WebSocketServer | undefined
+  #serverFor: WebSocketConfig | undefined
+  #sweep: NodeJS.Timeout | undefined
+  #sweepMs = 0
+
+  constructor(sluice: Sluice) {
+    this.#sluice = sluice
+    sluice.listener.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.#upgrade(req, socket, head),
+    )
+    sluice.hooks.push(this)
+    const ws = sluice.config.websocket
+    if (ws.mode === 'tunnel' && ws.onDrain === 'handoff')
+      sluice.log.info('websocket.mode tunnel does not hand off: a draining instance closes its WebSockets with 1012')
+  }
+
+  /** Open client WebSockets. */
+  get connections(): number {
+    return this.#open
+  }
+
+  get #config(): WebSocketConfig {
+    return this.#sluice.config.websocket
+  }
+  get highWaterMark(): number {
+    return this.#config.highWaterMark
+  }
+  get handoffTimeoutMs(): number {
+    return this.#config.handoffTimeoutMs
+  }
+  get drainPolicy(): 'handoff' | 'close' {
+    return this.#config.onDrain
+  }
+  get log(): Logger {
+    return this.#sluice.log
+  }
+
+  // ---- hooks ----
+
+  onTable(table: RoutingTable): void {
+    for (const [instance, set] of this.#byInstance) this.#review(instance, set, table)
+  }
+
+  onDrain(instance: Instance): void {
+    const set = this.#byInstance.get(instance)
+    if (set !== undefined) this.#review(instance, set, this.#sluice.routing.table)
+  }
+
+  /** 1001 to every client, then wait for them to close, up to drain.timeoutMs. */
+  async onStop(): Promise<void> {
+    this.#stopping = true
+    clearInterval(this.#sweep)
+    for (const set of this.#byInstance.values()) for (const c of set) c.shut(1001, 'proxy stopping')
+    if (this.#open === 0 && this.#pending === 0) return
+    await new Promise<void>((resolve) => {
+      const deadline = setTimeout(() => {
+        for (const set of this.#byInstance.values()) for (const c of set) c.kill()
+        resolve()
+      }, this.#sluice.config.drain.timeoutMs).unref()
+      this.#settled = () => {
+        clearTimeout(deadline)
+        resolve()
+      }
+    })
+  }
+
+  // ---- RelayHost ----
+
+  route(c: WsConnection, failed: Instance | undefined): Instance | undefined {
+    const table = this.#sluice.routing.table
+    const h = c.handshake
+    const route = table.chooseVersion(h.request, h.key)
+    if (route === undefined) return undefined
+    return failed === undefined ? table.chooseInstance(route, h.key) : table.chooseRetry(route, h.key, failed)
+  }
+
+  open(s: RelaySession, to: Instance): Attempt<RelayOutcome> {
+    const h = s.handshake
+    return openRelayUpstream(to.url + h.path, h.headers, h.protocol === '' ? [] : [h.protocol], this.#relayOptions())
+  }
+
+  mustMove(c: WsConnection): boolean {
+    const table = this.#sluice.routing.table
+    const verdict = instanceVerdict(c.instance, table)
+    return verdict === 'move' || (verdict === 'check' && routedElsewhere(c, table))
+  }
+
+  moved(c: WsConnection, from: Instance, to: Instance): void {
+    this.#remove(c, from)
+    this.#add(c, to)
+    this.#sluice.metrics.handoffs.labels(from.version.name).inc()
+  }
+
+  ended(c: WsConnection): void {
+    this.#remove(c, c.instance)
+    this.#open--
+    this.#checkSettled()
+  }
+
+  // ---- upgrades ----
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', ignore)
+    const refusal = this.#stopping ? new ShuttingDownError() : handshakeProblem(req)
+    if (refusal !== undefined) {
+      writeOwnAnswer(socket, refusal)
+      return
+    }
+    const table = this.#sluice.routing.table
+    const key = table.keyOf(req.headers)
+    const route = table.chooseVersion(req.headers, key)
+    const instance = route === undefined ? undefined : table.chooseInstance(route, key)
+    if (route === undefined || instance === undefined) {
+      this.#sluice.outcomes.unrouted(503)
+      writeOwnAnswer(socket, new NoUsableInstanceError())
+      return
+    }
+    const handshake: Handshake = { path: req.url ?? '/', request: req.headers, key }
+    this.#pending++
+    const connect = this.#config.mode === 'tunnel' ? this.#tunnel : this.#relay
+    connect
+      .call(this, req, socket, head, table, route, instance, handshake)
+      .catch((err: unknown) => {
+        this.log.error({ err }, 'websocket upgrade failed')
+        socket.destroy()
+      })
+      .finally(() => {
+        this.#pending--
+        this.#checkSettled()
+      })
+  }
+
+  async #relay(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    table: RoutingTable,
+    route: VersionRoute,
+    first: Instance,
+    handshake: Handshake,
+  ): Promise<void> {
+    const headers = relayHeaders(req, this.#sluice.forwardContext.proto)
+    const offer = offeredProtocols(req)
+    const options = this.#relayOptions()
+    const reached = await this.#reach(socket, table, route, handshake.key, first, (i) =>
+      openRelayUpstream(i.url + handshake.path, headers, offer, options),
+    )
+    if (reached === undefined) return
+    const { instance, outcome: o, ms } = reached
+    const outcomes = this.#sluice.outcomes
+    if (o.kind === 'refused') {
+      outcomes.end(instance, o.res.statusCode ?? 0, ms, false)
+      o.res.once('close', () => o.ws.terminate())
+      passRefusal(socket, o.res)
+      return
+    }
+    if (this.#unwanted(socket, () => o.ws.close(1001, 'proxy stopping'))) {
+      outcomes.end(instance, CLIENT_CLOSED, ms, false)
+      return
+    }
+    const r = req as UpgradeRequest
+    r[kProtocol] = o.protocol
+    r[kPassed] = o.headers
+    let session: RelaySession | undefined
+    this.#clientServer().handleUpgrade(req, socket, head, (client) => {
+      session = new RelaySession(this, client, o.ws, instance, { ...handshake, headers, protocol: o.protocol })
+      this.#track(session, instance)
+    })
+    // ws answered the client itself (a malformed extension or protocol header): let the upstream go.
+    if (session === undefined) o.ws.close(1001)
+    outcomes.end(instance, session === undefined ? 400 : 101, ms, false)
+  }
+
+  async #tunnel(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    table: RoutingTable,
+    route: VersionRoute,
+    first: Instance,
+    handshake: Handshake,
+  ): Promise<void> {
+    const headers = tunnelHeaders(req, this.#sluice.forwardContext.proto)
+    const t = this.#sluice.config.timeouts
+    const bounds = { connectMs: t.connectMs, upstreamMs: t.upstreamMs }
+    const reached = await this.#reach(socket, table, route, handshake.key, first, (i) =>
+      openTunnelUpstream(i.url, handshake.path, headers, bounds),
+    )
+    if (reached === undefined) return
+    const { instance, outcome: o, ms } = reached
+    const outcomes = this.#sluice.outcomes
+    if (o.kind === 'refused') {
+      outcomes.end(instance, o.res.statusCode ?? 0, ms, false)
+      passRefusal(socket, o.res)
+      return
+    }
+    if (this.#unwanted(socket, () => o.socket.destroy())) {
+      outcomes.end(instance, CLIENT_CLOSED, ms, false)
+      return
+    }
+    // The upstream's 101 goes to the client as it is: the two ends negotiated with each other.
+    const raw = o.res.rawHeaders
+    let text = `HTTP/1.1 101 ${o.res.statusMessage || 'Switching Protocols'}\r\n`
+    for (let i = 0; i < raw.length; i += 2) text += `${raw[i]}: ${raw[i + 1]}\r\n`
+    socket.write(`${text}\r\n`)
+    ;(socket as Socket).setTimeout?.(0)
+    const conn = new TunnelConnection(this, socket, o.socket, instance, handshake, this.#config.handoffTimeoutMs)
+    this.#track(conn, instance)
+    if (o.head.length > 0) conn.fromUpstream(o.head)
+    if (head.length > 0) conn.fromClient(head)
+    outcomes.end(instance, 101, ms, false)
+  }
+
+  /**
+   * Tries instances until one answers the handshake, retrying elsewhere
+   * only when the handshake cannot have reached the application (CONTRACT
+   * section 4); answers the client itself when none does.
+   */
+  async #reach<T extends { kind: string }>(
+    socket: Duplex,
+    table: RoutingTable,
+    route: VersionRoute,
+    key: number,
+    first: Instance,
+    open: (instance: Instance) => Attempt<T | Failed>,
+  ): Promise<{ instance: Instance; outcome: Exclude<T, Failed>; ms: number } | undefined> {
+    const started = performance.now()
+    const outcomes = this.#sluice.outcomes
+    let instance = first
+    for (let tries = 0; ; tries++) {
+      const attempt = open(instance)
+      const abort = () => attempt.abort()
+      socket.once('close', abort)
+      if (socket.destroyed) attempt.abort()
+      const o = await attempt.done
+      socket.off('close', abort)
+      const ms = performance.now() - started
+      if (o.kind !== 'failed') return { instance, outcome: o as Exclude<T, Failed>, ms }
+      const failed = o as Failed
+      if (socket.destroyed) {
+        outcomes.end(instance, CLIENT_CLOSED, ms, false)
+        return undefined
+      }
+      if (failed.beforeSend && tries < this.#sluice.config.retries.attempts) {
+        const next = table.chooseRetry(route, key, instance)
+        if (next !== undefined) {
+          outcomes.tryFailed(instance)
+          instance = next
+          continue
+        }
+      }
+      const answer = failed.timeout ? new UpstreamTimeoutError(failed.error) : new UpstreamFailedError(failed.error)
+      outcomes.end(instance, answer.status, ms, true)
+      writeOwnAnswer(socket, answer)
+      return undefined
+    }
+  }
+
+  /** The client left, or a stop began, while the upstream was being reached: `release` lets the upstream go. */
+  #unwanted(socket: Duplex, release: () => void): boolean {
+    if (!socket.destroyed && !this.#stopping) return false
+    release()
+    if (!socket.destroyed) writeOwnAnswer(socket, new ShuttingDownError())
+    return true
+  }
+
+  #relayOptions(): RelayUpstreamOptions {
+    const c = this.#sluice.config
+    return {
+      connectMs: c.timeouts.connectMs,
+      upstreamMs: c.timeouts.upstreamMs,
+      maxPayload: c.websocket.maxPayload,
+      perMessageDeflate: c.websocket.perMessageDeflate,
+      closeTimeoutMs: c.websocket.handoffTimeoutMs,
+    }
+  }
+
+  /** The client-facing server side, rebuilt when a reload changes the websocket section. */
+  #clientServer(): WebSocketServer {
+    const cfg = this.#config
+    if (this.#server === undefined || this.#serverFor !== cfg) {
+      this.#server = new WebSocketServer({
+        noServer: true,
+        clientTracking: false,
+        autoPong: false,
+        maxPayload: cfg.maxPayload,
+        perMessageDeflate: cfg.perMessageDeflate,
+        handleProtocols: upstreamChoice,
+      })
+      this.#server.on('headers', addPassedHeaders)
+      this.#serverFor = cfg
+    }
+    return this.#server
+  }
+
+  // ---- tracking ----
+
+  #track(c: WsConnection, instance: Instance): void {
+    this.#add(c, instance)
+    this.#open++
+    this.#ensureSweep()
+  }
+
+  #add(c: WsConnection, instance: Instance): void {
+    let set = this.#byInstance.get(instance)
+    if (set === undefined) this.#byInstance.set(instance, (set = new Set()))
+    set.add(c)
+    instance.websockets++
+    instance.version.websockets++
+  }
+
+  #remove(c: WsConnection, instance: Instance): void {
+    const set = this.#byInstance.get(instance)
+    if (set?.delete(c) !== true) return
+    if (set.size === 0) this.#byInstance.delete(instance)
+    instance.websockets--
+    instance.version.websockets--
+  }
+
+  #review(instance: Instance, set: Set<WsConnection>, table: RoutingTable): void {
+    const verdict = instanceVerdict(instance, table)
+    if (verdict === 'stay') return
+    for (const c of [...set]) if (verdict === 'move' || routedElsewhere(c, table)) c.moveOff()
+  }
+
+  #checkSettled(): void {
+    if (this.#stopping && this.#open === 0 && this.#pending === 0) this.#settled?.()
+  }
+
+  #ensureSweep(): void {
+    const idleMs = this.#config.idleTimeoutMs
+    const every = idleMs > 0 ? Math.max(Math.floor(idleMs / IDLE_TICKS), 1) : 0
+    if (every === this.#sweepMs || this.#stopping) return
+    clearInterval(this.#sweep)
+    this.#sweepMs = every
+    if (every > 0) this.#sweep = setInterval(() => this.#idleSweep(), every).unref()
+  }
+
+  #idleSweep(): void {
+    for (const set of this.#byInstance.values())
+      for (const c of set) if (c.idleable && ++c.idleTicks > IDLE_TICKS) c.shut(1001, 'idle timeout')
+  }
+}
+
+/** Attaches WebSocket support to a proxy: its listener's upgrades and its lifecycle hooks. */
+export function attachWebSockets(sluice: Sluice): WebSocketGateway {
+  return new WebSocketGateway(sluice)
+}
+
+/**
+ * Whether routing still wants connections on `instance`: 'move' when it is
+ * not usable (drained, unhealthy, ejected) or no longer configured; 'check'
+ * when its version lost all weight (each connection moves unless an
+ * override, or failing open, still routes it there); else 'stay'.
+ */
+function instanceVerdict(instance: Instance, table: RoutingTable): 'move' | 'check' | 'stay' {
+  let route: VersionRoute | undefined
+  for (const r of table.routes) if (r.version === instance.version) route = r
+  if (route === undefined || !instance.usable || !instance.version.instances.includes(instance)) return 'move'
+  return route.weight === 0 ? 'check' : 'stay'
+}
+
+function routedElsewhere(c: WsConnection, table: RoutingTable): boolean {
+  const h = c.handshake
+  return table.chooseVersion(h.request, h.key)?.version !== c.instance.version
+}
+
+function upstreamChoice(_offered: Set<string>, req: IncomingMessage): string | false {
+  return (req as UpgradeRequest)[kProtocol] || false
+}
+
+function addPassedHeaders(headers: string[], req: IncomingMessage): void {
+  const passed = (req as UpgradeRequest)[kPassed]
+  if (passed !== undefined) for (const line of passed) headers.push(line)
+}
+
+function ignore(): void {}

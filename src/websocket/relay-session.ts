@@ -1,0 +1,405 @@
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import type WebSocket from 'ws'
+import type { Instance } from '../routing/instance.js'
+import type { ConnectionOwner, Handshake, WsConnection } from './connection.js'
+import type { Attempt, RelayOutcome } from './upstream-connect.js'
+
+export interface RelayHandshake extends Handshake {
+  /** Headers for an upstream handshake (the header rules applied once, at the upgrade). */
+  readonly headers: Record<string, string>
+  /** The subprotocol both sides agreed on ('' for none); a new upstream must agree too. */
+  readonly protocol: string
+}
+
+/** The gateway as a relay session needs it. Read per use: a reload may change the values. */
+export interface RelayHost extends ConnectionOwner {
+  readonly highWaterMark: number
+  readonly handoffTimeoutMs: number
+  /** websocket.onDrain */
+  readonly drainPolicy: 'handoff' | 'close'
+  readonly log: Logger
+  /** The instance current routing gives this connection, avoiding `failed`; undefined if none is usable. */
+  route(c: WsConnection, failed: Instance | undefined): Instance | undefined
+  /** Opens an upstream with the original handshake's headers and subprotocol. */
+  open(s: RelaySession, to: Instance): Attempt<RelayOutcome>
+  /** Whether routing wants it off its instance. */
+  mustMove(c: WsConnection): boolean
+}
+
+const kSession = Symbol('sluice.relay-session')
+const kPause = Symbol('sluice.pause')
+const kSide = Symbol('sluice.side')
+
+type Side = WebSocket & {
+  [kSession]: RelaySession
+  [kPause]: number
+  _socket: Socket & { [kSide]?: Side }
+}
+
+// Why a side is not being read; it reads again only when no reason is left.
+/** The peer's send buffer is above the high-water mark. */
+const PEER_FULL = 1
+/** (client) Messages held during a handoff are above the high-water mark. */
+const HELD_FULL = 2
+/** (upstream) An older upstream still delivers what it sent before the handoff. */
+const ORDER = 4
+
+const TEXT = { binary: false }
+const BINARY = { binary: true }
+const RETRY_MS = 100
+
+/**
+ * One client WebSocket relayed message by message to an upstream WebSocket,
+ * with ws on both sides (each side negotiates its own extensions).
+ *
+ * Backpressure: after forwarding a message, if the receiving side's send
+ * buffer is above the high-water mark, the sending side is paused (its
+ * socket is not read) until that buffer drains. So at most one socket read
+ * or one message (maxPayload) beyond the mark is buffered per direction.
+ *
+ * Handoff: when routing moves the connection off its instance, the session
+ * stops forwarding the client's messages and holds them (bounded the same
+ * way), opens a new upstream by the current routing, then switches: held
+ * messages go to the new upstream in order, and the old one is closed with
+ * 1001. The switch happens between two whole messages, so no message is
+ * split, lost or sent twice. Messages the old upstream sends until it closes
+ * still reach the client; the new upstream is not read until the old one has
+ * closed, so the client gets every reply in the order of its requests.
+ */
+export class RelaySession implements WsConnection {
+  idleTicks = 0
+  #state: 'open' | 'switching' | 'closing' | 'closed' = 'open'
+  /** Oldest first. The last takes the client's messages; earlier ones are retiring. */
+  readonly #upstreams: Side[] = []
+  readonly #client: Side
+  /** Messages held during a handoff: data, binary, data, binary, ... */
+  #held: (Buffer | boolean)[] = []
+  #heldBytes = 0
+  #deadline: NodeJS.Timeout | undefined
+  #retry: NodeJS.Timeout | undefined
+  #attempt: Attempt<RelayOutcome> | undefined
+  #lastFailed: Instance | undefined
+
+  constructor(
+    readonly host: RelayHost,
+    client: WebSocket,
+    upstream: WebSocket,
+    public instance: Instance,
+    readonly handshake: RelayHandshake,
+  ) {
+    this.#client = adopt(client, this)
+    client.on('message', onClientMessage)
+    client.on('ping', onClientPing)
+    client.on('pong', onClientPong)
+    client.on('close', onClientClose)
+    client.on('error', onError)
+    this.#addUpstream(upstream)
+  }
+
+  get idleable(): boolean {
+    return this.#state === 'open'
+  }
+
+  get state(): string {
+    return this.#state
+  }
+
+  // ---- events (called from the module-level listeners) ----
+
+  fromClient(data: Buffer, binary: boolean): void {
+    this.idleTicks = 0
+    if (this.#state === 'open') {
+      const up = this.#upstreams[this.#upstreams.length - 1]!
+      up.send(data, binary ? BINARY : TEXT)
+      if (up.bufferedAmount > this.host.highWaterMark && this.#pause(this.#client, PEER_FULL)) watchDrain(up)
+    } else if (this.#state === 'switching') {
+      this.#held.push(data, binary)
+      this.#heldBytes += data.length
+      if (this.#heldBytes > this.host.highWaterMark) this.#pause(this.#client, HELD_FULL)
+    }
+  }
+
+  fromUpstream(data: Buffer, binary: boolean): void {
+    this.idleTicks = 0
+    if (this.#state === 'closed') return
+    const client = this.#client
+    client.send(data, binary ? BINARY : TEXT)
+    if (client.bufferedAmount > this.host.highWaterMark) {
+      let newly = false
+      for (const up of this.#upstreams) newly = this.#pause(up, PEER_FULL) || newly
+      if (newly) watchDrain(client)
+    }
+  }
+
+  clientPing(data: Buffer): void {
+    this.idleTicks = 0
+    // During a handoff there is no upstream to ask: the proxy answers itself.
+    if (this.#state === 'open') this.#upstreams[this.#upstreams.length - 1]!.ping(data)
+    else if (this.#state === 'switching') this.#client.pong(data)
+  }
+
+  clientPong(data: Buffer): void {
+    this.idleTicks = 0
+    if (this.#state === 'open') this.#upstreams[this.#upstreams.length - 1]!.pong(data)
+  }
+
+  upstreamPing(data: Buffer): void {
+    this.idleTicks = 0
+    if (this.#state !== 'closed') this.#client.ping(data)
+  }
+
+  upstreamPong(data: Buffer): void {
+    this.idleTicks = 0
+    if (this.#state !== 'closed') this.#client.pong(data)
+  }
+
+  /** A side's send buffer drained: read again the side(s) that were waiting on it. */
+  drained(side: Side): void {
+    if (side.bufferedAmount > this.host.highWaterMark) {
+      watchDrain(side)
+      return
+    }
+    if (side === this.#client) for (const up of this.#upstreams) this.#resume(up, PEER_FULL)
+    else if (side === this.#upstreams[this.#upstreams.length - 1]) this.#resume(this.#client, PEER_FULL)
+  }
+
+  clientClosed(code: number, reason: Buffer): void {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#stopHandoff()
+    const last = this.#upstreams[this.#upstreams.length - 1]
+    if (last !== undefined) closeLike(last, code, reason)
+    this.host.ended(this)
+  }
+
+  upstreamClosed(up: Side, code: number, reason: Buffer): void {
+    const ups = this.#upstreams
+    const i = ups.indexOf(up)
+    if (i < 0) return
+    const wasLast = i === ups.length - 1
+    ups.splice(i, 1)
+    if (i === 0 && ups.length > 0) this.#resume(ups[0]!, ORDER)
+    // While switching the client stays: the handoff brings it a new upstream.
+    if (wasLast && this.#state === 'open') {
+      this.#state = 'closing'
+      closeLike(this.#client, code, reason)
+    }
+  }
+
+  // ---- asked by the gateway ----
+
+  moveOff(): void {
+    if (this.#state !== 'open') return
+    if (this.host.drainPolicy === 'close') {
+      this.shut(1012, 'instance draining')
+      return
+    }
+    this.#state = 'switching'
+    this.#lastFailed = undefined
+    this.#deadline = setTimeout(() => this.#handoffFailed(), this.host.handoffTimeoutMs).unref()
+    this.#tryHandoff()
+  }
+
+  shut(code: number, reason: string): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return
+    this.#state = 'closing'
+    this.#stopHandoff()
+    // Stop holding anything back: the close frames must be read.
+    this.#resume(this.#client, PEER_FULL | HELD_FULL)
+    this.#client.close(code, reason)
+    for (const up of this.#upstreams) up.close(1001, reason)
+  }
+
+  kill(): void {
+    this.#stopHandoff()
+    this.#client.terminate()
+    for (const up of this.#upstreams) up.terminate()
+  }
+
+  // ---- handoff ----
+
+  #tryHandoff(): void {
+    this.#retry = undefined
+    if (this.#state !== 'switching') return
+    const to = this.host.route(this, this.#lastFailed)
+    if (to === undefined) {
+      this.#retry = setTimeout(() => this.#tryHandoff(), RETRY_MS).unref()
+      return
+    }
+    const current = this.#upstreams[this.#upstreams.length - 1]
+    if (to === this.instance && current !== undefined && current.readyState === 1) {
+      // Routing changed its mind (the instance is wanted again): carry on where it was.
+      this.#state = 'open'
+      clearTimeout(this.#deadline)
+      this.#flushHeld(current)
+      return
+    }
+    const attempt = this.host.open(this, to)
+    this.#attempt = attempt
+    void attempt.done.then((o) => this.#opened(attempt, to, o))
+  }
+
+  #opened(attempt: Attempt<RelayOutcome>, to: Instance, o: RelayOutcome): void {
+    if (this.#attempt !== attempt || this.#state !== 'switching') {
+      if (o.kind !== 'failed') o.ws.terminate()
+      return
+    }
+    this.#attempt = undefined
+    if (o.kind === 'open' && o.protocol === this.handshake.protocol) {
+      this.#switchTo(to, o.ws)
+      return
+    }
+    if (o.kind !== 'failed') o.ws.terminate()
+    const why =
+      o.kind === 'failed' ? o.error.message : o.kind === 'refused' ? `refused ${o.res.statusCode}` : 'subprotocol'
+    this.host.log.debug({ instance: to.url, why }, 'websocket handoff attempt failed; trying again')
+    this.#lastFailed = to
+    this.#retry = setTimeout(() => this.#tryHandoff(), RETRY_MS).unref()
+  }
+
+  #switchTo(to: Instance, ws: WebSocket): void {
+    clearTimeout(this.#deadline)
+    this.#deadline = undefined
+    const from = this.instance
+    this.instance = to
+    this.host.moved(this, from, to)
+    const previous = this.#upstreams[this.#upstreams.length - 1]
+    const up = this.#addUpstream(ws)
+    // The new upstream waits until every older one has delivered its last message.
+    if (this.#upstreams.length > 1) this.#pause(up, ORDER)
+    previous?.close(1001, 'handoff')
+    this.#state = 'open'
+    this.#flushHeld(up)
+    // It may have become unwanted while it was being opened.
+    if (this.host.mustMove(this)) this.moveOff()
+  }
+
+  #flushHeld(up: Side): void {
+    const held = this.#held
+    for (let i = 0; i < held.length; i += 2) up.send(held[i] as Buffer, held[i + 1] ? BINARY : TEXT)
+    this.#held = []
+    this.#heldBytes = 0
+    this.#resume(this.#client, HELD_FULL | PEER_FULL)
+    if (up.bufferedAmount > this.host.highWaterMark && this.#pause(this.#client, PEER_FULL)) watchDrain(up)
+  }
+
+  #handoffFailed(): void {
+    this.#deadline = undefined
+    if (this.#state !== 'switching') return
+    this.host.log.warn(
+      { instance: this.instance.url, timeoutMs: this.host.handoffTimeoutMs },
+      'websocket handoff found no upstream in time: closing the client with 1012',
+    )
+    this.shut(1012, 'handoff failed')
+  }
+
+  #stopHandoff(): void {
+    clearTimeout(this.#deadline)
+    clearTimeout(this.#retry)
+    this.#deadline = this.#retry = undefined
+    this.#attempt?.abort()
+    this.#attempt = undefined
+    this.#held = []
+    this.#heldBytes = 0
+  }
+
+  // ---- plumbing ----
+
+  #addUpstream(ws: WebSocket): Side {
+    const up = adopt(ws, this)
+    ws.on('message', onUpstreamMessage)
+    ws.on('ping', onUpstreamPing)
+    ws.on('pong', onUpstreamPong)
+    ws.on('close', onUpstreamClose)
+    ws.on('error', onError)
+    this.#upstreams.push(up)
+    return up
+  }
+
+  /** Adds a reason not to read `side`; true if it is newly set. */
+  #pause(side: Side, reason: number): boolean {
+    const before = side[kPause]
+    if ((before & reason) === reason) return false
+    side[kPause] = before | reason
+    if (before === 0) side.pause()
+    return true
+  }
+
+  #resume(side: Side, reasons: number): void {
+    const before = side[kPause]
+    const after = before & ~reasons
+    if (after === before) return
+    side[kPause] = after
+    if (after === 0) side.resume()
+  }
+}
+
+function adopt(ws: WebSocket, s: RelaySession): Side {
+  const side = ws as Side
+  side[kSession] = s
+  side[kPause] = 0
+  side._socket[kSide] = side
+  return side
+}
+
+/** Waits for `side`'s socket to drain; when the buffer is in ws's sender instead (compression), polls. */
+function watchDrain(side: Side): void {
+  const socket = side._socket
+  if (socket.writableNeedDrain) socket.once('drain', onSocketDrain)
+  else setTimeout(onDrainPoll, 10, side).unref()
+}
+
+function onDrainPoll(side: Side): void {
+  if (side.readyState <= 2) side[kSession].drained(side)
+}
+
+function onSocketDrain(this: Socket & { [kSide]?: Side }): void {
+  const side = this[kSide]
+  if (side !== undefined) side[kSession].drained(side)
+}
+
+/**
+ * Close codes pass through as they are; 1005 (no code) becomes a close frame
+ * without one, and 1006 (the peer vanished without a close frame) makes the
+ * proxy vanish toward the other side too, so each end sees what it would
+ * have seen without the proxy.
+ */
+function closeLike(side: WebSocket, code: number, reason: Buffer): void {
+  if (code === 1005) side.close()
+  else if (sendable(code)) side.close(code, reason)
+  else side.terminate()
+}
+
+function sendable(code: number): boolean {
+  return (
+    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
+  )
+}
+
+function onClientMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  ;(this as Side)[kSession].fromClient(data, isBinary)
+}
+function onUpstreamMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  ;(this as Side)[kSession].fromUpstream(data, isBinary)
+}
+function onClientPing(this: WebSocket, data: Buffer): void {
+  ;(this as Side)[kSession].clientPing(data)
+}
+function onClientPong(this: WebSocket, data: Buffer): void {
+  ;(this as Side)[kSession].clientPong(data)
+}
+function onUpstreamPing(this: WebSocket, data: Buffer): void {
+  ;(this as Side)[kSession].upstreamPing(data)
+}
+function onUpstreamPong(this: WebSocket, data: Buffer): void {
+  ;(this as Side)[kSession].upstreamPong(data)
+}
+function onClientClose(this: WebSocket, code: number, reason: Buffer): void {
+  ;(this as Side)[kSession].clientClosed(code, reason)
+}
+function onUpstreamClose(this: WebSocket, code: number, reason: Buffer): void {
+  ;(this as Side)[kSession].upstreamClosed(this as Side, code, reason)
+}
+/** Errors end in 'close', which does the work; ws closes the socket itself. */
+function onError(): void {}

@@ -1,0 +1,100 @@
+import { randomBytes } from 'node:crypto'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
+import { startRedis, type TestRedis } from '../helpers/redis-server.js'
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
+
+/** Several proxies sharing one Redis act as one: CONTRACT section 4, "Several proxies". */
+describe('proxies sharing Redis', () => {
+  let redis: TestRedis
+  let blue: TestUpstream
+  let green: TestUpstream
+  const proxies: TestProxy[] = []
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    blue = await startUpstream('blue')
+    green = await startUpstream('green')
+  })
+  afterEach(async () => {
+    await Promise.all(proxies.splice(0).map((p) => p.stop()))
+  })
+  afterAll(async () => {
+    await redis?.stop()
+    await blue?.close()
+    await green?.close()
+  })
+
+  const cluster = async (n: number, keyPrefix = `prop-${randomBytes(4).toString('hex')}:`) => {
+    const started: TestProxy[] = []
+    for (let i = 0; i < n; i++) {
+      const p = await startProxy({
+        versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+        weights: { blue: 100 },
+        redis: { url: redis.url, keyPrefix },
+      })
+      proxies.push(p)
+      started.push(p)
+    }
+    return started
+  }
+
+  const weightsOf = async (p: TestProxy) => (await admin(p, 'GET', '/v1/state')).body.weights
+
+  it('a weight change through one proxy reaches every proxy within one second, and their traffic follows', async () => {
+    const [a, b, c] = await cluster(3)
+    const state = (await admin(b!, 'GET', '/v1/state')).body
+    expect(state.store).toEqual({ kind: 'redis', up: true })
+
+    const put = await admin(a!, 'PUT', '/v1/weights', { blue: 0, green: 100 })
+    expect(put.status).toBe(200)
+    const changedAt = Date.now()
+    for (const p of [b!, c!]) {
+      await waitFor(
+        async () => (await weightsOf(p)).green === 100,
+        'the change on every proxy',
+        1000 - (Date.now() - changedAt),
+      )
+    }
+    expect(Date.now() - changedAt).toBeLessThan(1000)
+    const res = await fetch(c!.url + '/')
+    expect(res.headers.get('x-upstream')).toBe('green')
+    await res.text()
+  })
+
+  it('a drain through one proxy applies on all, and the shared audit keeps the original source', async () => {
+    const [a, b] = await cluster(2)
+    expect((await admin(b!, 'POST', '/v1/drain', { version: 'green' })).status).toBe(200)
+    await waitFor(async () => (await admin(a!, 'GET', '/v1/state')).body.versions.green.draining, 'drain on a', 1000)
+    const audit = (await admin(a!, 'GET', '/v1/audit')).body as { action: string; source: string }[]
+    expect(audit.at(-1)).toMatchObject({ action: 'drain', source: 'admin' })
+  })
+
+  it('a change whose message is lost still reaches every proxy, by polling', async () => {
+    const keyPrefix = `lost-${randomBytes(4).toString('hex')}:`
+    const [a, b] = await cluster(2, keyPrefix)
+    const raw = redis.client()
+    const shared = JSON.parse((await raw.hget(`${keyPrefix}state`, 'json'))!)
+    const next = { ...shared, revision: shared.revision + 1, weights: { blue: 30, green: 70 } }
+    // Written the way a commit writes it, but never published.
+    await raw.hset(`${keyPrefix}state`, 'revision', next.revision, 'json', JSON.stringify(next))
+    const writtenAt = Date.now()
+    for (const p of [a!, b!]) await waitFor(async () => (await weightsOf(p)).green === 70, 'the polled change', 3000)
+    expect(Date.now() - writtenAt).toBeLessThan(1000)
+  })
+
+  it('two clusters with different key prefixes on one Redis do not see each other', async () => {
+    const [a1, a2] = await cluster(2)
+    const [b1] = await cluster(1)
+    await admin(a1!, 'PUT', '/v1/weights', { blue: 40, green: 60 })
+    await waitFor(async () => (await weightsOf(a2!)).green === 60, 'the change within cluster a', 1000)
+    await admin(b1!, 'PUT', '/v1/weights', { blue: 90, green: 10 })
+    // Both clusters' changes have been published and polled by now.
+    await new Promise((r) => setTimeout(r, 700))
+    expect(await weightsOf(a1!)).toEqual({ blue: 40, green: 60 })
+    expect(await weightsOf(a2!)).toEqual({ blue: 40, green: 60 })
+    expect(await weightsOf(b1!)).toEqual({ blue: 90, green: 10 })
+    expect((await admin(b1!, 'GET', '/v1/audit')).body).toHaveLength(1)
+  })
+})

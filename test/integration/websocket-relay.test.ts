@@ -1,0 +1,209 @@
+import { request } from 'node:http'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { WebSocket } from 'ws'
+import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
+import { waitFor } from '../helpers/wait.js'
+import { nextMessage, openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
+
+describe('WebSockets relayed through the proxy', () => {
+  let blue: WsUpstream
+  let green: WsUpstream
+  let proxy: TestProxy
+  const open: WebSocket[] = []
+  const client = async (path = '/', protocols?: string | string[], options?: WebSocket.ClientOptions) => {
+    const ws = await openClient(wsUrl(proxy.url, path), protocols, options)
+    open.push(ws)
+    return ws
+  }
+
+  beforeAll(async () => {
+    blue = await startWsUpstream('blue', {
+      handleProtocols: (offered) => (offered.has('chat.v2') ? 'chat.v2' : false),
+    })
+    green = await startWsUpstream('green')
+    proxy = await startProxy({
+      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+      weights: { blue: 100 },
+      overrides: [{ match: { header: 'x-canary', value: 'true' }, version: 'green' }],
+      websocket: { perMessageDeflate: true },
+    })
+  })
+  afterEach(async () => {
+    for (const ws of open.splice(0)) ws.terminate()
+    blue.refuse = undefined
+  })
+  afterAll(async () => {
+    await proxy.stop()
+    await blue.close()
+    await green.close()
+  })
+
+  it('echoes text and binary messages with their type', async () => {
+    const ws = await client()
+    ws.send('hello')
+    const text = await nextMessage(ws)
+    expect(text.isBinary).toBe(false)
+    expect(text.data.toString()).toBe('hello')
+    const bytes = Buffer.from([0, 1, 2, 250, 255])
+    ws.send(bytes)
+    const bin = await nextMessage(ws)
+    expect(bin.isBinary).toBe(true)
+    expect(Buffer.compare(bin.data, bytes)).toBe(0)
+  })
+
+  it('echoes a 16 MiB message intact', async () => {
+    const ws = await client()
+    const big = Buffer.alloc(16 * 1024 * 1024)
+    for (let i = 0; i < big.length; i += 4096) big[i] = i & 0xff
+    ws.send(big)
+    const back = await nextMessage(ws)
+    expect(back.data.length).toBe(big.length)
+    expect(Buffer.compare(back.data, big)).toBe(0)
+  })
+
+  it('reassembles a fragmented message into one message', async () => {
+    const ws = await client()
+    ws.send('frag-', { fin: false })
+    ws.send('ment', { fin: false })
+    ws.send('ed', { fin: true })
+    const m = await nextMessage(ws)
+    expect(m.data.toString()).toBe('frag-mented')
+    expect(m.isBinary).toBe(false)
+  })
+
+  it('relays ping and pong end to end', async () => {
+    const ws = await client()
+    const pong = new Promise<Buffer>((resolve) => ws.once('pong', resolve))
+    ws.ping('are-you-there')
+    expect((await pong).toString()).toBe('are-you-there')
+    // And the upstream's ping reaches the client, whose pong reaches the upstream.
+    const server = [...blue.clients].at(-1)!
+    const serverPong = new Promise<Buffer>((resolve) => server.once('pong', resolve))
+    server.ping('and-you')
+    expect((await serverPong).toString()).toBe('and-you')
+  })
+
+  it('completes the client handshake with the subprotocol the upstream chose', async () => {
+    const ws = await client('/', ['chat.v1', 'chat.v2'])
+    expect(ws.protocol).toBe('chat.v2')
+    const req = blue.upgrades.at(-1)!
+    expect(req.headers['sec-websocket-protocol']).toBe('chat.v1, chat.v2')
+  })
+
+  it('accepts without a subprotocol when the upstream picks none of the offered', async () => {
+    const raw = await rawUpgrade(proxy.url, { 'sec-websocket-protocol': 'none-please' })
+    expect(raw.status).toBe(101)
+    expect(raw.headers['sec-websocket-protocol']).toBeUndefined()
+  })
+
+  it('negotiates permessage-deflate per side, never copying the client offer upstream', async () => {
+    const ws = await client('/', undefined, { perMessageDeflate: { serverMaxWindowBits: 10 } })
+    expect(ws.extensions).toContain('permessage-deflate')
+    const offeredUpstream = blue.upgrades.at(-1)!.headers['sec-websocket-extensions']
+    // The proxy's own offer (blue declines it), not the client's parameters.
+    expect(offeredUpstream).toContain('permessage-deflate')
+    expect(offeredUpstream).not.toContain('server_max_window_bits=10')
+    ws.send('x'.repeat(10_000))
+    expect((await nextMessage(ws)).data.toString()).toBe('x'.repeat(10_000))
+  })
+
+  it('forwards the header rules and the path upstream', async () => {
+    await client('/chat/room-7?lang=en')
+    const req = blue.upgrades.at(-1)!
+    expect(req.url).toBe('/chat/room-7?lang=en')
+    expect(req.headers['x-forwarded-for']).toBe('127.0.0.1')
+    expect(req.headers['x-forwarded-proto']).toBe('http')
+    expect(req.headers.host).toBe(new URL(proxy.url).host)
+  })
+
+  it('passes a refused upgrade to the client with the upstream status and body', async () => {
+    blue.refuse = { status: 403, body: 'not for you' }
+    const err = await client().then(
+      () => undefined,
+      (e: { status: number; body: string; headers: Record<string, string> }) => e,
+    )
+    expect(err?.status).toBe(403)
+    expect(err?.body).toBe('not for you')
+    expect(err?.headers['x-refused-by']).toBe('blue')
+  })
+
+  it('answers 400 to an upgrade that is not a WebSocket handshake', async () => {
+    const res = await rawUpgrade(proxy.url, { upgrade: 'h2c' })
+    expect(res.status).toBe(400)
+    expect(JSON.parse(res.body).error.code).toBe('SLUICE_BAD_WEBSOCKET_HANDSHAKE')
+  })
+
+  it('routes upgrades by overrides like requests', async () => {
+    await client('/', undefined, { headers: { 'x-canary': 'true' } })
+    expect(green.upgrades.length).toBeGreaterThan(0)
+  })
+
+  it('passes close codes and reasons from the client to the upstream', async () => {
+    const ws = await client()
+    const server = [...blue.clients].at(-1)!
+    const upstreamSaw = whenClosed(server)
+    const clientSaw = whenClosed(ws)
+    ws.close(4001, 'client says bye')
+    expect(await upstreamSaw).toEqual({ code: 4001, reason: 'client says bye' })
+    expect((await clientSaw).code).toBe(4001)
+  })
+
+  it('passes close codes and reasons from the upstream to the client', async () => {
+    const ws = await client()
+    const closed = whenClosed(ws)
+    ;[...blue.clients].at(-1)!.close(4002, 'server says bye')
+    expect(await closed).toEqual({ code: 4002, reason: 'server says bye' })
+  })
+
+  it('passes a close without a code as a close without a code', async () => {
+    const ws = await client()
+    const closed = whenClosed(ws)
+    ;[...blue.clients].at(-1)!.close()
+    expect((await closed).code).toBe(1005)
+  })
+
+  it('counts open WebSockets per instance in /v1/state and per version in the metrics', async () => {
+    const before = (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances[0].websockets
+    const ws = await client()
+    await waitFor(
+      async () => (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances[0].websockets === before + 1,
+      'state to count the WebSocket',
+    )
+    const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text()
+    expect(metrics).toMatch(new RegExp(`sluice_websocket_connections\\{version="blue"\\} ${before + 1}`))
+    ws.close()
+    await waitFor(
+      async () => (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances[0].websockets === before,
+      'state to uncount the WebSocket',
+    )
+  })
+})
+
+/** A hand-written upgrade request, to see exactly what the proxy answers. */
+function rawUpgrade(
+  base: string,
+  extra: Record<string, string>,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}/`, {
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        'sec-websocket-version': '13',
+        ...extra,
+      },
+    })
+    req.on('upgrade', (res, socket) => {
+      socket.destroy()
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: '' })
+    })
+    req.on('response', (res) => {
+      let body = ''
+      res.on('data', (d: Buffer) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
