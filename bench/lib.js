@@ -1,6 +1,7 @@
 // Shared pieces of the end-to-end benches: flags, child processes that announce
 // their ports with a JSON "listening" line on stdout, medians, machine facts.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { createInterface } from 'node:readline'
 
@@ -70,5 +71,23 @@ export function machine() {
     cores: cpu.length,
     memGiB: Math.round(totalmem() / 2 ** 30),
     loadavg: loadavg().map((x) => Number(x.toFixed(2))),
+  }
+}
+
+let ticksPerSecond
+/**
+ * CPU time (user + system, ms) a process has used, from /proc (Linux), or
+ * undefined elsewhere. On a shared machine, CPU per request stays meaningful
+ * when requests per second swing with other processes' load.
+ */
+export function cpuMs(pid) {
+  try {
+    ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond
+  } catch {
+    return undefined
   }
 }

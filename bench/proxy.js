@@ -12,7 +12,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { flag, hasFlag, machine, median, startChild } from './lib.js'
+import { cpuMs, flag, hasFlag, machine, median, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -89,16 +89,23 @@ try {
   )
 
   const urls = { upstream: blueUrl, bare: bareUrl, sluice: sluiceUrl, keyless: sluiceUrl }
+  // Whose CPU a target's run is charged to: the proxy in front, or the upstream itself.
+  const pids = { upstream: upstream.proc.pid, bare: bare.proc.pid, sluice: sluice.proc.pid, keyless: sluice.proc.pid }
   const runs = []
   for (let round = 0; round < opts.rounds; round++) {
     const order = opts.targets.map((_, i) => opts.targets[(i + round) % opts.targets.length])
     for (const target of order) {
       const requests = target === 'keyless' ? keyless : keyed
       if (opts.warmup > 0) await load(urls[target], requests, opts.warmup)
+      const cpuBefore = cpuMs(pids[target])
       const r = await load(urls[target], requests, opts.duration)
+      const cpuAfter = cpuMs(pids[target])
+      const total = r.rps * r.seconds
+      r.cpuUsPerReq =
+        cpuBefore === undefined || cpuAfter === undefined ? undefined : ((cpuAfter - cpuBefore) * 1000) / total
       runs.push({ round, target, ...r })
       console.log(
-        `round ${round + 1}/${opts.rounds} ${target.padEnd(8)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms` +
+        `round ${round + 1}/${opts.rounds} ${target.padEnd(8)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  cpu ${r.cpuUsPerReq?.toFixed(0)} us/req` +
           (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
       )
     }
@@ -113,11 +120,12 @@ try {
       rpsMax: Math.max(...mine.map((r) => r.rps)),
       p50: median(mine.map((r) => r.p50)),
       p99: median(mine.map((r) => r.p99)),
+      cpuUsPerReq: mine[0]?.cpuUsPerReq === undefined ? undefined : median(mine.map((r) => r.cpuUsPerReq)),
       non2xx: mine.reduce((n, r) => n + r.non2xx, 0),
       errors: mine.reduce((n, r) => n + r.errors, 0),
     }
   }
-  const ratios = ratiosOf(summary)
+  const ratios = ratiosOf(summary, runs)
   const after = machine().loadavg
   await stopAll()
   const profile = {}
@@ -183,6 +191,7 @@ async function load(url, requests, seconds) {
     requests,
   })
   return {
+    seconds: r.duration,
     rps: r.requests.total / r.duration,
     p50: r.latency.p50,
     p99: r.latency.p99,
@@ -191,20 +200,43 @@ async function load(url, requests, seconds) {
   }
 }
 
-function ratiosOf(s) {
-  const ratio = (a, b, k) => (s[a] && s[b] ? s[a][k] / s[b][k] : undefined)
-  return {
-    sluiceOverBareRps: ratio('sluice', 'bare', 'rps'),
-    sluiceOverBareP99: ratio('sluice', 'bare', 'p99'),
-    sluiceOverUpstreamRps: ratio('sluice', 'upstream', 'rps'),
-    bareOverUpstreamRps: ratio('bare', 'upstream', 'rps'),
-    keylessOverBareRps: ratio('keyless', 'bare', 'rps'),
-    keylessOverBareP99: ratio('keyless', 'bare', 'p99'),
+/**
+ * Ratios of the medians, and the median of per-round ratios (targets run
+ * back to back in a round see similar background load, so pairing them
+ * cancels part of the noise of a shared machine).
+ */
+function ratiosOf(s, runs) {
+  const ratio = (a, b, k) => (s[a]?.[k] !== undefined && s[b]?.[k] !== undefined ? s[a][k] / s[b][k] : undefined)
+  const paired = (a, b, k) => {
+    const per = []
+    for (const ra of runs) {
+      if (ra.target !== a) continue
+      const rb = runs.find((r) => r.target === b && r.round === ra.round)
+      if (rb !== undefined && ra[k] !== undefined && rb[k] !== undefined) per.push(ra[k] / rb[k])
+    }
+    return per.length > 0 ? median(per) : undefined
   }
+  const out = {}
+  for (const [name, a, b] of [
+    ['sluiceOverBare', 'sluice', 'bare'],
+    ['keylessOverBare', 'keyless', 'bare'],
+    ['sluiceOverUpstream', 'sluice', 'upstream'],
+    ['bareOverUpstream', 'bare', 'upstream'],
+  ]) {
+    out[name] = {
+      rps: ratio(a, b, 'rps'),
+      p99: ratio(a, b, 'p99'),
+      cpuUsPerReq: ratio(a, b, 'cpuUsPerReq'),
+      pairedRps: paired(a, b, 'rps'),
+      pairedP99: paired(a, b, 'p99'),
+    }
+  }
+  return out
 }
 
 function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split }) {
-  const f2 = (x) => (x === undefined ? 'n/a' : x.toFixed(2))
+  const f2 = (x) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(2))
+  const f0 = (x) => (x === undefined ? 'n/a' : x.toFixed(0))
   const lines = [
     `### ${m.date.slice(0, 10)}: ${m.cpu}, ${m.cores} cores, Node ${m.node}`,
     '',
@@ -212,23 +244,28 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split
       `pipelining ${o.pipelining}, GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys; ` +
       `green share measured ${(split.green * 100).toFixed(1)}%. Load average before ${m.loadavg.join(' ')}, after ${loadavgAfter.join(' ')}.`,
     '',
-    '| target | req/s (median) | req/s (min-max) | p50 ms | p99 ms | non-2xx + errors | req/s vs bare | p99 vs bare |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| target | req/s (median) | req/s (min-max) | p50 ms | p99 ms | CPU us/req | non-2xx + errors | req/s vs bare | p99 vs bare |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ]
   const bare = summary.bare
   for (const [t, s] of Object.entries(summary)) {
     lines.push(
-      `| ${LABELS[t]} | ${s.rps.toFixed(0)} | ${s.rpsMin.toFixed(0)}-${s.rpsMax.toFixed(0)} | ${s.p50} | ${s.p99} | ` +
+      `| ${LABELS[t]} | ${f0(s.rps)} | ${f0(s.rpsMin)}-${f0(s.rpsMax)} | ${s.p50} | ${s.p99} | ${f0(s.cpuUsPerReq)} | ` +
         `${s.non2xx + s.errors} | ${bare ? f2(s.rps / bare.rps) : 'n/a'} | ${bare ? f2(s.p99 / bare.p99) : 'n/a'} |`,
     )
   }
-  const meets = ratios.sluiceOverBareRps >= 0.85 && ratios.sluiceOverBareP99 <= 1.3
+  const sb = ratios.sluiceOverBare
+  const verdict =
+    sb.rps === undefined ? '' : sb.rps >= 0.85 && sb.p99 <= 1.3 ? ': meets the target' : ': below the target'
   lines.push(
     '',
-    `- sluice / bare: req/s ${f2(ratios.sluiceOverBareRps)} (target >= 0.85), p99 ${f2(ratios.sluiceOverBareP99)} (target <= 1.3)` +
-      (ratios.sluiceOverBareRps === undefined ? '' : meets ? ': meets the target' : ': below the target'),
-    `- sluice / upstream: req/s ${f2(ratios.sluiceOverUpstreamRps)}; bare / upstream: req/s ${f2(ratios.bareOverUpstreamRps)}`,
-    `- sluice without a sticky key / bare: req/s ${f2(ratios.keylessOverBareRps)}, p99 ${f2(ratios.keylessOverBareP99)}`,
+    'CPU us/req is the CPU time of the process in front of the load generator (the upstream for "upstream direct", else the proxy) per request.',
+    '',
+    `- sluice / bare: req/s ${f2(sb.rps)} (target >= 0.85), p99 ${f2(sb.p99)} (target <= 1.3)${verdict}; ` +
+      `per-round pairs: req/s ${f2(sb.pairedRps)}, p99 ${f2(sb.pairedP99)}; CPU per request ${f2(sb.cpuUsPerReq)}`,
+    `- sluice without a sticky key / bare: req/s ${f2(ratios.keylessOverBare.rps)}, p99 ${f2(ratios.keylessOverBare.p99)}; ` +
+      `per-round pairs: req/s ${f2(ratios.keylessOverBare.pairedRps)}; CPU per request ${f2(ratios.keylessOverBare.cpuUsPerReq)}`,
+    `- sluice / upstream: req/s ${f2(ratios.sluiceOverUpstream.rps)}; bare / upstream: req/s ${f2(ratios.bareOverUpstream.rps)}`,
   )
   return lines.join('\n')
 }
