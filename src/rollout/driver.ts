@@ -153,6 +153,11 @@ export class RolloutDriver {
     const bs = await this.#slices(baseline)
     const cs = canary ? await this.#slices(canary) : []
     this.#feed(state, bs, cs, canary ? this.#s.outcomes.window(canary).currentSliceStart : this.#now())
+    if (state.phase === 'mirror') {
+      // The mirror phase is judged on this proxy's shadow figures since the phase began.
+      await this.feedMirrorFigures(this.#s.mirror.figuresSince(state.stepStartedAt ?? 0))
+      return undefined
+    }
     if (state.phase !== 'steps') return undefined
     const verdict = rolloutVerdict({
       state,
@@ -167,10 +172,10 @@ export class RolloutDriver {
   }
 
   /**
-   * TODO(mirror): the mirroring data path calls this once per interval
-   * during a rollout's mirror phase with the shadow figures counted since
-   * the phase began (`rolloutMirroring(state)` / `desired.mirror` say what
-   * to copy). The machine rolls back over the limits or moves on to step 0.
+   * `tick` calls this once per interval during a rollout's mirror phase
+   * with the shadow figures counted since the phase began
+   * (`sluice.mirror.figuresSince`). The machine rolls back over the limits
+   * or moves on to step 0.
    */
   async feedMirrorFigures(figures: MirrorFigures): Promise<RolloutState> {
     const state = this.state
@@ -236,8 +241,9 @@ export class RolloutDriver {
   #plan(s: DesiredState, before: RolloutState, t: RolloutTransition) {
     if (rolloutOf(s).revision !== before.revision) throw new StaleRollout('the rollout changed meanwhile')
     const next: DesiredState = { ...s, rollout: t.state as unknown as Record<string, unknown> }
-    const was: Record<string, unknown> = { rollout: brief(before) }
-    const is: Record<string, unknown> = { rollout: brief(t.state) }
+    // Weights first: they are what an operator scanning the audit looks for.
+    const was: Record<string, unknown> = {}
+    const is: Record<string, unknown> = {}
     if (t.weights) {
       // A rollout owns the whole split: versions it does not name get 0.
       const weights: Record<string, number> = {}
@@ -251,6 +257,8 @@ export class RolloutDriver {
       was.mirror = s.mirror
       is.mirror = next.mirror
     }
+    was.rollout = brief(before)
+    is.rollout = brief(t.state)
     return { next, before: was, after: is }
   }
 
