@@ -14,7 +14,7 @@ export interface OutlierOptions {
  * instance beats a certain 503.
  */
 export class OutlierDetector {
-  readonly #timers = new Set<NodeJS.Timeout>()
+  readonly #timers = new Map<Instance, NodeJS.Timeout>()
 
   constructor(
     readonly opts: OutlierOptions,
@@ -38,17 +38,42 @@ export class OutlierDetector {
       { instance: instance.url, version: instance.version.name, failures: instance.consecutiveFailures },
       'instance ejected',
     )
-    const t = setTimeout(() => {
-      this.#timers.delete(t)
-      instance.ejectedUntil = 0
-      instance.consecutiveFailures = 0
-      instance.usableSince = Date.now()
-      this.log.info({ instance: instance.url, version: instance.version.name }, 'instance back from ejection')
-      this.onChange(instance)
-    }, this.opts.ejectionMs)
+    const t = setTimeout(() => this.#readmit(instance, 'instance back from ejection'), this.opts.ejectionMs)
     t.unref()
-    this.#timers.add(t)
+    this.#timers.set(instance, t)
     this.onChange(instance)
+  }
+
+  /**
+   * Keeps "never eject the last usable instance" true after the ejection:
+   * when probes or drains have since taken every other instance away, the
+   * ejected ones that are healthy and not draining serve again at once.
+   * The owner calls it before each routing table rebuild. Returns whether it
+   * readmitted any (no onChange call: the caller is rebuilding anyway).
+   */
+  failOpen(): boolean {
+    if (this.#timers.size === 0) return false
+    const versions = this.versions()
+    for (const v of versions) for (const i of v.instances) if (i.usable) return false
+    let readmitted = false
+    for (const v of versions) {
+      for (const i of v.instances) {
+        if (i.ejectedUntil === 0 || !i.healthy || i.draining || v.draining) continue
+        this.#readmit(i, 'ejection ended early: no other instance is usable', false)
+        readmitted = true
+      }
+    }
+    return readmitted
+  }
+
+  #readmit(instance: Instance, msg: string, notify = true): void {
+    clearTimeout(this.#timers.get(instance))
+    this.#timers.delete(instance)
+    instance.ejectedUntil = 0
+    instance.consecutiveFailures = 0
+    instance.usableSince = Date.now()
+    this.log.info({ instance: instance.url, version: instance.version.name }, msg)
+    if (notify) this.onChange(instance)
   }
 
   #othersUsable(instance: Instance): boolean {
@@ -57,7 +82,7 @@ export class OutlierDetector {
   }
 
   stop(): void {
-    for (const t of this.#timers) clearTimeout(t)
+    for (const t of this.#timers.values()) clearTimeout(t)
     this.#timers.clear()
   }
 }

@@ -116,6 +116,33 @@ describe('outlier ejection', () => {
     detector.stop()
   })
 
+  it('readmits ejected instances at once when probes or drains have since left nothing else usable', () => {
+    const { detector, b1, b2, g1, changes } = setup(1, 10_000)
+    detector.observe(b1, true)
+    expect(b1.ejected).toBe(true)
+    b2.healthy = false
+    expect(detector.failOpen()).toBe(false)
+    g1.draining = true
+    expect(detector.failOpen()).toBe(true)
+    expect(b1.ejected).toBe(false)
+    expect(b1.usable).toBe(true)
+    // Readmitted once: the pending return does nothing more.
+    vi.advanceTimersByTime(10_000)
+    expect(changes).toEqual(['http://b1:1 ejected'])
+    detector.stop()
+  })
+
+  it('does not readmit an ejected instance that is itself unhealthy or draining', () => {
+    const { detector, b1, b2, g1 } = setup(1, 10_000)
+    detector.observe(b1, true)
+    b1.healthy = false
+    b2.healthy = false
+    g1.healthy = false
+    expect(detector.failOpen()).toBe(false)
+    expect(b1.ejected).toBe(true)
+    detector.stop()
+  })
+
   it('stop() cancels the pending returns', () => {
     const { detector, b1, changes } = setup(1, 1_000)
     detector.observe(b1, true)

@@ -56,7 +56,10 @@ describe('active health probes', () => {
     )
     cleanup.push(() => {
       prober.stop()
-      for (const h of endpoints) h.server.closeAllConnections(), h.server.close()
+      for (const h of endpoints) {
+        h.server.closeAllConnections()
+        h.server.close()
+      }
     })
     return { v, endpoints, changes, prober, tick: (ms: number) => (clock += ms) }
   }
