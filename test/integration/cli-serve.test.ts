@@ -1,0 +1,81 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${NAME} is the config file syntax
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildOnce, runCli, startServe } from '../helpers/cli.js'
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+
+describe('sluice serve', () => {
+  let dir: string
+  let blue: TestUpstream
+
+  beforeAll(async () => {
+    await buildOnce()
+    dir = mkdtempSync(join(tmpdir(), 'sluice-serve-'))
+    blue = await startUpstream('blue')
+  }, 180_000)
+  afterAll(async () => {
+    await blue.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  function writeConfig(name: string, listenPort: number): string {
+    const file = join(dir, name)
+    writeFileSync(
+      file,
+      [
+        'listen: { host: 127.0.0.1, port: ' + listenPort + ' }',
+        'admin:',
+        '  host: 127.0.0.1',
+        '  port: 0',
+        '  token: ${TOKEN}',
+        'versions:',
+        '  blue:',
+        '    instances:',
+        `      - url: ${blue.url}`,
+        '',
+      ].join('\n'),
+    )
+    return file
+  }
+
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'logs "listening" with both bound ports, proxies, and exits 0 on %s',
+    async (signal) => {
+      const proc = await startServe(writeConfig(`ok-${signal}.yaml`, 0), { TOKEN: 't' })
+      try {
+        expect(proc.port).toBeGreaterThan(0)
+        expect(proc.adminPort).toBeGreaterThan(0)
+        expect(proc.adminPort).not.toBe(proc.port)
+        const res = await fetch(`${proc.url}/hello`)
+        expect(res.status).toBe(200)
+        expect(await res.json()).toEqual({ name: 'blue', method: 'GET', url: '/hello' })
+        const ready = await fetch(`http://127.0.0.1:${proc.adminPort}/readyz`)
+        expect(ready.status).toBe(200)
+        await ready.text()
+      } finally {
+        expect(await proc.stop(signal)).toBe(0)
+      }
+      // Every stdout line is a JSON log line.
+      for (const line of proc.lines) if (line !== '') expect(() => JSON.parse(line)).not.toThrow()
+      expect(proc.stderr()).toBe('')
+    },
+  )
+
+  it('a listener that cannot bind is a failed start: exit 1 with one line on stderr', async () => {
+    const taken: Server = createServer()
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r))
+    const port = (taken.address() as { port: number }).port
+    try {
+      const r = await runCli(['serve', '--config', writeConfig('taken.yaml', port)], { TOKEN: 't' })
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(
+        new RegExp(`^start failed: listen EADDRINUSE: address already in use 127\\.0\\.0\\.1:${port}\\n$`),
+      )
+    } finally {
+      await new Promise((r) => taken.close(r))
+    }
+  })
+})

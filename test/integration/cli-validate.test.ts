@@ -1,0 +1,112 @@
+import { beforeAll, describe, expect, it } from 'vitest'
+import { buildOnce, runCli } from '../helpers/cli.js'
+
+const DIR = 'test/fixtures/configs'
+
+/** Each bad file and every line `sluice validate` prints for it (paths are relative to the repo root). */
+const BAD: [file: string, lines: (string | RegExp)[]][] = [
+  ['unknown-key.yaml', ['config error: listen.prot: unknown key']],
+  ['weights-not-100.yaml', ['config error: weights: weights must sum to 100, not 110']],
+  ['unknown-version-in-weights.yaml', ['config error: weights.green: unknown version "green"']],
+  ['bad-version-name.yaml', ['config error: versions.Blue: version name must match ^[a-z][a-z0-9_-]{0,31}$']],
+  [
+    'non-http-url.yaml',
+    [
+      'config error: versions.blue.instances.0.url: must be an http:// URL with host and optional port, and no path or query',
+    ],
+  ],
+  ['unset-env.yaml', ['config error: admin.token: environment variable SLUICE_FIXTURE_UNSET_TOKEN is not set']],
+  [
+    'public-admin-without-token.yaml',
+    ['config error: admin.token: required when admin.host "0.0.0.0" is not loopback'],
+  ],
+  ['bad-sticky-key.yaml', ['config error: sticky.keys.1: must be "header:NAME" or "cookie:NAME"']],
+  ['rollout-last-step-not-100.yaml', ['config error: rollout.steps.1.weight: the last step must be 100 (promotion)']],
+  [
+    'duplicate-instance.yaml',
+    ['config error: versions.green.instances.0.url: duplicate instance (also in versions.blue)'],
+  ],
+  [
+    'yaml-syntax-error.yaml',
+    [
+      `config error: cannot parse ${DIR}/yaml-syntax-error.yaml: Flow map in block collection must be sufficiently indented and end with a } at line 6, column 1`,
+    ],
+  ],
+  ['empty.yaml', [`config error: ${DIR}/empty.yaml is empty`]],
+  [
+    'trailing-comma.json',
+    // V8's JSON message differs between Node versions after the position.
+    [/^config error: cannot parse test\/fixtures\/configs\/trailing-comma\.json: .*JSON at position 81/],
+  ],
+  [
+    'many-problems.yaml',
+    [
+      'config error: listen.port: Too big: expected number to be <=65535',
+      'config error: retries.atempts: unknown key',
+      'config error: weights.green: unknown version "green"',
+    ],
+  ],
+  ['does-not-exist.yaml', [/^config error: cannot read test\/fixtures\/configs\/does-not-exist\.yaml: ENOENT/]],
+]
+
+const ENV = { SLUICE_FIXTURE_UNSET_TOKEN: undefined }
+
+function expectLines(text: string, expected: (string | RegExp)[]): void {
+  const lines = text.split('\n')
+  expect(lines.pop()).toBe('') // ends with a newline
+  expect(lines).toHaveLength(expected.length)
+  expected.forEach((e, i) => {
+    if (typeof e === 'string') expect(lines[i]).toBe(e)
+    else expect(lines[i]).toMatch(e)
+  })
+}
+
+describe.concurrent('bad config files', () => {
+  beforeAll(() => buildOnce(), 180_000)
+
+  it.each(BAD)('sluice validate --config %s prints every problem and exits 1', async (file, lines) => {
+    const r = await runCli(['validate', '--config', `${DIR}/${file}`], ENV)
+    expect(r.code).toBe(1)
+    expectLines(r.stdout, lines)
+    expect(r.stderr).toBe('')
+  })
+
+  it.each(BAD)('sluice serve --config %s exits 1 with one line on stderr', async (file, lines) => {
+    const r = await runCli(['serve', '--config', `${DIR}/${file}`], ENV)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe('')
+    const first = lines[0]!
+    const more = lines.length > 1 ? ` (and ${lines.length - 1} more: run sluice validate)` : ''
+    expectLines(r.stderr, [typeof first === 'string' ? first + more : first])
+  })
+})
+
+describe.concurrent('usage errors exit 2', () => {
+  beforeAll(() => buildOnce(), 180_000)
+
+  it.each([
+    [['validate'], '--config FILE is required\nusage: sluice validate --config FILE\n'],
+    [['validate', '--config'], '--config needs a file\nusage: sluice validate --config FILE\n'],
+    [
+      ['validate', '--config', 'a.yaml', '--verbose'],
+      'unknown argument "--verbose"\nusage: sluice validate --config FILE\n',
+    ],
+    [['serve'], '--config FILE is required\nusage: sluice serve --config FILE\n'],
+    [['serve', 'config.yaml'], 'unknown argument "config.yaml"\nusage: sluice serve --config FILE\n'],
+  ])('sluice %j', async (args, stderr) => {
+    const r = await runCli(args)
+    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 2, stdout: '', stderr })
+  })
+
+  it('an unknown command prints the usage', async () => {
+    const r = await runCli(['frobnicate'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^unknown command "frobnicate"\nusage: sluice <command>\n/)
+  })
+
+  it('no command at all prints the usage', async () => {
+    const r = await runCli([])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^usage: sluice <command>\n/)
+  })
+})
