@@ -40,7 +40,7 @@ export function stateView(s: Sluice): Record<string, unknown> {
     versions,
     rollout: desired.rollout ?? { status: 'idle', baseline: null, canary: null, step: null, reason: null },
     analysis,
-    mirror: desired.mirror,
+    mirror: s.mirror.view(),
     store: { kind: s.store.kind, up: s.store.up },
   }
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import { TokenCheck } from '../admin/auth.js'
+import { mirrorRoutes } from '../admin/mirror-routes.js'
 import { rolloutRoutes } from '../admin/rollout-routes.js'
 import { coreRoutes } from '../admin/routes.js'
 import { AdminServer } from '../admin/server.js'
@@ -36,6 +37,7 @@ export async function runSluice(config: Config, opts: RunOptions): Promise<Runni
   coreRoutes(admin, sluice)
   const rollout = new RolloutDriver(sluice)
   rolloutRoutes(admin, sluice, rollout)
+  mirrorRoutes(admin, sluice)
   let port: number
   let adminPort: number
   try {

@@ -5,6 +5,7 @@ import { AdminError, ConfigError, type Problem } from '../errors.js'
 import { OutlierDetector } from '../health/outlier.js'
 import { Prober } from '../health/prober.js'
 import { Metrics } from '../metrics/metrics.js'
+import { Mirror } from '../mirror/mirror.js'
 import type { ForwardContext } from '../proxy/forward.js'
 import { ProxyListener } from '../proxy/listener.js'
 import { closePool, openPool, type PoolOptions, resetPool } from '../proxy/pools.js'
@@ -54,6 +55,8 @@ export class Sluice {
   readonly control: Control
   readonly forwardContext: ForwardContext
   readonly listener: ProxyListener
+  /** Shadow traffic: follows `desired.mirror` and hangs off the data path's onSent hook. */
+  readonly mirror: Mirror
   readonly hooks: SluiceHooks[] = []
   prober: Prober | undefined
   #nextVersionIndex = 0
@@ -101,6 +104,7 @@ export class Sluice {
       accessLog: config.log.access ? accessLogger(this.log) : undefined,
     }
     this.listener = new ProxyListener(this.forwardContext, { clientIdleMs: config.timeouts.clientIdleMs })
+    this.mirror = new Mirror(this)
   }
 
   /** The desired state as this proxy knows it. */
@@ -119,7 +123,8 @@ export class Sluice {
   async start(): Promise<{ port: number }> {
     if (this.#state !== 'new') throw new Error(`cannot start a proxy that is ${this.#state}`)
     this.#state = 'starting'
-    const state = await this.store.init(initialState(this.config.weights))
+    const mirror = this.config.mirror ? { ...this.config.mirror } : null
+    const state = await this.store.init({ ...initialState(this.config.weights), mirror })
     this.#applyDesired(state)
     if (this.config.health) {
       this.prober = new Prober(this.config.health, this.log, () => this.rebuild())
@@ -222,6 +227,7 @@ export class Sluice {
     if (problems.length > 0) throw new ConfigError(problems)
     const prev = this.config
     const fileWeightsChanged = JSON.stringify(prev.weights) !== JSON.stringify(next.weights)
+    const fileMirrorChanged = JSON.stringify(prev.mirror ?? null) !== JSON.stringify(next.mirror ?? null)
     this.config = next
     this.#poolOptions = poolOptions(next)
     this.#syncVersions(next)
@@ -233,10 +239,19 @@ export class Sluice {
       for (const v of next.versions)
         weights[v.name] = keepRuntime ? (s.weights[v.name] ?? 0) : (next.weights[v.name] ?? 0)
       const instances = new Set(this.#allInstances().map((i) => i.url))
+      // The file's mirror section applies when it changed; mirroring to a version no longer declared stops.
+      const mirror = fileMirrorChanged
+        ? next.mirror
+          ? { ...next.mirror }
+          : null
+        : s.mirror && names.has(String(s.mirror.version))
+          ? s.mirror
+          : null
       return {
         next: {
           ...s,
           weights,
+          mirror,
           drained: {
             versions: s.drained.versions.filter((n) => names.has(n)),
             instances: s.drained.instances.filter((u) => instances.has(u)),

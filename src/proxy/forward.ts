@@ -30,6 +30,19 @@ export interface ForwardContext {
   accessLog?: ((req: IncomingMessage, status: number, ms: number, instance: Instance | undefined) => void) | undefined
 }
 
+/**
+ * Sees the user's response of a mirrored request as it streams, so the
+ * shadow's answer can be compared with it. Set on an Exchange by mirroring
+ * only; every other request pays one undefined check per call site.
+ */
+export interface ResponseTap {
+  /** The final (non-1xx) response head, hop-by-hop headers already stripped. Not called once the client left. */
+  start(status: number, headers: IncomingHttpHeaders): void
+  data(chunk: Buffer): void
+  /** The exchange ended. `cut`: the user did not get the whole response (failure, or the client left). */
+  finish(status: number, cut: boolean, ms: number): void
+}
+
 /** Errors that happen before a connection exists: the request cannot have reached the application. */
 const CONNECT_PHASE = new Set([
   'ECONNREFUSED',
@@ -84,6 +97,8 @@ function onResponseDrain(this: TaggedResponse): void {
 export class Exchange implements Dispatcher.DispatchHandler {
   instance!: Instance
   status = 0
+  /** Set by mirroring for the requests it copies. */
+  tap: ResponseTap | undefined = undefined
   readonly started = performance.now()
   #tries = 0
   #controller: Dispatcher.DispatchController | undefined
@@ -144,6 +159,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.status = statusCode
     if (this.#clientGone) return
     stripResponseHeaders(headers)
+    if (this.tap !== undefined) this.tap.start(statusCode, headers)
     const res = this.res
     if (this.ctx.stopping) res.shouldKeepAlive = false
     if (statusMessage) res.writeHead(statusCode, statusMessage, headers)
@@ -152,6 +168,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#clientGone) return
+    if (this.tap !== undefined) this.tap.data(chunk)
     if (!this.res.write(chunk)) {
       controller.pause()
       if (!this.#drainHooked) {
@@ -237,6 +254,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const ms = performance.now() - this.started
     this.ctx.sink.end(this.instance, status, ms, failed)
     this.ctx.accessLog?.(this.req, status, ms, this.instance)
+    if (this.tap !== undefined) this.tap.finish(status, failed || this.#clientGone, ms)
   }
 }
 

@@ -1,0 +1,39 @@
+import type { IncomingHttpHeaders } from 'node:http'
+
+/** One answer as it is compared: status, the compared headers, the body digest. */
+export interface ComparedAnswer {
+  status: number
+  /** Compared headers only (ignored ones already left out), values of repeated headers joined by "\n". */
+  headers: Record<string, string>
+  /** From BodyDigest; empty when the body was not seen. */
+  body: string
+}
+
+/** The headers of an answer that take part in the comparison. */
+export function comparedHeaders(headers: IncomingHttpHeaders, ignore: ReadonlySet<string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const name of Object.keys(headers)) {
+    const lower = name.toLowerCase()
+    if (ignore.has(lower)) continue
+    const v = headers[name]
+    if (v === undefined) continue
+    out[lower] = Array.isArray(v) ? v.join('\n') : String(v)
+  }
+  return out
+}
+
+/**
+ * Which parts of two answers differ, for the operator: `status`,
+ * `header:<name>` (one per differing header, sorted) and `body`. Empty when
+ * they match.
+ */
+export function differences(primary: ComparedAnswer, shadow: ComparedAnswer): string[] {
+  const out: string[] = []
+  if (primary.status !== shadow.status) out.push('status')
+  const names = new Set([...Object.keys(primary.headers), ...Object.keys(shadow.headers)])
+  for (const name of [...names].sort()) {
+    if (primary.headers[name] !== shadow.headers[name]) out.push(`header:${name}`)
+  }
+  if (primary.body !== shadow.body) out.push('body')
+  return out
+}

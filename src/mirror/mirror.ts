@@ -1,0 +1,283 @@
+import type { IncomingMessage } from 'node:http'
+import type { Logger } from 'pino'
+import { mirrorSchema } from '../config/schema.js'
+import { AdminError } from '../errors.js'
+import type { SluiceHooks } from '../lifecycle/sluice.js'
+import type { Metrics } from '../metrics/metrics.js'
+import type { Exchange, ForwardContext } from '../proxy/forward.js'
+import { upstreamHeaders } from '../proxy/headers.js'
+import type { Version } from '../routing/instance.js'
+import type { RoutingTable, VersionRoute } from '../routing/table.js'
+import type { MirrorFigures } from '../rollout/rollout-machine.js'
+import { isActive, type RolloutState } from '../rollout/rollout-state.js'
+import type { ChangeMeta, Control } from '../state/control.js'
+import type { DesiredState } from '../state/desired.js'
+import { type CopyOwner, MirrorCopy } from './mirror-copy.js'
+import { MirrorRun } from './mirror-run.js'
+import { compileMirror, type MirrorSection } from './mirror-settings.js'
+import type { MirrorOutcome, MirrorTotals } from './mirror-stats.js'
+import { type MismatchEntry, MismatchLog } from './mismatch-log.js'
+
+/** What the mirror needs of a proxy (the Sluice has all of it). */
+export interface MirrorHost {
+  readonly forwardContext: ForwardContext
+  readonly desired: DesiredState
+  readonly control: Control
+  readonly metrics: Metrics
+  readonly hooks: SluiceHooks[]
+  readonly log: Logger
+  readonly versions: readonly Version[]
+}
+
+/** `mirror` in GET /v1/state: the live settings and the figures of the current run. */
+export type MirrorView = MirrorSection &
+  Omit<MirrorTotals, 'since'> & {
+    /** When mirroring with these settings began (ISO time). */
+    since: string
+    /** Copies in flight now. */
+    inflight: number
+  }
+
+const NO_FIGURES: MirrorFigures = { copied: 0, mismatches: 0, shadowP95Ms: null, primaryP95Ms: null }
+
+/**
+ * Shadow traffic (CONTRACT section 4, Mirroring). The live settings are
+ * `desired.mirror`, changed only through `control.change` (PUT /v1/mirror,
+ * a rollout's mirror phase, reload); this object follows them on every
+ * routing table rebuild. While mirroring is off the data path's `onSent`
+ * hook is unset, so unmirrored traffic pays nothing.
+ *
+ * For a chosen request (eligible method, `percent` by sticky key or running
+ * share, fewer than `maxInflight` copies in flight, a body of at most
+ * `maxBodyBytes`), once the user's request has been sent upstream a copy
+ * goes to a usable instance of the mirror version through that instance's
+ * pool. The user's response is only watched (the Exchange's tap), never
+ * delayed or changed; the shadow's answer is read, compared and discarded.
+ * Copies never touch the user-facing metrics, analysis windows or outlier
+ * detection: they have their own figures and sluice_mirror_requests_total.
+ */
+export class Mirror implements CopyOwner {
+  readonly #host: MirrorHost
+  readonly #now: () => number
+  readonly #mismatches = new MismatchLog()
+  readonly #copies = new Set<MirrorCopy>()
+  #run: MirrorRun | undefined
+  #json = 'null'
+  #table: RoutingTable | undefined
+  #route: VersionRoute | undefined
+  #stopped = false
+  /** Bound once: the data path's onSent hook while mirroring is on. */
+  readonly #onSent = (req: IncomingMessage, key: number, ex: Exchange): void => this.#copy(req, key, ex)
+
+  constructor(host: MirrorHost, opts: { now?: () => number } = {}) {
+    this.#host = host
+    this.#now = opts.now ?? Date.now
+    host.hooks.push({ onTable: (t) => this.#follow(t), onStop: () => this.stop() })
+  }
+
+  /** Copies in flight now. */
+  get inflight(): number {
+    return this.#copies.size
+  }
+
+  /** Turns mirroring on with `section` (validated) or off with null, through the one change path. */
+  set(section: MirrorSection | null, meta: ChangeMeta): Promise<DesiredState> {
+    if (section !== null && !this.#host.versions.some((v) => v.name === section.version)) {
+      return Promise.reject(
+        new AdminError(400, 'SLUICE_INVALID_BODY', `unknown version "${section.version}"`, 'version'),
+      )
+    }
+    const rollout = this.#host.desired.rollout as RolloutState | null
+    if (rollout && isActive(rollout) && rollout.phase === 'mirror') {
+      return Promise.reject(
+        new AdminError(
+          409,
+          'SLUICE_MIRROR_CONFLICT',
+          `rollout of "${rollout.canary}" is in its mirror phase and owns mirroring: abort or promote it first`,
+        ),
+      )
+    }
+    return this.#host.control.change(section === null ? 'mirror.stop' : 'mirror.start', meta, (s) => ({
+      next: { ...s, mirror: section === null ? null : { ...section } },
+      before: s.mirror,
+      after: section,
+    }))
+  }
+
+  /** `mirror` of GET /v1/state; null when off. */
+  view(): MirrorView | null {
+    const run = this.#run
+    if (run === undefined) return null
+    const t = run.stats.totals()
+    return { ...run.settings.section, ...t, since: new Date(t.since).toISOString(), inflight: this.#copies.size }
+  }
+
+  /**
+   * The figures a rollout's mirror phase is judged on, counted since
+   * `fromMs` (epoch ms, the phase's start), of the current run; zeros when
+   * mirroring is off. See MirrorStats.figuresSince.
+   */
+  figuresSince(fromMs: number): MirrorFigures {
+    return this.#run?.stats.figuresSince(fromMs) ?? NO_FIGURES
+  }
+
+  /** The last mismatches and shadow errors, newest last. */
+  mismatches(): MismatchEntry[] {
+    return this.#mismatches.list()
+  }
+
+  /** No more copies; those in flight are abandoned (not counted). Safe to call twice. */
+  stop(): void {
+    this.#stopped = true
+    this.#host.forwardContext.onSent = undefined
+    for (const c of [...this.#copies]) c.cancel()
+  }
+
+  // ---- CopyOwner ----
+
+  released(copy: MirrorCopy): void {
+    this.#copies.delete(copy)
+  }
+
+  settled(copy: MirrorCopy, outcome: MirrorOutcome, differs: readonly string[]): void {
+    copy.run.settle(outcome, copy.shadowMs, copy.primaryMs)
+    if (outcome !== 'mismatch' && outcome !== 'error') return
+    const entry: MismatchEntry = {
+      at: new Date(this.#now()).toISOString(),
+      version: copy.run.settings.version,
+      method: copy.method,
+      path: copy.path,
+      primaryStatus: copy.primary.status,
+      shadowStatus: copy.shadow.status,
+      differs: [...differs],
+      primaryMs: round(copy.primaryMs),
+      shadowMs: round(copy.shadowMs),
+    }
+    if (copy.error !== undefined) entry.error = copy.error
+    this.#mismatches.add(entry)
+  }
+
+  // ---- following the desired state ----
+
+  #follow(table: RoutingTable): void {
+    this.#table = table
+    const raw = this.#host.desired.mirror
+    const json = JSON.stringify(raw ?? null)
+    if (json !== this.#json) {
+      this.#json = json
+      this.#configure(raw)
+    }
+    const version = this.#run?.settings.version
+    this.#route = version === undefined ? undefined : table.routes.find((r) => r.version.name === version)
+  }
+
+  #configure(raw: Record<string, unknown> | null): void {
+    const log = this.#host.log
+    const ctx = this.#host.forwardContext
+    if (raw === null) {
+      if (this.#run) log.info({ mirror: this.#run.settings.version }, 'mirroring stopped')
+      this.#run = undefined
+      ctx.onSent = undefined
+      return
+    }
+    // The stored state may come from a peer or an older release: never trust it blindly.
+    const parsed = mirrorSchema.safeParse(raw)
+    if (!parsed.success) {
+      log.error({ mirror: raw, problems: parsed.error.issues }, 'ignoring invalid mirror settings in the state')
+      this.#run = undefined
+      ctx.onSent = undefined
+      return
+    }
+    const settings = compileMirror(parsed.data)
+    this.#run = new MirrorRun(settings, this.#host.metrics, this.#now)
+    if (!this.#stopped) ctx.onSent = this.#onSent
+    log.info({ mirror: parsed.data }, `mirroring ${settings.percent}% of ${[...settings.methods]} to ${settings.version}`)
+  }
+
+  // ---- the data path (onSent): cheap rejections first ----
+
+  #copy(req: IncomingMessage, key: number, ex: Exchange): void {
+    const run = this.#run
+    if (run === undefined) return
+    // A request served by the mirror version itself (an override) is not copied to it again.
+    if (this.#route !== undefined && ex.instance.version === this.#route.version) return
+    const s = run.settings
+    if (!s.methods.has(req.method ?? 'GET') || !run.sampler.take(key)) return
+    if (this.#copies.size >= s.maxInflight) {
+      run.drop()
+      return
+    }
+    const h = req.headers
+    const length = h['content-length']
+    const hasBody = (length !== undefined && length !== '0') || h['transfer-encoding'] !== undefined
+    if (hasBody && (s.maxBodyBytes === 0 || (length !== undefined && Number(length) > s.maxBodyBytes))) {
+      run.drop()
+      return
+    }
+    if (hasBody && (req.readableEnded || req.destroyed)) {
+      run.drop()
+      return
+    }
+    const copy = new MirrorCopy(this, run, req.method ?? 'GET', req.url ?? '/', key)
+    const headers = upstreamHeaders(req, this.#host.forwardContext.proto)
+    this.#copies.add(copy)
+    ex.tap = copy
+    if (hasBody) this.#collectBody(req, copy, headers, s.maxBodyBytes)
+    else this.#send(copy, headers, null)
+  }
+
+  /**
+   * Keeps a copy of a small request body as it streams to the primary (the
+   * primary's reader and this one see the same chunks); the shadow is sent
+   * once the body is whole. Over the bound, or a body that never ends: the
+   * copy is dropped and what was kept is let go.
+   */
+  #collectBody(req: IncomingMessage, copy: MirrorCopy, headers: string[], maxBytes: number): void {
+    const chunks: Buffer[] = []
+    let size = 0
+    let over = false
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= maxBytes) {
+        chunks.push(chunk)
+        return
+      }
+      over = true
+      chunks.length = 0
+      req.off('data', onData)
+    }
+    req.on('data', onData)
+    req.once('end', () => {
+      req.off('data', onData)
+      if (over) this.#abandon(copy)
+      else this.#send(copy, headers, Buffer.concat(chunks, size))
+    })
+    req.once('close', () => {
+      req.off('data', onData)
+      if (!req.readableEnded) this.#abandon(copy)
+    })
+  }
+
+  #abandon(copy: MirrorCopy): void {
+    if (!this.#copies.has(copy)) return
+    copy.run.drop()
+    copy.cancel()
+  }
+
+  #send(copy: MirrorCopy, headers: string[], body: Buffer | null): void {
+    if (!this.#copies.has(copy)) return
+    copy.run.stats.copied++
+    const route = this.#route
+    const instance = route === undefined ? undefined : this.#table?.chooseInstance(route, copy.key)
+    const pool = instance?.pool
+    if (pool === undefined) {
+      copy.fail(`no usable instance in version "${copy.run.settings.version}"`)
+      return
+    }
+    copy.send(pool, headers, body)
+  }
+}
+
+function round(ms: number | undefined): number | null {
+  return ms === undefined ? null : Math.round(ms * 1000) / 1000
+}
