@@ -35,6 +35,17 @@ type UpgradeRequest = IncomingMessage & { [kProtocol]?: string; [kPassed]?: stri
 
 type WebSocketConfig = Sluice['config']['websocket']
 
+/** One upgrade on its way to an upstream. */
+interface Upgrade {
+  readonly req: IncomingMessage
+  readonly socket: Duplex
+  readonly head: Buffer
+  readonly table: RoutingTable
+  readonly route: VersionRoute
+  readonly first: Instance
+  readonly handshake: Handshake
+}
+
 /** Idle sweeps run every idleTimeoutMs/2; a connection silent for more than two of them is idle. */
 const IDLE_TICKS = 2
 
@@ -174,10 +185,9 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
       return
     }
     const handshake: Handshake = { path: req.url ?? '/', request: req.headers, key }
+    const u: Upgrade = { req, socket, head, table, route, first: instance, handshake }
     this.#pending++
-    const connect = this.#config.mode === 'tunnel' ? this.#tunnel : this.#relay
-    connect
-      .call(this, req, socket, head, table, route, instance, handshake)
+    ;(this.#config.mode === 'tunnel' ? this.#tunnel(u) : this.#relay(u))
       .catch((err: unknown) => {
         this.log.error({ err }, 'websocket upgrade failed')
         socket.destroy()
@@ -188,21 +198,12 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
       })
   }
 
-  async #relay(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    table: RoutingTable,
-    route: VersionRoute,
-    first: Instance,
-    handshake: Handshake,
-  ): Promise<void> {
+  async #relay(u: Upgrade): Promise<void> {
+    const { req, socket, head, handshake } = u
     const headers = relayHeaders(req, this.#sluice.forwardContext.proto)
     const offer = offeredProtocols(req)
     const options = this.#relayOptions()
-    const reached = await this.#reach(socket, table, route, handshake.key, first, (i) =>
-      openRelayUpstream(i.url + handshake.path, headers, offer, options),
-    )
+    const reached = await this.#reach(u, (i) => openRelayUpstream(i.url + handshake.path, headers, offer, options))
     if (reached === undefined) return
     const { instance, outcome: o, ms } = reached
     const outcomes = this.#sluice.outcomes
@@ -229,21 +230,12 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     outcomes.end(instance, session === undefined ? 400 : 101, ms, false)
   }
 
-  async #tunnel(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    table: RoutingTable,
-    route: VersionRoute,
-    first: Instance,
-    handshake: Handshake,
-  ): Promise<void> {
+  async #tunnel(u: Upgrade): Promise<void> {
+    const { req, socket, head, handshake } = u
     const headers = tunnelHeaders(req, this.#sluice.forwardContext.proto)
     const t = this.#sluice.config.timeouts
     const bounds = { connectMs: t.connectMs, upstreamMs: t.upstreamMs }
-    const reached = await this.#reach(socket, table, route, handshake.key, first, (i) =>
-      openTunnelUpstream(i.url, handshake.path, headers, bounds),
-    )
+    const reached = await this.#reach(u, (i) => openTunnelUpstream(i.url, handshake.path, headers, bounds))
     if (reached === undefined) return
     const { instance, outcome: o, ms } = reached
     const outcomes = this.#sluice.outcomes
@@ -264,8 +256,8 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     ;(socket as Socket).setTimeout?.(0)
     const conn = new TunnelConnection(this, socket, o.socket, instance, handshake, this.#config.handoffTimeoutMs)
     this.#track(conn, instance)
-    if (o.head.length > 0) conn.fromUpstream(o.head)
-    if (head.length > 0) conn.fromClient(head)
+    if (o.head.length > 0) conn.received(o.socket, o.head)
+    if (head.length > 0) conn.received(socket, head)
     outcomes.end(instance, 101, ms, false)
   }
 
@@ -275,16 +267,13 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
    * section 4); answers the client itself when none does.
    */
   async #reach<T extends { kind: string }>(
-    socket: Duplex,
-    table: RoutingTable,
-    route: VersionRoute,
-    key: number,
-    first: Instance,
+    u: Upgrade,
     open: (instance: Instance) => Attempt<T | Failed>,
   ): Promise<{ instance: Instance; outcome: Exclude<T, Failed>; ms: number } | undefined> {
+    const { socket, table, route } = u
     const started = performance.now()
     const outcomes = this.#sluice.outcomes
-    let instance = first
+    let instance = u.first
     for (let tries = 0; ; tries++) {
       const attempt = open(instance)
       const abort = () => attempt.abort()
@@ -300,7 +289,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
         return undefined
       }
       if (failed.beforeSend && tries < this.#sluice.config.retries.attempts) {
-        const next = table.chooseRetry(route, key, instance)
+        const next = table.chooseRetry(route, u.handshake.key, instance)
         if (next !== undefined) {
           outcomes.tryFailed(instance)
           instance = next

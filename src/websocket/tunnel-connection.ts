@@ -16,14 +16,22 @@ type Tagged = Duplex & { [kTunnel]: TunnelConnection }
  * the upstream and the caller's code to the client. There is no handoff: a
  * connection whose instance drains is closed with 1012.
  */
+/** One direction of the tunnel: its frames, and the close frame waiting for their next boundary. */
+class Direction {
+  readonly frames = new FrameBoundary()
+  pendingClose: Buffer | undefined
+
+  constructor(
+    readonly from: Duplex,
+    readonly to: Duplex,
+  ) {}
+}
+
 export class TunnelConnection implements WsConnection {
   idleTicks = 0
   #state: 'open' | 'closing' | 'closed' = 'open'
-  /** Frames flowing upstream -> client, and client -> upstream. */
-  readonly #toClient = new FrameBoundary()
-  readonly #toUpstream = new FrameBoundary()
-  #clientClose: Buffer | undefined
-  #upstreamClose: Buffer | undefined
+  readonly #up: Direction
+  readonly #down: Direction
   #closesSent = 0
   #open = 2
   #deadline: NodeJS.Timeout | undefined
@@ -37,14 +45,15 @@ export class TunnelConnection implements WsConnection {
     /** How long a proxy-initiated close may take before both sockets are destroyed. */
     readonly closeTimeoutMs: number,
   ) {
+    this.#up = new Direction(client, upstream)
+    this.#down = new Direction(upstream, client)
     for (const s of [client, upstream] as Tagged[]) {
       s[kTunnel] = this
+      s.on('data', onData)
       s.on('end', onEnd)
       s.on('close', onClose)
       s.on('error', onError)
     }
-    client.on('data', onClientData)
-    upstream.on('data', onUpstreamData)
     upstream.setNoDelay(true)
     ;(client as Socket).setNoDelay?.(true)
   }
@@ -53,53 +62,14 @@ export class TunnelConnection implements WsConnection {
     return this.#state === 'open'
   }
 
-  fromClient(chunk: Buffer): void {
-    this.idleTicks = 0
-    const tracker = this.#toUpstream
-    if (this.#state === 'open') {
-      tracker.consume(chunk)
-      if (!this.upstream.write(chunk)) {
-        this.client.pause()
-        this.upstream.once('drain', onUpstreamDrain)
-      }
-      return
-    }
-    if (this.#state !== 'closing') return
-    if (this.#upstreamClose !== undefined) {
-      // Up to the next frame boundary, then the close frame; later frames stay here.
-      const n = tracker.consume(chunk, 0, true)
-      if (n > 0) this.upstream.write(chunk.subarray(0, n))
-      if (!tracker.atBoundary) return
-      this.upstream.write(this.#upstreamClose)
-      this.#upstreamClose = undefined
-      this.#closeSent()
-      tracker.consume(chunk, n)
-    } else tracker.consume(chunk)
-    if (tracker.closeSeen && this.#clientClose === undefined) this.client.end()
+  received(side: Duplex, chunk: Buffer): void {
+    if (side === this.client) this.#pass(this.#up, this.#down, chunk)
+    else this.#pass(this.#down, this.#up, chunk)
   }
 
-  fromUpstream(chunk: Buffer): void {
-    this.idleTicks = 0
-    const tracker = this.#toClient
-    if (this.#state === 'open') {
-      tracker.consume(chunk)
-      if (!this.client.write(chunk)) {
-        this.upstream.pause()
-        this.client.once('drain', onClientDrain)
-      }
-      return
-    }
-    if (this.#state !== 'closing') return
-    if (this.#clientClose !== undefined) {
-      const n = tracker.consume(chunk, 0, true)
-      if (n > 0) this.client.write(chunk.subarray(0, n))
-      if (!tracker.atBoundary) return
-      this.client.write(this.#clientClose)
-      this.#clientClose = undefined
-      this.#closeSent()
-      tracker.consume(chunk, n)
-    } else tracker.consume(chunk)
-    if (tracker.closeSeen && this.#upstreamClose === undefined) this.upstream.end()
+  /** `side` can take more: read again the socket that writes to it. */
+  drained(side: Duplex): void {
+    ;(side === this.client ? this.upstream : this.client).resume()
   }
 
   ended(side: Duplex): void {
@@ -124,22 +94,13 @@ export class TunnelConnection implements WsConnection {
   shut(code: number, reason: string): void {
     if (this.#state !== 'open') return
     this.#state = 'closing'
-    this.#clientClose = closeFrame(code, reason, false)
-    this.#upstreamClose = closeFrame(1001, reason, true)
+    this.#down.pendingClose = closeFrame(code, reason, false)
+    this.#up.pendingClose = closeFrame(1001, reason, true)
     this.#deadline = setTimeout(() => this.kill(), this.closeTimeoutMs).unref()
     // Whatever was paused must flow now, up to the frame boundaries.
     this.client.resume()
     this.upstream.resume()
-    if (this.#toClient.atBoundary) {
-      this.client.write(this.#clientClose)
-      this.#clientClose = undefined
-      this.#closeSent()
-    }
-    if (this.#toUpstream.atBoundary) {
-      this.upstream.write(this.#upstreamClose)
-      this.#upstreamClose = undefined
-      this.#closeSent()
-    }
+    for (const d of [this.#down, this.#up]) if (d.frames.atBoundary) this.#sendClose(d)
   }
 
   kill(): void {
@@ -147,25 +108,43 @@ export class TunnelConnection implements WsConnection {
     this.upstream.destroy()
   }
 
-  /** Once both close frames are out, each side's own close frame in reply ends it. */
-  #closeSent(): void {
+  #pass(d: Direction, back: Direction, chunk: Buffer): void {
+    this.idleTicks = 0
+    const frames = d.frames
+    if (this.#state === 'open') {
+      frames.consume(chunk)
+      if (!d.to.write(chunk)) {
+        d.from.pause()
+        d.to.once('drain', onDrain)
+      }
+      return
+    }
+    if (this.#state !== 'closing') return
+    if (d.pendingClose !== undefined) {
+      // Up to the next frame boundary, then the close frame; later frames stay here.
+      const n = frames.consume(chunk, 0, true)
+      if (n > 0) d.to.write(chunk.subarray(0, n))
+      if (!frames.atBoundary) return
+      this.#sendClose(d)
+      frames.consume(chunk, n)
+    } else frames.consume(chunk)
+    // The sender's own close frame, once the proxy's close has gone its way, ends it.
+    if (frames.closeSeen && back.pendingClose === undefined) d.from.end()
+  }
+
+  #sendClose(d: Direction): void {
+    d.to.write(d.pendingClose!)
+    d.pendingClose = undefined
     if (++this.#closesSent < 2) return
-    if (this.#toUpstream.closeSeen) this.client.end()
-    if (this.#toClient.closeSeen) this.upstream.end()
+    for (const x of [this.#up, this.#down]) if (x.frames.closeSeen) x.from.end()
   }
 }
 
-function onClientData(this: Tagged, chunk: Buffer): void {
-  this[kTunnel].fromClient(chunk)
+function onData(this: Tagged, chunk: Buffer): void {
+  this[kTunnel].received(this, chunk)
 }
-function onUpstreamData(this: Tagged, chunk: Buffer): void {
-  this[kTunnel].fromUpstream(chunk)
-}
-function onUpstreamDrain(this: Tagged): void {
-  this[kTunnel].client.resume()
-}
-function onClientDrain(this: Tagged): void {
-  this[kTunnel].upstream.resume()
+function onDrain(this: Tagged): void {
+  this[kTunnel].drained(this)
 }
 function onEnd(this: Tagged): void {
   this[kTunnel].ended(this)

@@ -1,0 +1,216 @@
+import fc from 'fast-check'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { WebSocket } from 'ws'
+import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
+import { waitFor } from '../helpers/wait.js'
+import { openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
+
+/** Answers {"n":N} with {"n":N,"by":NAME}: who answered which message. */
+function numbered(ws: WebSocket, _req: unknown, u: { name: string }): void {
+  ws.on('message', (data) => {
+    const { n } = JSON.parse(String(data)) as { n: number }
+    ws.send(JSON.stringify({ n, by: u.name }))
+  })
+}
+
+interface Reply {
+  n: number
+  by: string
+}
+
+/**
+ * A client that sends numbered messages at a steady rate and records every
+ * reply; `closed` says whether the proxy ever closed it.
+ */
+function steadySender(ws: WebSocket, count: number, everyMs: number) {
+  const replies: Reply[] = []
+  const sentAt: number[] = []
+  let closed: number | undefined
+  ws.on('message', (d) => replies.push(JSON.parse(String(d)) as Reply))
+  ws.on('close', (code) => {
+    closed = code
+  })
+  let n = 0
+  const done = new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      if (n >= count || closed !== undefined) {
+        clearInterval(timer)
+        resolve()
+        return
+      }
+      sentAt.push(performance.now())
+      ws.send(JSON.stringify({ n: n++ }))
+    }, everyMs)
+  })
+  return {
+    replies,
+    sentAt,
+    done,
+    get sent() {
+      return n
+    },
+    get closed() {
+      return closed
+    },
+  }
+}
+
+describe('WebSocket handoff when the instance under a connection drains', () => {
+  let a: WsUpstream
+  let b: WsUpstream
+  let c: WsUpstream
+  let proxy: TestProxy
+
+  beforeAll(async () => {
+    a = await startWsUpstream('blue-a', { onConnection: numbered })
+    b = await startWsUpstream('blue-b', { onConnection: numbered })
+    c = await startWsUpstream('green-c', { onConnection: numbered })
+    proxy = await startProxy({
+      versions: {
+        blue: { instances: [{ url: a.url }, { url: b.url }] },
+        green: { instances: [{ url: c.url }] },
+      },
+      weights: { blue: 100 },
+      sticky: { keys: ['header:x-user-id'] },
+      websocket: { onDrain: 'handoff', handoffTimeoutMs: 3000 },
+    })
+  })
+  afterAll(async () => {
+    await proxy.stop()
+    await Promise.all([a.close(), b.close(), c.close()])
+  })
+
+  it('answers every message exactly once, in order, by an instance that is not draining, without closing the client', async () => {
+    const byName = { 'blue-a': a, 'blue-b': b, 'green-c': c } as Record<string, WsUpstream>
+    let worstSwitchMs = 0
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('instance', 'version', 'weights'),
+        fc.integer({ min: 5, max: 60 }),
+        fc.string({ minLength: 1, maxLength: 12 }).filter((s) => /^[\x21-\x7e]+$/.test(s)),
+        async (how, drainAfter, user) => {
+          const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': user } })
+          const count = 120
+          const s = steadySender(ws, count, 4)
+          await waitFor(() => s.replies.length >= drainAfter, 'replies before the drain')
+          const first = s.replies[0]!.by
+          const handoffsBefore = await handoffs(proxy)
+          // Drain what is under the connection, three ways.
+          let left: string[]
+          if (how === 'instance') {
+            left = [first]
+            expect((await admin(proxy, 'POST', '/v1/drain', { url: byName[first]!.url })).status).toBe(200)
+          } else if (how === 'version') {
+            left = first === 'green-c' ? ['green-c'] : ['blue-a', 'blue-b']
+            const version = first === 'green-c' ? 'green' : 'blue'
+            expect((await admin(proxy, 'POST', '/v1/drain', { version })).status).toBe(200)
+          } else {
+            left = first === 'green-c' ? ['green-c'] : ['blue-a', 'blue-b']
+            const weights = first === 'green-c' ? { blue: 100, green: 0 } : { blue: 0, green: 100 }
+            expect((await admin(proxy, 'PUT', '/v1/weights', weights)).status).toBe(200)
+          }
+          const drainedAt = performance.now()
+          const firstAfter = s.sent
+          await s.done
+          await waitFor(() => s.replies.length >= count || s.closed !== undefined, 'every reply', 15_000)
+          // Exactly once, in order.
+          expect(s.closed).toBeUndefined()
+          expect(s.replies.map((r) => r.n)).toEqual(Array.from({ length: count }, (_, i) => i))
+          // Sent after the drain answered: answered elsewhere.
+          for (const r of s.replies.slice(firstAfter)) expect(left).not.toContain(r.by)
+          const moved = s.replies.findIndex((r, i) => i >= firstAfter && !left.includes(r.by))
+          worstSwitchMs = Math.max(worstSwitchMs, s.sentAt[moved]! - drainedAt)
+          expect(await handoffs(proxy)).toBe(handoffsBefore + 1)
+          ws.close()
+          await whenClosed(ws)
+          // Put everything back for the next run.
+          await admin(proxy, 'POST', '/v1/undrain', { url: a.url })
+          await admin(proxy, 'POST', '/v1/undrain', { url: b.url })
+          await admin(proxy, 'POST', '/v1/undrain', { version: 'blue' })
+          await admin(proxy, 'POST', '/v1/undrain', { version: 'green' })
+          await admin(proxy, 'PUT', '/v1/weights', { blue: 100 })
+        },
+      ),
+      { numRuns: 10, endOnFailure: true },
+    )
+    // CONTRACT: within one second; generous here, the machine is shared.
+    expect(worstSwitchMs).toBeLessThan(5000)
+  })
+
+  it('closes the old upstream with 1001 once switched', async () => {
+    const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': 'one-thousand-one' } })
+    const s = steadySender(ws, 30, 5)
+    await waitFor(() => s.replies.length > 0, 'a reply')
+    const under = s.replies[0]!.by === 'blue-a' ? a : b
+    const serverSide = [...under.clients].at(-1)!
+    const oldClosed = whenClosed(serverSide)
+    await admin(proxy, 'POST', '/v1/drain', { url: under.url })
+    expect((await oldClosed).code).toBe(1001)
+    await s.done
+    await waitFor(() => s.replies.length === 30, 'every reply')
+    expect(s.closed).toBeUndefined()
+    ws.close()
+    await admin(proxy, 'POST', '/v1/undrain', { url: under.url })
+  })
+})
+
+describe('WebSockets when a handoff is impossible or not wanted', () => {
+  it('closes the client with 1012 when onDrain is close', async () => {
+    const a = await startWsUpstream('a')
+    const b = await startWsUpstream('b')
+    const proxy = await startProxy({
+      versions: { blue: { instances: [{ url: a.url }, { url: b.url }] } },
+      websocket: { onDrain: 'close' },
+    })
+    try {
+      const ws = await openClient(wsUrl(proxy.url))
+      const closed = whenClosed(ws)
+      await waitFor(() => a.clients.size + b.clients.size === 1, 'the upstream side')
+      const under = a.clients.size === 1 ? a : b
+      await admin(proxy, 'POST', '/v1/drain', { url: under.url })
+      expect((await closed).code).toBe(1012)
+    } finally {
+      await proxy.stop()
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it('closes the client with 1012 when no new upstream is reached within handoffTimeoutMs', async () => {
+    const a = await startWsUpstream('a')
+    const proxy = await startProxy({
+      versions: { blue: { instances: [{ url: a.url }] } },
+      websocket: { onDrain: 'handoff', handoffTimeoutMs: 300 },
+    })
+    try {
+      const ws = await openClient(wsUrl(proxy.url))
+      const closed = whenClosed(ws)
+      await admin(proxy, 'POST', '/v1/drain', { version: 'blue' })
+      expect(await closed).toEqual({ code: 1012, reason: 'handoff failed' })
+    } finally {
+      await proxy.stop()
+      await a.close()
+    }
+  })
+
+  it('sends 1001 to every WebSocket client on a graceful stop, relayed and tunnelled', async () => {
+    for (const mode of ['relay', 'tunnel'] as const) {
+      const a = await startWsUpstream('a')
+      const proxy = await startProxy({ versions: { blue: { instances: [{ url: a.url }] } }, websocket: { mode } })
+      const clients = await Promise.all([1, 2, 3].map(() => openClient(wsUrl(proxy.url))))
+      const closed = clients.map(whenClosed)
+      const upstreamClosed = [...a.clients].map(whenClosed)
+      await proxy.stop()
+      for (const c of await Promise.all(closed)) expect(c, mode).toEqual({ code: 1001, reason: 'proxy stopping' })
+      for (const c of await Promise.all(upstreamClosed)) expect(c.code, mode).toBe(1001)
+      await a.close()
+    }
+  })
+})
+
+async function handoffs(p: TestProxy): Promise<number> {
+  const text = await (await fetch(`${p.adminUrl}/metrics`)).text()
+  let sum = 0
+  for (const m of text.matchAll(/^sluice_websocket_handoffs_total\{[^}]*\} (\d+)/gm)) sum += Number(m[1])
+  return sum
+}
