@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import { hostname } from 'node:os'
+import type { ConnectionOptions } from 'node:tls'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
 import type { SliceSnapshot } from '../analysis/slices.js'
@@ -25,6 +27,8 @@ export interface RedisStoreOptions {
   connectTimeoutMs?: number
   /** Default: host name, pid and a random suffix. */
   id?: string
+  /** Extra TLS settings for a rediss:// URL, e.g. `{ ca }` for a private certificate authority. */
+  tls?: ConnectionOptions
 }
 
 const AUDIT_KEEP = 1000
@@ -56,7 +60,7 @@ interface ChangeMessage {
 export class RedisStore implements StateStore {
   readonly kind = 'redis' as const
   readonly id: string
-  readonly #opts: Required<Omit<RedisStoreOptions, 'id' | 'log'>>
+  readonly #opts: Required<Omit<RedisStoreOptions, 'id' | 'log' | 'tls'>>
   readonly #log: Logger
   readonly #client: ScriptedRedis
   readonly #sub: Redis
@@ -93,7 +97,7 @@ export class RedisStore implements StateStore {
     this.#keys = keysOf(opts.keyPrefix)
     this.#client = defineScripts(
       new Redis(opts.url, {
-        ...connectionOptions(opts.url),
+        ...connectionOptions(opts.url, opts.tls),
         // Fail fast while unreachable, so a commit falls back to local at once
         // and a command in flight is never replayed after a reconnect.
         enableOfflineQueue: false,
@@ -102,7 +106,7 @@ export class RedisStore implements StateStore {
         commandTimeout: COMMAND_TIMEOUT_MS,
       }),
     )
-    this.#sub = new Redis(opts.url, { ...connectionOptions(opts.url), autoResubscribe: false })
+    this.#sub = new Redis(opts.url, { ...connectionOptions(opts.url, opts.tls), autoResubscribe: false })
     this.#lease = new LeaderLease({
       leaseMs: this.#opts.leaseMs,
       log: this.#log,
@@ -519,14 +523,16 @@ function keysOf(prefix: string) {
 }
 
 /** Connection settings shared by both connections: TLS for rediss://, reconnects with capped backoff. */
-function connectionOptions(url: string): RedisOptions {
+function connectionOptions(url: string, tls: ConnectionOptions | undefined): RedisOptions {
   const u = new URL(url)
+  const host = u.hostname.replace(/^\[|\]$/g, '')
   return {
     lazyConnect: true,
     connectTimeout: 2000,
     // 100, 200, 400, 800 ms, then every second (with jitter), for ever.
     retryStrategy: (times) => Math.round(Math.min(50 * 2 ** Math.min(times, 5), 1000) * (0.8 + Math.random() * 0.4)),
-    ...(u.protocol === 'rediss:' ? { tls: { servername: u.hostname } } : {}),
+    // SNI takes a host name only; an IP address is checked against the certificate without it.
+    ...(u.protocol === 'rediss:' ? { tls: { ...(isIP(host) ? {} : { servername: host }), ...tls } } : {}),
   }
 }
 

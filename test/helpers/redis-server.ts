@@ -1,11 +1,18 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
 import { Redis } from 'ioredis'
 import { waitFor } from './wait.js'
 
 export interface TestRedis {
   readonly port: number
+  /** With the password and the rediss:// scheme when asked for. */
   readonly url: string
+  /** The self-signed certificate of a TLS server (its own CA). */
+  readonly ca: string | undefined
   /** SIGKILL: no goodbye to clients, nothing persisted. */
   kill(): Promise<void>
   /** Starts redis-server again on the same port, empty (no persistence). */
@@ -22,18 +29,48 @@ export interface TestRedis {
  * lost the race (address in use) is retried on another port.
  * Throws if redis-server is not installed: these tests never skip.
  */
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(opts: { password?: string; tls?: boolean } = {}): Promise<TestRedis> {
   const found = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
   if (found.error || found.status !== 0) {
     throw new Error(
       'redis-server is not installed (apt-get install -y redis-server): the Redis store tests need a real one',
     )
   }
+  const dir = opts.tls ? mkdtempSync(join(tmpdir(), 'sluice-redis-tls-')) : undefined
+  const extra: string[] = opts.password ? ['--requirepass', opts.password] : []
+  let ca: string | undefined
+  if (dir) {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    )
+    ca = readFileSync(join(dir, 'cert.pem'), 'utf8')
+    extra.push('--tls-cert-file', join(dir, 'cert.pem'), '--tls-key-file', join(dir, 'key.pem'))
+    extra.push('--tls-ca-cert-file', join(dir, 'cert.pem'), '--tls-auth-clients', 'no')
+  }
+  const start = (p: number) => launch(p, extra, ca)
   let child: ChildProcess | undefined
   let port = 0
   for (let attempt = 0; attempt < 10 && child === undefined; attempt++) {
     port = await freePort()
-    child = await launch(port)
+    child = await start(port)
   }
   if (child === undefined) throw new Error('could not start redis-server on a free port after 10 tries')
   const clients: Redis[] = []
@@ -48,16 +85,21 @@ export async function startRedis(): Promise<TestRedis> {
   }
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${ca ? 'rediss' : 'redis'}://${opts.password ? `:${opts.password}@` : ''}127.0.0.1:${port}`,
+    ca,
     kill,
     async restart() {
       await kill()
       // The port was just freed by our own process; the kernel lets it be bound again at once.
-      const c = await waitFor(() => launch(port), `redis-server to start again on port ${port}`, 10_000, 100)
+      const c = await waitFor(() => start(port), `redis-server to start again on port ${port}`, 10_000, 100)
       current = c
     },
     client() {
-      const c = new Redis(port, '127.0.0.1', { lazyConnect: false, maxRetriesPerRequest: 1 })
+      const c = new Redis(port, '127.0.0.1', {
+        maxRetriesPerRequest: 1,
+        ...(opts.password ? { password: opts.password } : {}),
+        ...(ca ? { tls: { ca } } : {}),
+      })
       c.on('error', () => {})
       clients.push(c)
       return c
@@ -65,15 +107,17 @@ export async function startRedis(): Promise<TestRedis> {
     async stop() {
       for (const c of clients) c.disconnect()
       await kill()
+      if (dir) rmSync(dir, { recursive: true, force: true })
     },
   }
 }
 
-/** Starts redis-server on `port` and waits for PING; undefined if the port was taken. */
-async function launch(port: number): Promise<ChildProcess | undefined> {
+/** Starts redis-server on `port` (its TLS port when `ca` is set) and waits for PING; undefined if the port was taken. */
+async function launch(port: number, extra: string[], ca: string | undefined): Promise<ChildProcess | undefined> {
+  const ports = ca ? ['--port', '0', '--tls-port', String(port)] : ['--port', String(port)]
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
+    [...ports, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...extra],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   let output = ''
@@ -90,7 +134,7 @@ async function launch(port: number): Promise<ChildProcess | undefined> {
       if (/address already in use|EADDRINUSE/i.test(output)) return undefined
       throw new Error(`redis-server exited at start: ${output.trim()}`)
     }
-    if (await ping(port)) return child
+    if (await ping(port, ca)) return child
     if (Date.now() > deadline) {
       child.kill('SIGKILL')
       await exited
@@ -100,17 +144,19 @@ async function launch(port: number): Promise<ChildProcess | undefined> {
   }
 }
 
-function ping(port: number): Promise<boolean> {
+/** Whether a Redis answers on `port` (a password-protected one answers NOAUTH). */
+function ping(port: number, ca: string | undefined): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = tcpConnect(port, '127.0.0.1')
+    const s = ca
+      ? tlsConnect({ port, host: '127.0.0.1', ca }, () => s.write('PING\r\n'))
+      : tcpConnect(port, '127.0.0.1', () => s.write('PING\r\n'))
     let buf = ''
     s.setTimeout(1000)
-    s.on('connect', () => s.write('PING\r\n'))
     s.on('data', (d) => {
       buf += d.toString()
       if (buf.includes('\r\n')) {
         s.destroy()
-        resolve(buf.startsWith('+PONG'))
+        resolve(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'))
       }
     })
     s.on('error', () => resolve(false))

@@ -167,6 +167,27 @@ describe('stores sharing one Redis', () => {
     ])
   })
 
+  it('a proxy that starts while Redis is unreachable serves its config state, then joins the shared state', async () => {
+    const prefix = group()
+    const b = store(prefix)
+    await b.init(seed())
+    const shared = { ...b.current(), revision: 2, weights: { blue: 60, green: 40 } }
+    await b.commit(shared, entry(2, 'weights'))
+
+    const relay = await startRelay(redis.port)
+    relays.push(relay)
+    await relay.cut()
+    const a = store(prefix, relay.url)
+    expect(await a.init(seed())).toEqual(seed())
+    expect(a.up).toBe(false)
+    const applied: DesiredState[] = []
+    a.onRemoteChange((s) => applied.push(s))
+    await relay.heal()
+    await waitFor(() => a.up, 'a joins', 5000)
+    expect(a.current()).toEqual(shared)
+    expect(applied).toEqual([shared])
+  })
+
   it("every live proxy's analysis slices are read; a proxy that stops publishing falls out", async () => {
     const prefix = group()
     const ttl = 400
