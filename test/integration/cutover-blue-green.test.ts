@@ -1,34 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
+import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
+import { admin } from '../helpers/proxy.js'
 import { describeFailures, failed, moreRequests, recordedLoad } from '../helpers/recorded-load.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 describe('blue -> green cutover under load', () => {
-  let blue: TestUpstream[]
-  let green: TestUpstream[]
-  let proxy: TestProxy
+  let f: DeployFixture
 
   beforeAll(async () => {
-    blue = [await startUpstream('blue'), await startUpstream('blue')]
-    green = [await startUpstream('green'), await startUpstream('green')]
-    proxy = await startProxy({
-      versions: {
-        blue: { instances: blue.map((u) => ({ url: u.url })) },
-        green: { instances: green.map((u) => ({ url: u.url })) },
-      },
-      weights: { blue: 100, green: 0 },
-      sticky: { keys: ['header:x-user-id'] },
-      health: { intervalMs: 250, timeoutMs: 250 },
-    })
-    await waitFor(async () => (await admin(proxy, 'GET', '/readyz')).status === 200, 'proxy ready')
+    f = await startDeployFixture(
+      { blue: [{ name: 'blue' }, { name: 'blue' }], green: [{ name: 'green' }, { name: 'green' }] },
+      { weights: { blue: 100, green: 0 } },
+    )
   })
-  afterAll(async () => {
-    await proxy.stop()
-    for (const u of [...blue, ...green]) await u.close()
-  })
+  afterAll(() => f.close())
 
   it('PUT /v1/weights 100/0 -> 0/100 fails no request, and every request sent after it reaches green', async () => {
+    const { proxy } = f
     const load = recordedLoad({ url: proxy.url })
     await moreRequests(load.records, 300)
     const r = await admin(proxy, 'PUT', '/v1/weights', { blue: 0, green: 100 })
@@ -50,6 +37,7 @@ describe('blue -> green cutover under load', () => {
   })
 
   it('switching back and forth under load fails nothing', async () => {
+    const { proxy } = f
     const load = recordedLoad({ url: proxy.url })
     for (const weights of [
       { blue: 50, green: 50 },

@@ -1,7 +1,8 @@
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
+import { admin } from '../helpers/proxy.js'
+import { startUpstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait.js'
 
 async function get(url: string): Promise<{ status: number; body: any; type: string | undefined }> {
@@ -15,30 +16,24 @@ async function get(url: string): Promise<{ status: number; body: any; type: stri
 }
 
 describe('every instance down', () => {
-  let ups: TestUpstream[]
-  let proxy: TestProxy
+  let f: DeployFixture
 
   beforeAll(async () => {
-    ups = [await startUpstream('blue'), await startUpstream('blue'), await startUpstream('green')]
-    proxy = await startProxy({
-      versions: {
-        blue: { instances: [{ url: ups[0]!.url }, { url: ups[1]!.url }] },
-        green: { instances: [{ url: ups[2]!.url }] },
+    f = await startDeployFixture(
+      { blue: [{ name: 'blue' }, { name: 'blue' }], green: [{ name: 'green' }] },
+      {
+        weights: { blue: 80, green: 20 },
+        health: { intervalMs: 150, timeoutMs: 150, healthyThreshold: 1, unhealthyThreshold: 2 },
       },
-      weights: { blue: 80, green: 20 },
-      health: { intervalMs: 150, timeoutMs: 150, healthyThreshold: 1, unhealthyThreshold: 2 },
-    })
-    await waitFor(async () => (await admin(proxy, 'GET', '/readyz')).status === 200, 'proxy ready')
+    )
   })
-  afterAll(async () => {
-    await proxy.stop()
-    for (const u of ups) await u.close()
-  })
+  afterAll(() => f.close())
 
   it('answers 503 with a JSON error when nothing is usable, and serves again as soon as probes pass', async () => {
+    const { proxy, ups } = f
+    const [blue, green] = [ups.blue!, ups.green!]
     expect((await get(proxy.url + '/')).status).toBe(200)
-    const ports = ups.map((u) => u.port)
-    for (const u of ups) await u.kill()
+    for (const u of [...blue, ...green]) await u.kill()
     await waitFor(async () => {
       const s = await admin(proxy, 'GET', '/v1/state')
       return Object.values(s.body.versions).every((v: any) => v.instances.every((i: any) => !i.healthy))
@@ -52,12 +47,12 @@ describe('every instance down', () => {
     }
 
     // Only green comes back first: blue's weight passes to it.
-    ups[2] = await startUpstream('green', undefined, ports[2])
+    green[0] = await startUpstream('green', undefined, green[0]!.port)
     await waitFor(async () => (await get(proxy.url + '/')).status === 200, 'traffic resumes on green')
     for (let i = 0; i < 10; i++) expect((await get(proxy.url + '/')).body.name).toBe('green')
 
-    ups[0] = await startUpstream('blue', undefined, ports[0])
-    ups[1] = await startUpstream('blue', undefined, ports[1])
+    blue[0] = await startUpstream('blue', undefined, blue[0]!.port)
+    blue[1] = await startUpstream('blue', undefined, blue[1]!.port)
     await waitFor(async () => {
       const s = await admin(proxy, 'GET', '/v1/state')
       return s.body.versions.blue.instances.every((i: any) => i.healthy)

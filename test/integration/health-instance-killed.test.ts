@@ -1,10 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type DeployFixture, keysLandingOn, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { waitForInstance } from '../helpers/instance-state.js'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { describeFailures, failed, moreRequests, recordedLoad } from '../helpers/recorded-load.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait.js'
 
 /** GETs answer at once; a POST is read whole and then held without an answer; `posts` counts them. */
@@ -23,48 +22,32 @@ function holdingPosts(name: string) {
   return { state, handler }
 }
 
-/** A sticky key that the proxy currently sends to the upstream named `name`. */
-async function keyLandingOn(proxyUrl: string, name: string): Promise<string> {
-  for (let i = 0; i < 200; i++) {
-    const key = `probe-key-${i}`
-    const res = await request(proxyUrl + '/', { headers: { 'x-user-id': key } })
-    await res.body.dump()
-    if (res.headers['x-upstream'] === name) return key
-  }
-  throw new Error(`no key lands on ${name}`)
-}
-
 describe('an instance killed under load', () => {
   const b1 = holdingPosts('b1')
   const b2 = holdingPosts('b2')
-  let u1: TestUpstream
-  let u2: TestUpstream
-  let proxy: TestProxy
+  let f: DeployFixture
 
   beforeAll(async () => {
-    u1 = await startUpstream('b1', b1.handler)
-    u2 = await startUpstream('b2', b2.handler)
-    proxy = await startProxy({
-      versions: { blue: { instances: [{ url: u1.url }, { url: u2.url }] } },
-      sticky: { keys: ['header:x-user-id'] },
-      health: { intervalMs: 250, timeoutMs: 250 },
+    f = await startDeployFixture({
+      blue: [
+        { name: 'b1', handler: b1.handler },
+        { name: 'b2', handler: b2.handler },
+      ],
     })
-    await waitFor(async () => (await admin(proxy, 'GET', '/readyz')).status === 200, 'proxy ready')
   })
-  afterAll(async () => {
-    await proxy.stop()
-    await u1.close()
-    await u2.close()
-  })
+  afterAll(() => f.close())
 
   it('fails no GET; a POST in flight to it gets a clean 502 and is never retried elsewhere', async () => {
-    const key = await keyLandingOn(proxy.url, 'b1')
+    const { proxy } = f
+    const u1 = f.ups.blue![0]!
+    const u2 = f.ups.blue![1]!
+    const [key] = await keysLandingOn(proxy.url, 'b1', 1)
     const load = recordedLoad({ url: proxy.url })
     await moreRequests(load.records, 200)
 
     const post = request(proxy.url + '/orders', {
       method: 'POST',
-      headers: { 'x-user-id': key, 'content-type': 'application/json' },
+      headers: { 'x-user-id': key!, 'content-type': 'application/json' },
       body: JSON.stringify({ item: 'book' }),
     })
     await waitFor(() => b1.state.posts === 1, 'the POST reached b1')

@@ -1,34 +1,24 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { waitForInstance } from '../helpers/instance-state.js'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { describeFailures, failed, moreRequests, recordedLoad } from '../helpers/recorded-load.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 describe('an upstream that stops gracefully under load', () => {
-  let u1: TestUpstream
-  let u2: TestUpstream
-  let proxy: TestProxy
+  let f: DeployFixture
 
   beforeAll(async () => {
-    u1 = await startUpstream('b1')
-    u2 = await startUpstream('b2')
-    proxy = await startProxy({
-      versions: { blue: { instances: [{ url: u1.url }, { url: u2.url }] } },
-      sticky: { keys: ['header:x-user-id'] },
-      health: { intervalMs: 250, timeoutMs: 250 },
-      // Refused connections while it closes eject it; a short ejection lets the restart be seen.
-      outlier: { consecutiveFailures: 5, ejectionMs: 500 },
-    })
-    await waitFor(async () => (await admin(proxy, 'GET', '/readyz')).status === 200, 'proxy ready')
+    // Refused connections while it closes eject it; a short ejection lets the restart be seen.
+    f = await startDeployFixture(
+      { blue: [{ name: 'b1' }, { name: 'b2' }] },
+      { outlier: { consecutiveFailures: 5, ejectionMs: 500 } },
+    )
   })
-  afterAll(async () => {
-    await proxy.stop()
-    await u1.close()
-    await u2.close()
-  })
+  afterAll(() => f.close())
 
   it('fails no request while it closes its keep-alive connections, and takes traffic again once restarted', async () => {
+    const { proxy } = f
+    const u1 = f.ups.blue![0]!
     const load = recordedLoad({ url: proxy.url })
     await moreRequests(load.records, 200)
     const closing = u1.closeGracefully()
@@ -40,7 +30,7 @@ describe('an upstream that stops gracefully under load', () => {
 
     // A restart on the same address: probes bring it back without touching the proxy.
     const restartAt = performance.now()
-    u1 = await startUpstream('b1', undefined, u1.port)
+    f.ups.blue![0] = await startUpstream('b1', undefined, u1.port)
     await waitForInstance(proxy, 'blue', 0, (i) => i.healthy, 'b1 probed healthy again')
     const backAt = performance.now()
     await moreRequests(load.records, 200)
