@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
+import { runCtl } from '../../src/cli/ctl.js'
 import { steadyLoad } from '../helpers/load.js'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
+import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -50,7 +51,9 @@ async function get(p: TestProxy, path: string, init: { method?: string; body?: s
 
 async function mirrorMetric(p: TestProxy, outcome: string): Promise<number> {
   const text = await (await fetch(`${p.adminUrl}/metrics`)).text()
-  const line = text.split('\n').find((l) => l.startsWith('sluice_mirror_requests_total{') && l.includes(`outcome="${outcome}"`))
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith('sluice_mirror_requests_total{') && l.includes(`outcome="${outcome}"`))
   return line ? Number(line.split(' ').at(-1)) : 0
 }
 
@@ -64,7 +67,10 @@ describe('mirroring copies', () => {
 
   async function setup(green: Awaited<ReturnType<typeof recording>>, mirror: Record<string, unknown> | null) {
     const blue = await recording('blue')
-    closers.push(() => blue.u.close(), () => green.u.close())
+    closers.push(
+      () => blue.u.close(),
+      () => green.u.close(),
+    )
     const p = await startProxy({
       versions: { blue: { instances: [{ url: blue.u.url }] }, green: { instances: [{ url: green.u.url }] } },
       weights: { blue: 100 },
@@ -108,10 +114,14 @@ describe('mirroring copies', () => {
     // Generous: the user's answer comes from blue at once; the shadow answers after 2 s.
     expect(r.ms).toBeLessThan(1000)
     await waitFor(() => green.seen.length === 1, 'the copy at green')
-    const m = await waitFor(async () => {
-      const s = await state(p)
-      return s.mirror.matched + s.mirror.mismatches === 1 ? s.mirror : undefined
-    }, 'the copy settled', 10_000)
+    const m = await waitFor(
+      async () => {
+        const s = await state(p)
+        return s.mirror.matched + s.mirror.mismatches === 1 ? s.mirror : undefined
+      },
+      'the copy settled',
+      10_000,
+    )
     expect(m.shadowP95Ms).toBeGreaterThanOrEqual(1900)
   })
 
@@ -121,7 +131,10 @@ describe('mirroring copies', () => {
     // The default methods: GET and HEAD.
     expect((await admin(p, 'PUT', '/v1/mirror', { version: 'green', percent: 100 })).status).toBe(200)
     for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS']) {
-      const r = await get(p, `/m/${method}`, { method, ...(method === 'POST' || method === 'PUT' ? { body: 'x' } : {}) })
+      const r = await get(p, `/m/${method}`, {
+        method,
+        ...(method === 'POST' || method === 'PUT' ? { body: 'x' } : {}),
+      })
       expect(r.status).toBe(200)
     }
     await waitFor(async () => (await state(p)).mirror.copied === 2, 'two copies')
@@ -129,7 +142,12 @@ describe('mirroring copies', () => {
     expect(green.seen.map((s) => s.method).sort()).toEqual(['GET', 'HEAD'])
 
     // POST copied with its body when small; a body over maxBodyBytes is not copied (and is counted dropped).
-    const put = await admin(p, 'PUT', '/v1/mirror', { version: 'green', percent: 100, methods: ['POST'], maxBodyBytes: 1000 })
+    const put = await admin(p, 'PUT', '/v1/mirror', {
+      version: 'green',
+      percent: 100,
+      methods: ['POST'],
+      maxBodyBytes: 1000,
+    })
     expect(put.status).toBe(200)
     const small = JSON.stringify({ order: 42, items: ['a', 'b'] })
     const r1 = await get(p, '/orders', { method: 'POST', body: small })
@@ -183,7 +201,13 @@ describe('mirroring copies', () => {
     expect(m).toMatchObject({ copied: 200, matched: 0 })
     expect(await mirrorMetric(p, 'error')).toBe(200)
     const mm = (await admin(p, 'GET', '/v1/mirror/mismatches')).body.mismatches
-    expect(mm.at(-1)).toMatchObject({ version: 'green', method: 'GET', primaryStatus: 200, shadowStatus: 0, differs: ['error'] })
+    expect(mm.at(-1)).toMatchObject({
+      version: 'green',
+      method: 'GET',
+      primaryStatus: 200,
+      shadowStatus: 0,
+      differs: ['error'],
+    })
     expect(mm.at(-1).error).toMatch(/ECONNREFUSED/)
   })
 
@@ -255,5 +279,45 @@ describe('PUT /v1/mirror', () => {
       ['mirror.start', 'admin'],
       ['mirror.stop', 'admin'],
     ])
+  })
+})
+
+describe('sluice ctl mirror', () => {
+  it('start, mismatches and stop work against the real admin API', async () => {
+    const blue = await startUpstream('blue')
+    const green = await startUpstream('green')
+    const p = await startProxy({
+      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+      weights: { blue: 100 },
+    })
+    try {
+      const ctl = async (...argv: string[]) => {
+        let out = ''
+        let err = ''
+        const env = { SLUICE_ADMIN_URL: p.adminUrl, SLUICE_ADMIN_TOKEN: TEST_TOKEN }
+        const code = await runCtl(argv, { env, stdout: (t) => (out += t), stderr: (t) => (err += t) })
+        return { code, out, err }
+      }
+      expect(await ctl('mirror', 'start', 'green', '100')).toEqual({
+        code: 0,
+        out: 'mirroring 100% of eligible requests to green\n',
+        err: '',
+      })
+      await (await request(`${p.url}/differs`)).body.text()
+      await waitFor(async () => (await admin(p, 'GET', '/v1/state')).body.mirror.mismatches === 1, 'a mismatch')
+      const listed = await ctl('mirror', 'mismatches')
+      expect(listed.code).toBe(0)
+      expect(listed.out).toContain('/differs')
+      expect(listed.out).toContain('header:x-upstream')
+      const state = await ctl('state')
+      expect(state.out).toMatch(/mirror[\s\S]*green/)
+      expect(await ctl('mirror', 'start', 'purple', '5')).toMatchObject({ code: 1 })
+      expect(await ctl('mirror', 'stop')).toEqual({ code: 0, out: 'mirroring stopped\n', err: '' })
+      expect((await admin(p, 'GET', '/v1/state')).body.mirror).toBeNull()
+    } finally {
+      await p.stop()
+      await blue.close()
+      await green.close()
+    }
   })
 })
