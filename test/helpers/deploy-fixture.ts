@@ -24,6 +24,8 @@ export interface DeployFixture {
 export async function startDeployFixture(
   versions: Record<string, UpstreamSpec[]>,
   raw: Record<string, unknown> = {},
+  /** Runs once the upstreams listen, before the proxy starts (and probes them). */
+  beforeProxy?: (ups: Record<string, TestUpstream[]>) => void,
 ): Promise<DeployFixture> {
   const ups: Record<string, TestUpstream[]> = {}
   const config: Record<string, { instances: { url: string }[] }> = {}
@@ -32,6 +34,7 @@ export async function startDeployFixture(
     for (const s of specs) ups[version].push(await startUpstream(s.name, s.handler))
     config[version] = { instances: ups[version].map((u) => ({ url: u.url })) }
   }
+  beforeProxy?.(ups)
   const proxy = await startProxy({
     versions: config,
     sticky: { keys: ['header:x-user-id'] },
