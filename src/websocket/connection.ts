@@ -20,6 +20,8 @@ export interface WsConnection {
   readonly handshake: Handshake
   /** Idle sweeps passed with no traffic; the connection zeroes it on every message or chunk. */
   idleTicks: number
+  /** Bytes the proxy holds for it: send buffers of both sides and messages held during a handoff. */
+  readonly buffered: number
   /** Whether it may be closed for idleness now (not in the middle of a handoff). */
   readonly idleable: boolean
   /** Routing no longer puts it on its instance: hand it off, or close the client with 1012. */

@@ -88,6 +88,13 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     return this.#open
   }
 
+  /** Bytes held in the proxy for all WebSockets (bounded by backpressure; for tests and diagnostics). */
+  get buffered(): number {
+    let n = 0
+    for (const set of this.#byInstance.values()) for (const c of set) n += c.buffered
+    return n
+  }
+
   get #config(): WebSocketConfig {
     return this.#sluice.config.websocket
   }

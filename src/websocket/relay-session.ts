@@ -101,8 +101,10 @@ export class RelaySession implements WsConnection {
     return this.#state === 'open'
   }
 
-  get state(): string {
-    return this.#state
+  get buffered(): number {
+    let n = this.#client.bufferedAmount + this.#heldBytes
+    for (const up of this.#upstreams) n += up.bufferedAmount
+    return n
   }
 
   // ---- events (called from the module-level listeners) ----

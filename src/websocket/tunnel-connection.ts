@@ -58,6 +58,10 @@ export class TunnelConnection implements WsConnection {
     ;(client as Socket).setNoDelay?.(true)
   }
 
+  get buffered(): number {
+    return this.client.writableLength + this.upstream.writableLength
+  }
+
   get idleable(): boolean {
     return this.#state === 'open'
   }
