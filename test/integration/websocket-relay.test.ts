@@ -207,3 +207,52 @@ function rawUpgrade(
     req.end()
   })
 }
+
+describe('WebSocket upgrades routed like requests', () => {
+  it('keeps a sticky key on one instance, retries a refused connection elsewhere, and answers 502 and 503 itself', async () => {
+    const a = await startWsUpstream('a')
+    const b = await startWsUpstream('b')
+    const gone = await startWsUpstream('gone')
+    await gone.close()
+    const proxy = await startProxy({
+      versions: {
+        blue: { instances: [{ url: a.url }, { url: b.url }, { url: gone.url }] },
+        lone: { instances: [{ url: gone.url.replace('127.0.0.1', 'localhost') }] },
+      },
+      weights: { blue: 100 },
+      sticky: { keys: ['header:x-user-id'] },
+      overrides: [{ match: { header: 'x-lone', value: '1' }, version: 'lone' }],
+    })
+    const clients: WebSocket[] = []
+    try {
+      // Sticky: one key, one instance, every time.
+      for (let i = 0; i < 8; i++)
+        clients.push(await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': 'zoe' } }))
+      expect([a.clients.size, b.clients.size].sort()).toEqual([0, 8])
+      // Keyless: the dead instance's refusals are retried on a live one, so every upgrade opens.
+      for (let i = 0; i < 9; i++) clients.push(await openClient(wsUrl(proxy.url)))
+      expect(a.clients.size + b.clients.size).toBe(17)
+      // Only an instance that refuses connections left (the retry has nowhere to go): 502 with the error body.
+      await admin(proxy, 'POST', '/v1/drain', { version: 'blue' })
+      const refused = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-lone': '1' } }).then(
+        () => undefined,
+        (e: { status: number; body: string }) => e,
+      )
+      expect(refused?.status).toBe(502)
+      expect(JSON.parse(refused!.body).error.code).toBe('SLUICE_UPSTREAM_FAILED')
+      // Nothing usable at all: 503.
+      await admin(proxy, 'POST', '/v1/drain', { version: 'lone' })
+      const none = await openClient(wsUrl(proxy.url)).then(
+        () => undefined,
+        (e: { status: number; body: string }) => e,
+      )
+      expect(none?.status).toBe(503)
+      expect(JSON.parse(none!.body).error.code).toBe('SLUICE_NO_USABLE_INSTANCE')
+    } finally {
+      for (const c of clients) c.terminate()
+      await proxy.stop()
+      await a.close()
+      await b.close()
+    }
+  })
+})
