@@ -39,7 +39,7 @@ describe('the mirror phase of a rollout', () => {
     await green?.close()
   })
 
-  async function setup(greenOpts: Parameters<typeof app>[1]) {
+  async function setup(greenOpts: Parameters<typeof app>[1], phase: Record<string, unknown> = {}) {
     blue = await startUpstream('blue', app('blue'))
     green = await startUpstream('green', app('green', greenOpts))
     p = await startProxy({
@@ -54,7 +54,7 @@ describe('the mirror phase of a rollout', () => {
         baseline: 'blue',
         canary: 'green',
         steps: FAST_STEPS,
-        mirror: { percent: 100, holdMs: 600, maxMismatchRate: 0.05, maxP95Ratio: 10, minRequests: 20 },
+        mirror: { percent: 100, holdMs: 600, maxMismatchRate: 0.05, maxP95Ratio: 10, minRequests: 20, ...phase },
       },
     })
     load = steadyLoad({ url: p.url, concurrency: 2, maxPerLoop: 20_000 })
@@ -97,12 +97,25 @@ describe('the mirror phase of a rollout', () => {
   })
 
   it('rolls back, having served no user, when the shadow is too slow', async () => {
-    await setup({ delayMs: 500 })
+    // A ratio gate needs room on a loaded machine: 1 s against a user-facing p95 of well under 333 ms.
+    await setup({ delayMs: 1000 }, { maxP95Ratio: 3 })
     await waitFor(async () => (await rollout(p)).status === 'rolled_back', 'the rollback', 20_000)
     const result = await stopLoad()
     const s = (await admin(p, 'GET', '/v1/state')).body
-    expect(s.rollout.reason).toMatch(/^shadow p95 \d+\.\d ms exceeds primary p95 \d+\.\d ms x 10/)
+    expect(s.rollout.reason).toMatch(/^shadow p95 \d+\.\d ms exceeds primary p95 \d+\.\d ms x 3/)
     expect(result.byBody.get('green') ?? 0).toBe(0)
     expect(result.failed).toBe(0)
+  })
+
+  it('owns mirroring while it lasts: PUT /v1/mirror answers 409 until the rollout ends', async () => {
+    await setup({}, { holdMs: 60_000 })
+    const refused = await admin(p, 'PUT', '/v1/mirror', null)
+    expect(refused.status).toBe(409)
+    expect(refused.body.error.code).toBe('SLUICE_MIRROR_CONFLICT')
+    expect((await admin(p, 'GET', '/v1/state')).body.mirror).toMatchObject({ version: 'green', percent: 100 })
+    expect((await admin(p, 'POST', '/v1/rollout/abort')).status).toBe(200)
+    expect((await admin(p, 'GET', '/v1/state')).body.mirror).toBeNull()
+    expect((await admin(p, 'PUT', '/v1/mirror', { version: 'green', percent: 5 })).status).toBe(200)
+    expect((await stopLoad()).failed).toBe(0)
   })
 })
