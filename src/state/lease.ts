@@ -22,8 +22,10 @@ export interface LeaseOptions {
  * replaced within lease + lease/3, under two lease periods. The holder
  * counts its lease from when it *sent* the renewal, so it always believes
  * it is leader for less time than the store keeps its key: two holders are
- * never leader at once, as long as clocks run at the same rate. Each new
- * holder gets a larger fencing token (a counter increased at acquisition).
+ * never leader at once, as long as clocks run at the same rate (and after
+ * the store loses its data, nobody may take the lease for one lease period:
+ * see `sluiceLease`). Each new holder gets a larger fencing token (a counter
+ * increased at acquisition).
  */
 export class LeaderLease {
   readonly #opts: LeaseOptions

@@ -30,14 +30,24 @@ return {1}
 `,
   },
   /**
-   * KEYS: lease key, fencing counter. ARGV: owner, lease ms.
+   * KEYS: lease key, fencing counter, hold key. ARGV: owner, lease ms.
    * Takes the lease when it is free (a new fencing token from the counter)
    * or extends it when this owner holds it. Returns the token, 0 when
    * another owner holds the lease.
+   * A Redis without the counter has lost its data (or never had any): a
+   * holder from before may still believe it leads for up to one lease, so
+   * nobody gets the lease for one lease period. The counter restarts from
+   * the Redis clock in ms, so tokens keep increasing across the loss.
    */
   sluiceLease: {
-    numberOfKeys: 2,
+    numberOfKeys: 3,
     lua: `
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+  return 0
+end
 local v = redis.call('GET', KEYS[1])
 local mine = ARGV[1] .. '|'
 if v then
@@ -47,6 +57,7 @@ if v then
   end
   return 0
 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], mine .. token, 'PX', ARGV[2])
 return token

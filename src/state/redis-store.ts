@@ -110,7 +110,8 @@ export class RedisStore implements StateStore {
     this.#lease = new LeaderLease({
       leaseMs: this.#opts.leaseMs,
       log: this.#log,
-      acquire: () => this.#client.sluiceLease(this.#keys.leader, this.#keys.fence, this.id, this.#opts.leaseMs),
+      acquire: () =>
+        this.#client.sluiceLease(this.#keys.leader, this.#keys.fence, this.#keys.hold, this.id, this.#opts.leaseMs),
       release: async () => {
         await this.#client.sluiceRelease(this.#keys.leader, this.id)
       },
@@ -517,6 +518,7 @@ function keysOf(prefix: string) {
     rolloutIds: `${prefix}rollout-ids`,
     leader: `${prefix}leader`,
     fence: `${prefix}leader-fence`,
+    hold: `${prefix}leader-hold`,
     channel: `${prefix}changes`,
     slices: (version: string) => `${prefix}slices:${version}`,
   }

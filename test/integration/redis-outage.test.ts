@@ -1,4 +1,7 @@
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { initialState } from '../../src/state/desired.js'
+import { RedisStore } from '../../src/state/redis-store.js'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
@@ -41,6 +44,11 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
     await admin(a, 'PUT', '/v1/weights', { blue: 80, green: 20 })
     for (const p of proxies) await waitFor(async () => (await state(p)).weights.green === 20, 'the change everywhere')
 
+    // One leader at most at any moment, through the outage and the empty restart.
+    let mostLeaders = 0
+    const sampler = setInterval(() => {
+      mostLeaders = Math.max(mostLeaders, proxies.filter((p) => p.sluice.store.leader).length)
+    }, 5)
     const loads = proxies.map((p) => steadyLoad({ url: p.url, concurrency: 3 }))
     await waitFor(() => loads.every((l) => l.result.ok > 20), 'load flowing')
 
@@ -73,11 +81,39 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
     const audit = (await raw.lrange(`${keyPrefix}audit`, 0, -1)).map((s) => JSON.parse(s))
     expect(audit.at(-1)).toMatchObject({ action: 'weights', source: 'admin', revision, after: { blue: 50, green: 50 } })
 
+    await waitFor(() => proxies.some((p) => p.sluice.store.leader), 'a leader again')
+    clearInterval(sampler)
+    expect(mostLeaders).toBe(1)
+
     const results = await Promise.all(loads.map((l) => l.stop()))
     for (const r of results) {
       expect(r.failures).toEqual([])
       expect(r.failed).toBe(0)
     }
     expect(results.reduce((n, r) => n + r.ok, 0)).toBeGreaterThan(200)
+  })
+
+  it('a Redis that restarts empty within a lease period never gives the lease to a second leader', async () => {
+    const log = pino({ level: 'silent' })
+    const stores = [0, 1, 2].map(
+      () => new RedisStore({ url: redis.url, keyPrefix: 'quick:', log, leaseMs: 3000, connectTimeoutMs: 2000 }),
+    )
+    try {
+      for (const s of stores) await s.init(initialState({ blue: 100 }))
+      await waitFor(() => stores.some((s) => s.leader), 'a leader')
+      const oldToken = Math.max(...stores.map((s) => s.leaderToken))
+      let mostLeaders = 0
+      const sampler = setInterval(() => {
+        mostLeaders = Math.max(mostLeaders, stores.filter((s) => s.leader).length)
+      }, 2)
+      await redis.restart()
+      await waitFor(() => stores.every((s) => s.up), 'all reconnected', 5000)
+      // A new holding, with a larger fencing token although the counter was lost.
+      await waitFor(() => stores.some((s) => s.leaderToken > oldToken), 'a new leader', 10_000)
+      clearInterval(sampler)
+      expect(mostLeaders).toBe(1)
+    } finally {
+      await Promise.all(stores.map((s) => s.close()))
+    }
   })
 })
