@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
 # sluice: build with `docker build -t sluice .`, run with
-#   docker run --rm -p 8080:8080 -v "$PWD/my.yaml:/etc/sluice/sluice.yaml:ro" --stop-timeout 35 sluice
+#   docker run --rm -p 8080:8080 -e SLUICE_ADMIN_TOKEN=... \
+#     -v "$PWD/my.yaml:/etc/sluice/sluice.yaml:ro" --stop-timeout 35 sluice
+# The built-in default is config/blue-green.yaml: an example whose upstream
+# URLs point at the container's own loopback, so mount your own config. It
+# reads ${SLUICE_ADMIN_TOKEN}; an unset variable is a config error.
 # The proxy drains for up to drain.timeoutMs (30 s by default) on SIGTERM, so give
 # `docker stop` more than that. For the admin API to be reachable through the
 # published 9901, the config must set admin.host: 0.0.0.0 and an admin token.
