@@ -389,6 +389,8 @@ export class RedisStore implements StateStore {
         { revision, changes: step.entries.map(summary) },
         'changes made here while the state store was unreachable are now shared',
       )
+    } else if (!this.#initialised && step.expected === 0) {
+      this.#log.info({ revision }, 'state store was empty: seeded it with this proxy state')
     } else {
       this.#log.warn(
         { revision, sharedRevision: step.expected },

@@ -29,7 +29,10 @@ export interface StateStore {
    * caller can re-apply its change on top of it.
    */
   commit(next: DesiredState, entry: AuditEntry): Promise<CommitResult>
-  /** Another proxy's committed change (never called for this process's own commits). */
+  /**
+   * Another proxy's committed change, or a state that reconciliation after
+   * an outage settled on (never called for a commit that answered ok).
+   */
   onRemoteChange(listener: (state: DesiredState, entries: AuditEntry[]) => void): void
   audit(limit: number): Promise<AuditEntry[]>
   saveRollout(record: RolloutRecord): Promise<void>
