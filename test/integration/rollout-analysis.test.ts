@@ -155,4 +155,32 @@ describe('a rollout driven by the analysis', () => {
     expect(await metric(proxy, 'sluice_rollbacks_total{version="green"}')).toBeUndefined()
     expect((await load.stop()).failed).toBe(0)
   }, 60_000)
+
+  it('autoStart starts the configured rollout at proxy start, and a canary failing its probes is rolled back', async () => {
+    const blue = await recordedUpstream('blue')
+    const green = await recordedUpstream('green')
+    const proxy = await rolloutProxy(blue, green, {
+      health: { intervalMs: 100, timeoutMs: 100, healthyThreshold: 1, unhealthyThreshold: 2 },
+      rollout: { baseline: 'blue', canary: 'green', steps: FAST_STEPS, autoStart: true },
+    })
+    cleanup.push(
+      () => blue.upstream.close(),
+      () => green.upstream.close(),
+      () => proxy.stop(),
+    )
+    const start = await auditEntry(proxy, 'rollout.start')
+    expect(start).toMatchObject({ source: 'rollout', actor: null })
+    expect(start.reason).toMatch(/^started by the config: green against blue in steps 20, 50, 100/)
+    // Not yet probed is not "no usable instance": the rollout waits for the probes.
+    await waitFor(async () => (await admin(proxy, 'GET', '/readyz')).status === 200, 'the first probe round')
+    await new Promise((r) => setTimeout(r, 500))
+    expect(await rollout(proxy)).toMatchObject({ status: 'progressing', step: 0 })
+
+    green.upstream.healthy = false
+    await waitFor(async () => (await rollout(proxy)).status === 'rolled_back', 'the rollback', 20_000)
+    const entry = await auditEntry(proxy, 'rollout.rollback')
+    expect(entry.source).toBe('analysis')
+    expect(entry.reason).toMatch(/^canary has no usable instance .* at step 0 \(weight 20\)$/)
+    expect(await metric(proxy, 'sluice_rollbacks_total{version="green"}')).toBe(1)
+  }, 60_000)
 })
