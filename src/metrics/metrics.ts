@@ -18,36 +18,55 @@ export interface GaugeSources {
   storeUp?(): number | undefined
 }
 
-type CounterChild = { inc(n?: number): void }
-type HistogramChild = { observe(v: number): void }
+/** Status codes are counted in a flat array per version; anything outside 0..599 lands in 599's neighbour 600. */
+const CODE_SLOTS = 601
+
+/** Per-version request figures, counted in plain arrays on the hot path and exposed at scrape time. */
+interface VersionCounts {
+  readonly name: string
+  readonly codes: Float64Array
+  /** Non-cumulative bucket counts; the last slot is +Inf. */
+  readonly buckets: Float64Array
+  sum: number
+  count: number
+}
 
 export class Metrics {
   readonly registry = new Registry()
   readonly requests: Counter<'version' | 'code'>
-  readonly duration: Histogram<'version'>
   readonly rollbacks: Counter<'version'>
   readonly mirrorRequests: Counter<'version' | 'outcome'>
   readonly handoffs: Counter<'version'>
-  /** Per version index: children by status code, created on first use. */
-  readonly #codeChildren: (CounterChild | undefined)[][] = []
-  readonly #durationChildren: (HistogramChild | undefined)[] = []
+  /** By version index. prom-client's label children hash their labels on every call; these are array stores. */
+  readonly #counts: (VersionCounts | undefined)[] = []
+  readonly #unrouted = new Float64Array(CODE_SLOTS)
 
   constructor(sources: GaugeSources, opts: { defaults?: boolean } = {}) {
     const registers = [this.registry]
     if (opts.defaults !== false) collectDefaultMetrics({ register: this.registry })
+    const counts = this.#counts
+    const unrouted = this.#unrouted
     this.requests = new Counter({
       name: 'sluice_requests_total',
-      help: 'Requests answered, by version and status code (499: client closed first).',
+      help: 'Requests answered, by version and status code (499: client closed first; version "none": nothing usable).',
       labelNames: ['version', 'code'],
       registers,
+      collect() {
+        this.reset()
+        for (const c of counts) {
+          if (c === undefined) continue
+          for (let code = 0; code < CODE_SLOTS; code++) {
+            const n = c.codes[code]!
+            if (n > 0) this.inc({ version: c.name, code: String(code) }, n)
+          }
+        }
+        for (let code = 0; code < CODE_SLOTS; code++) {
+          const n = unrouted[code]!
+          if (n > 0) this.inc({ version: 'none', code: String(code) }, n)
+        }
+      },
     })
-    this.duration = new Histogram({
-      name: 'sluice_request_duration_seconds',
-      help: 'Time from request to the end of the response, by version.',
-      labelNames: ['version'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    })
+    this.registry.registerMetric(new DurationHistogram(counts) as unknown as Histogram)
     this.rollbacks = new Counter({
       name: 'sluice_rollbacks_total',
       help: 'Rollouts rolled back, by canary version.',
@@ -140,25 +159,64 @@ export class Metrics {
     })
   }
 
-  /** Hot path: two array reads and two increments. */
+  /** Hot path: array stores only, no label objects, no hashing. */
   record(version: Version, status: number, seconds: number): void {
-    const idx = version.index
-    let codes = this.#codeChildren[idx]
-    if (codes === undefined) codes = this.#codeChildren[idx] = []
-    let c = codes[status]
-    if (c === undefined) c = codes[status] = this.requests.labels(version.name, String(status))
-    c.inc()
-    let d = this.#durationChildren[idx]
-    if (d === undefined) d = this.#durationChildren[idx] = this.duration.labels(version.name)
-    d.observe(seconds)
+    let c = this.#counts[version.index]
+    if (c === undefined) {
+      c = this.#counts[version.index] = {
+        name: version.name,
+        codes: new Float64Array(CODE_SLOTS),
+        buckets: new Float64Array(DURATION_BUCKETS.length + 1),
+        sum: 0,
+        count: 0,
+      }
+    }
+    c.codes[status >= 0 && status < CODE_SLOTS ? status : CODE_SLOTS - 1]!++
+    let b = 0
+    while (b < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[b]!) b++
+    c.buckets[b]!++
+    c.sum += seconds
+    c.count++
   }
 
   /** Requests the proxy answered without reaching any version. */
   recordUnrouted(status: number): void {
-    this.requests.labels('none', String(status)).inc()
+    this.#unrouted[status >= 0 && status < CODE_SLOTS ? status : CODE_SLOTS - 1]!++
   }
 
   text(): Promise<string> {
     return this.registry.metrics()
   }
+}
+
+/**
+ * sluice_request_duration_seconds, exposed from the per-version arrays at
+ * scrape time in prom-client's metric-object form (the registry only calls
+ * `get()`), so observing a request never touches prom-client.
+ */
+class DurationHistogram {
+  readonly name = 'sluice_request_duration_seconds'
+  readonly help = 'Time from request to the end of the response, by version.'
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+
+  constructor(readonly counts: readonly (VersionCounts | undefined)[]) {}
+
+  async get() {
+    const values: { value: number; labels: Record<string, string | number>; metricName: string }[] = []
+    for (const c of this.counts) {
+      if (c === undefined) continue
+      let cumulative = 0
+      for (let b = 0; b < DURATION_BUCKETS.length; b++) {
+        cumulative += c.buckets[b]!
+        values.push({ value: cumulative, labels: { le: DURATION_BUCKETS[b]!, version: c.name }, metricName: `${this.name}_bucket` })
+      }
+      values.push({ value: c.count, labels: { le: '+Inf', version: c.name }, metricName: `${this.name}_bucket` })
+      values.push({ value: c.sum, labels: { version: c.name }, metricName: `${this.name}_sum` })
+      values.push({ value: c.count, labels: { version: c.name }, metricName: `${this.name}_count` })
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator }
+  }
+
+  reset(): void {}
 }

@@ -28,6 +28,12 @@ for (const name of DROPPED) DROPPED_LENGTHS[name.length] = 1
 /** Tokens of a Connection header that name extra hop-by-hop headers (beyond keep-alive/close/upgrade). */
 function connectionNamed(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined
+  // The common values name nothing extra: skip the split.
+  const len = value.length
+  if (len === 10 || len === 5) {
+    const v = value.toLowerCase()
+    if (v === 'keep-alive' || v === 'close') return undefined
+  }
   let out: Set<string> | undefined
   for (const raw of value.split(',')) {
     const t = raw.trim().toLowerCase()
