@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { type ForwardContext, forward } from './forward.js'
 
 export interface ListenerOptions {
@@ -12,10 +12,26 @@ export interface ListenerOptions {
  * requests, conflicting Content-Length/Transfer-Encoding and oversized
  * headers with a 4xx before they reach `forward`.
  */
+/**
+ * How long a keep-alive connection must have been idle, once a graceful stop
+ * began, before it is closed. Closing an idle connection at once resets a
+ * request the client has just sent on it (it is on the wire, not yet read);
+ * within the grace such a request is served, with `Connection: close`.
+ */
+const STOP_IDLE_GRACE_MS = 250
+const STOP_SWEEP_MS = 25
+
+const kIdleSince = Symbol('sluice.idleSince')
+type TrackedSocket = Socket & { [kIdleSince]?: number; _httpMessage?: ServerResponse | null; parser?: unknown }
+
+function noop(): void {}
+
 export class ProxyListener {
   readonly server: Server
   #state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle'
   #closed: Promise<void> | undefined
+  /** Open client connections: a graceful stop closes the idle ones itself. */
+  readonly #sockets = new Set<TrackedSocket>()
 
   constructor(
     readonly ctx: ForwardContext,
@@ -31,6 +47,11 @@ export class ProxyListener {
       (req: IncomingMessage, res: ServerResponse) => forward(ctx, req, res),
     )
     this.server.timeout = opts.clientIdleMs
+    const sockets = this.#sockets
+    this.server.on('connection', (socket: TrackedSocket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+    })
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) {
         socket.destroy()
@@ -61,9 +82,10 @@ export class ProxyListener {
   }
 
   /**
-   * Graceful stop: no new connections, idle keep-alive connections closed,
-   * responses in progress finish with `Connection: close`; whatever is still
-   * open at the deadline is destroyed. Calling it twice waits on the same stop.
+   * Graceful stop: no new connections; responses in progress finish with
+   * `Connection: close`; a keep-alive connection is closed once it has been
+   * idle for STOP_IDLE_GRACE_MS; whatever is still open at the deadline is
+   * destroyed. Calling it twice waits on the same stop.
    */
   close(timeoutMs: number): Promise<void> {
     if (this.#closed) return this.#closed
@@ -80,10 +102,10 @@ export class ProxyListener {
         this.#state = 'stopped'
         resolve()
       }
-      // Connections turn idle as their last response ends; close each as it does.
-      const sweep = setInterval(() => server.closeIdleConnections(), 25)
+      const sweep = setInterval(() => this.#closeIdle(performance.now()), STOP_SWEEP_MS)
       const deadline = setTimeout(() => {
         server.closeAllConnections()
+        for (const socket of this.#sockets) socket.destroy()
         finish()
       }, timeoutMs)
       sweep.unref()
@@ -93,10 +115,33 @@ export class ProxyListener {
         finish()
         return
       }
+      // http's close() would also destroy every idle connection at once
+      // (see STOP_IDLE_GRACE_MS): keep its other work, skip that part.
+      server.closeIdleConnections = noop
       server.close(() => finish())
-      server.closeIdleConnections()
+      delete (server as { closeIdleConnections?: unknown }).closeIdleConnections
+      this.#closeIdle(performance.now())
     })
     return this.#closed
+  }
+
+  /**
+   * Destroys the connections idle for the grace; a connection with a request
+   * in progress is never idle, and an upgraded one (no HTTP parser left)
+   * belongs to the WebSocket gateway, which closes it with 1001 itself.
+   */
+  #closeIdle(now: number): void {
+    for (const socket of this.#sockets) {
+      if (socket.parser === null) continue
+      const res = socket._httpMessage
+      if (res && !res.writableFinished) {
+        socket[kIdleSince] = undefined
+        continue
+      }
+      const since = socket[kIdleSince]
+      if (since === undefined) socket[kIdleSince] = now
+      else if (now - since >= STOP_IDLE_GRACE_MS) socket.destroy()
+    }
   }
 
   get state(): string {
