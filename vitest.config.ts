@@ -8,6 +8,7 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 30_000,
-    reporters: ['default'],
+    // In CI a JSON report lets .ci/run print the plain 'N passed, N failed' closing line.
+    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-artifacts/vitest.json' }]] : ['default'],
   },
 })
