@@ -150,6 +150,7 @@ export class RolloutDriver {
     const baseline = this.#s.findVersion(state.baseline!)
     const canary = this.#s.findVersion(state.canary!)
     if (!baseline) return undefined
+    if (this.#figures?.id !== state.id) await this.#adopt(state)
     const bs = await this.#slices(baseline)
     const cs = canary ? await this.#slices(canary) : []
     this.#feed(state, bs, cs, canary ? this.#s.outcomes.window(canary).currentSliceStart : this.#now())
@@ -275,6 +276,18 @@ export class RolloutDriver {
     this.#save(state)
   }
 
+  /**
+   * Follows a rollout this driver did not start (another proxy drove it, or
+   * this one restarted): its totals go on from its stored record, as of the
+   * record's last save, or start now.
+   */
+  async #adopt(state: RolloutState): Promise<void> {
+    const records = (await this.#s.store.rollouts(HISTORY_LIMIT)) as unknown as StoredRecord[]
+    const totals = records.find((r) => r.id === state.id)?.totals
+    if (this.#figures?.id === state.id) return
+    this.#figures = { id: state.id!, figures: totals ?? startFigures(this.#now()) }
+  }
+
   /** Adds the completed slices (all of them with `Infinity`) to the followed rollout's totals. */
   async #feedNow(state: RolloutState, completedBeforeMs: number): Promise<void> {
     const baseline = this.#s.findVersion(state.baseline!)
@@ -286,7 +299,6 @@ export class RolloutDriver {
 
   #feed(state: RolloutState, bs: SliceSnapshot[], cs: SliceSnapshot[], completedBeforeMs: number): void {
     if (state.id === null) return
-    // A rollout this driver did not start (a restart, a peer): its totals start now.
     if (this.#figures?.id !== state.id) this.#figures = { id: state.id, figures: startFigures(this.#now()) }
     this.#figures.figures = feedFigures(this.#figures.figures, bs, cs, completedBeforeMs)
   }

@@ -196,4 +196,26 @@ describe('rollout driver', () => {
     await restarted.driver.start()
     expect(restarted.s.desired.rollout).toMatchObject({ status: 'promoted', startedAt: 1 })
   })
+
+  it('a rollout found running in the store goes on with the totals of its stored record', async () => {
+    const store = new MemoryStore()
+    const now = Date.now()
+    const state = transition(idleRollout(), { type: 'start', baseline: 'blue', canary: 'green', steps }, now).state
+    await store.init({
+      ...initialState({ blue: 90, green: 10, red: 0 }),
+      rollout: { ...state } as Record<string, unknown>,
+    })
+    const totals = {
+      fedUntilMs: now,
+      baseline: { requests: 500, errors: 0, latency: [] },
+      canary: { requests: 40, errors: 1, latency: [] },
+    }
+    await store.saveRollout({ id: state.id!, totals })
+    const { driver } = await proxy({}, store)
+    expect((await driver.tick())?.outcome).toBe('wait')
+    const [report] = await driver.reports()
+    expect(report).toMatchObject({ id: state.id, outcome: 'progressing' })
+    expect(report!.figures.canary).toMatchObject({ requests: 40, errors: 1 })
+    expect(report!.figures.baseline.requests).toBe(500)
+  })
 })
