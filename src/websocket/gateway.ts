@@ -64,9 +64,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
   readonly #sluice: Sluice
   readonly #byInstance = new Map<Instance, Set<WsConnection>>()
   #open = 0
-  #pending = 0
   #stopping = false
-  #settled: (() => void) | undefined
   #server: WebSocketServer | undefined
   #serverFor: WebSocketConfig | undefined
   #sweep: NodeJS.Timeout | undefined
@@ -122,22 +120,19 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     if (set !== undefined) this.#review(instance, set, this.#sluice.routing.table)
   }
 
-  /** 1001 to every client, then wait for them to close, up to drain.timeoutMs. */
-  async onStop(): Promise<void> {
+  /**
+   * 1001 to every client. The listener's graceful close then waits for these
+   * sockets like for any other connection; whatever is still open at
+   * drain.timeoutMs is cut.
+   */
+  onStop(): void {
     this.#stopping = true
     clearInterval(this.#sweep)
     for (const set of this.#byInstance.values()) for (const c of set) c.shut(1001, 'proxy stopping')
-    if (this.#open === 0 && this.#pending === 0) return
-    await new Promise<void>((resolve) => {
-      const deadline = setTimeout(() => {
-        for (const set of this.#byInstance.values()) for (const c of set) c.kill()
-        resolve()
-      }, this.#sluice.config.drain.timeoutMs).unref()
-      this.#settled = () => {
-        clearTimeout(deadline)
-        resolve()
-      }
-    })
+    if (this.#open === 0) return
+    setTimeout(() => {
+      for (const set of this.#byInstance.values()) for (const c of set) c.kill()
+    }, this.#sluice.config.drain.timeoutMs).unref()
   }
 
   // ---- RelayHost ----
@@ -170,7 +165,6 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
   ended(c: WsConnection): void {
     this.#remove(c, c.instance)
     this.#open--
-    this.#checkSettled()
   }
 
   // ---- upgrades ----
@@ -193,16 +187,10 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     }
     const handshake: Handshake = { path: req.url ?? '/', request: req.headers, key }
     const u: Upgrade = { req, socket, head, table, route, first: instance, handshake }
-    this.#pending++
-    ;(this.#config.mode === 'tunnel' ? this.#tunnel(u) : this.#relay(u))
-      .catch((err: unknown) => {
-        this.log.error({ err }, 'websocket upgrade failed')
-        socket.destroy()
-      })
-      .finally(() => {
-        this.#pending--
-        this.#checkSettled()
-      })
+    ;(this.#config.mode === 'tunnel' ? this.#tunnel(u) : this.#relay(u)).catch((err: unknown) => {
+      this.log.error({ err }, 'websocket upgrade failed')
+      socket.destroy()
+    })
   }
 
   async #relay(u: Upgrade): Promise<void> {
@@ -220,8 +208,9 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
       passRefusal(socket, o.res)
       return
     }
-    if (this.#unwanted(socket, () => o.ws.close(1001, 'proxy stopping'))) {
-      outcomes.end(instance, CLIENT_CLOSED, ms, false)
+    const unwanted = this.#unwanted(socket, () => o.ws.close(1001, 'proxy stopping'))
+    if (unwanted !== 0) {
+      outcomes.end(instance, unwanted, ms, false)
       return
     }
     const r = req as UpgradeRequest
@@ -251,8 +240,9 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
       passRefusal(socket, o.res)
       return
     }
-    if (this.#unwanted(socket, () => o.socket.destroy())) {
-      outcomes.end(instance, CLIENT_CLOSED, ms, false)
+    const unwanted = this.#unwanted(socket, () => o.socket.destroy())
+    if (unwanted !== 0) {
+      outcomes.end(instance, unwanted, ms, false)
       return
     }
     // The upstream's 101 goes to the client as it is: the two ends negotiated with each other.
@@ -310,12 +300,17 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     }
   }
 
-  /** The client left, or a stop began, while the upstream was being reached: `release` lets the upstream go. */
-  #unwanted(socket: Duplex, release: () => void): boolean {
-    if (!socket.destroyed && !this.#stopping) return false
+  /**
+   * The client left (499), or a stop began (503), while the upstream was
+   * being reached: `release` lets the upstream go. 0 when neither.
+   */
+  #unwanted(socket: Duplex, release: () => void): number {
+    if (!socket.destroyed && !this.#stopping) return 0
     release()
-    if (!socket.destroyed) writeOwnAnswer(socket, new ShuttingDownError())
-    return true
+    if (socket.destroyed) return CLIENT_CLOSED
+    const answer = new ShuttingDownError()
+    writeOwnAnswer(socket, answer)
+    return answer.status
   }
 
   #relayOptions(): RelayUpstreamOptions {
@@ -375,10 +370,6 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     const verdict = instanceVerdict(instance, table)
     if (verdict === 'stay') return
     for (const c of [...set]) if (verdict === 'move' || routedElsewhere(c, table)) c.moveOff()
-  }
-
-  #checkSettled(): void {
-    if (this.#stopping && this.#open === 0 && this.#pending === 0) this.#settled?.()
   }
 
   #ensureSweep(): void {

@@ -98,12 +98,6 @@ export function openRelayUpstream(
   })
   let settled = false
   let guard: HandshakeBound | undefined
-  const finish = (o: RelayOutcome) => {
-    if (settled) return
-    settled = true
-    guard?.clear()
-    settle(o)
-  }
   const failed = (error: Error, timeout = false): Failed => ({
     kind: 'failed',
     error,
@@ -127,23 +121,41 @@ export function openRelayUpstream(
       req.end()
     },
   } as WebSocket.ClientOptions)
-  ws.on('error', ignore)
-  ws.once('upgrade', (res: IncomingMessage) => {
+  const onUpgrade = (res: IncomingMessage) => {
     chosen = res.headers['sec-websocket-protocol'] ?? ''
     delete res.headers['sec-websocket-protocol']
     passed = passedUpgradeHeaders(res)
-  })
-  ws.once('unexpected-response', (_req: ClientRequest, res: IncomingMessage) => finish({ kind: 'refused', ws, res }))
-  ws.once('open', () => {
+  }
+  const onRefused = (_req: ClientRequest, res: IncomingMessage) => finish({ kind: 'refused', ws, res })
+  const onOpen = () => {
     if (chosen !== '' && !offer.includes(chosen)) {
       ws.terminate()
       finish(failed(new Error(`upstream chose subprotocol "${chosen}", which was not offered`)))
       return
     }
     finish({ kind: 'open', ws, protocol: chosen, headers: passed })
-  })
-  ws.once('error', (err: Error) => finish(failed(err)))
-  ws.once('close', () => finish(failed(new Error('upstream closed during the handshake'))))
+  }
+  const onError = (err: Error) => finish(failed(err))
+  const onClose = () => finish(failed(new Error('upstream closed during the handshake')))
+  // Settled, the attempt lets go of the socket: a long-lived connection keeps none of this.
+  const finish = (o: RelayOutcome) => {
+    if (settled) return
+    settled = true
+    guard?.clear()
+    guard = undefined
+    ws.off('upgrade', onUpgrade)
+    ws.off('unexpected-response', onRefused)
+    ws.off('open', onOpen)
+    ws.off('error', onError)
+    ws.off('close', onClose)
+    settle(o)
+  }
+  ws.on('error', ignore)
+  ws.once('upgrade', onUpgrade)
+  ws.once('unexpected-response', onRefused)
+  ws.once('open', onOpen)
+  ws.once('error', onError)
+  ws.once('close', onClose)
   return {
     done,
     abort() {

@@ -1,0 +1,241 @@
+// WebSocket bench: (1) many concurrent idle WebSockets through sluice, with the
+// proxy's RSS per connection, in relay and tunnel mode; (2) echo message
+// throughput through sluice (relay, tunnel) against the upstream directly, in
+// interleaved rounds, reporting medians and ratios.
+// The upstream and each sluice run in their own process; the clients run here.
+//   npm run build && node bench/websocket.js
+// Flags: --idle N (default 10000, lowered to what the fd limit allows: the proxy
+// holds two sockets per connection), --duration S, --rounds N, --connections N,
+// --window N (messages in flight per connection), --size BYTES.
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { WebSocket, WebSocketServer } from 'ws'
+import { cpuMs, flag, machine, median, startChild } from './lib.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const outDir = join(root, 'bench', 'out')
+const args = process.argv.slice(2)
+
+if (flag(args, 'role', '') === 'upstream') {
+  // The echo upstream: every message straight back, same type.
+  const server = createServer((_req, res) => res.end('ok'))
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false })
+  server.on('upgrade', (req, socket, head) =>
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }))
+      ws.on('error', () => {})
+    }),
+  )
+  server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () =>
+    process.stdout.write(`${JSON.stringify({ msg: 'listening', port: server.address().port })}\n`),
+  )
+} else {
+  await main()
+}
+
+async function main() {
+  const fdLimit = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024
+  const wanted = Number(flag(args, 'idle', '10000'))
+  const opts = {
+    idle: Math.min(wanted, Math.floor((fdLimit - 256) / 2)),
+    duration: Number(flag(args, 'duration', '5')),
+    rounds: Number(flag(args, 'rounds', '3')),
+    connections: Number(flag(args, 'connections', '32')),
+    window: Number(flag(args, 'window', '16')),
+    size: Number(flag(args, 'size', '128')),
+  }
+  const info = machine()
+  console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
+  console.log(`load average before: ${info.loadavg.join(' ')}`)
+  if (opts.idle < wanted)
+    console.log(
+      `idle connections lowered from ${wanted} to ${opts.idle}: fd hard limit ${fdLimit}, two per connection in the proxy`,
+    )
+  await mkdir(outDir, { recursive: true })
+
+  const children = []
+  const stopAll = () => Promise.all(children.map((c) => c.stop()))
+  process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
+  try {
+    const upstream = startChild('upstream', [fileURLToPath(import.meta.url), '--role', 'upstream'])
+    children.push(upstream)
+    const upstreamUrl = `ws://127.0.0.1:${(await upstream.ready).port}`
+    const proxies = {}
+    for (const mode of ['relay', 'tunnel']) {
+      const config = join(outDir, `sluice-ws-${mode}.json`)
+      await writeFile(config, JSON.stringify(sluiceConfig(upstreamUrl.replace('ws:', 'http:'), mode), null, 2))
+      const child = startChild(`sluice-${mode}`, [join(root, 'dist/cli/main.js'), 'serve', '--config', config])
+      children.push(child)
+      const ready = await child.ready
+      proxies[mode] = { child, url: `ws://127.0.0.1:${ready.port}`, admin: `http://127.0.0.1:${ready.adminPort}` }
+    }
+
+    // (1) Idle connections.
+    const idle = {}
+    for (const mode of ['relay', 'tunnel']) {
+      const p = proxies[mode]
+      const warm = await openMany(p.url, 50, 50)
+      closeAll(warm)
+      await sleep(1000)
+      const rssBefore = rssKiB(p.child.proc.pid)
+      const t0 = performance.now()
+      const clients = await openMany(p.url, opts.idle, 250)
+      const openSeconds = (performance.now() - t0) / 1000
+      await sleep(2000)
+      const rssAfter = rssKiB(p.child.proc.pid)
+      const counted = await countedByProxy(p.admin)
+      idle[mode] = {
+        connections: clients.length,
+        countedByProxy: counted,
+        openPerSecond: Math.round(clients.length / openSeconds),
+        rssBeforeMiB: +(rssBefore / 1024).toFixed(1),
+        rssAfterMiB: +(rssAfter / 1024).toFixed(1),
+        rssPerConnectionKiB: +((rssAfter - rssBefore) / clients.length).toFixed(2),
+      }
+      console.log(
+        `idle ${mode.padEnd(6)} ${clients.length} connections (proxy counts ${counted}), opened at ${idle[mode].openPerSecond}/s, ` +
+          `proxy RSS ${idle[mode].rssBeforeMiB} -> ${idle[mode].rssAfterMiB} MiB: ${idle[mode].rssPerConnectionKiB} KiB per connection`,
+      )
+      closeAll(clients)
+      await waitUntil(async () => (await countedByProxy(p.admin)) === 0, 30_000)
+    }
+
+    // (2) Echo throughput, interleaved rounds.
+    const targets = { direct: upstreamUrl, relay: proxies.relay.url, tunnel: proxies.tunnel.url }
+    const pids = {
+      direct: upstream.proc.pid,
+      relay: proxies.relay.child.proc.pid,
+      tunnel: proxies.tunnel.child.proc.pid,
+    }
+    const runs = []
+    const names = Object.keys(targets)
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const i of names.keys()) {
+        const target = names[(i + round) % names.length]
+        await echoLoad(targets[target], opts, 1)
+        const cpuBefore = cpuMs(pids[target])
+        const r = await echoLoad(targets[target], opts, opts.duration)
+        const cpuAfter = cpuMs(pids[target])
+        r.cpuUsPerMessage =
+          target === 'direct' || cpuBefore === undefined ? undefined : ((cpuAfter - cpuBefore) * 1000) / r.messages
+        runs.push({ round, target, ...r })
+        console.log(
+          `round ${round + 1}/${opts.rounds} ${target.padEnd(6)} ${r.perSecond.toFixed(0).padStart(7)} msg/s` +
+            (r.cpuUsPerMessage === undefined ? '' : `  proxy cpu ${r.cpuUsPerMessage.toFixed(1)} us/msg`),
+        )
+      }
+    }
+    const summary = {}
+    for (const t of names) {
+      const mine = runs.filter((r) => r.target === t)
+      summary[t] = {
+        perSecond: Math.round(median(mine.map((r) => r.perSecond))),
+        cpuUsPerMessage: t === 'direct' ? undefined : +median(mine.map((r) => r.cpuUsPerMessage)).toFixed(1),
+      }
+    }
+    for (const t of ['relay', 'tunnel'])
+      summary[t].ratioToDirect = +(summary[t].perSecond / summary.direct.perSecond).toFixed(3)
+    const result = { machine: info, loadavgAfter: machine().loadavg, options: opts, fdLimit, idle, runs, summary }
+    const file = join(outDir, `websocket-${info.date.replace(/[:.]/g, '-')}.json`)
+    await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
+    console.log(`\nresults: ${file}\n`)
+    console.log('| target | msg/s (median) | ratio to direct | proxy CPU us/msg |')
+    console.log('| --- | ---: | ---: | ---: |')
+    for (const t of names)
+      console.log(
+        `| ${t} | ${summary[t].perSecond} | ${summary[t].ratioToDirect ?? 1} | ${summary[t].cpuUsPerMessage ?? '-'} |`,
+      )
+  } finally {
+    await stopAll()
+  }
+}
+
+function sluiceConfig(upstream, mode) {
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0, token: 'bench-token' },
+    versions: { blue: { instances: [{ url: upstream }] } },
+    websocket: { mode },
+    log: { level: 'info' },
+  }
+}
+
+/** Opens `n` client WebSockets, `concurrency` handshakes at a time (the listen backlog is finite). */
+async function openMany(url, n, concurrency) {
+  const out = []
+  let next = 0
+  const worker = async () => {
+    while (next < n) {
+      next++
+      out.push(await openOne(url))
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker))
+  return out
+}
+
+function openOne(url) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false })
+    ws.once('open', () => resolve(ws))
+    ws.once('error', reject)
+  })
+}
+
+function closeAll(clients) {
+  for (const ws of clients) ws.close()
+}
+
+/**
+ * `connections` sockets, each keeping `window` echo messages in flight: a
+ * reply sends the next message. Counts replies for `seconds`.
+ */
+async function echoLoad(url, opts, seconds) {
+  const clients = await openMany(url, opts.connections, opts.connections)
+  const payload = Buffer.alloc(opts.size, 0x61)
+  let replies = 0
+  let running = true
+  for (const ws of clients) {
+    ws.on('message', () => {
+      replies++
+      if (running) ws.send(payload)
+    })
+    for (let i = 0; i < opts.window; i++) ws.send(payload)
+  }
+  const t0 = performance.now()
+  await sleep(seconds * 1000)
+  const counted = replies
+  const elapsed = (performance.now() - t0) / 1000
+  running = false
+  closeAll(clients)
+  await sleep(200)
+  return { seconds: elapsed, messages: counted, perSecond: counted / elapsed }
+}
+
+async function countedByProxy(adminUrl) {
+  const res = await fetch(`${adminUrl}/v1/state`, { headers: { authorization: 'Bearer bench-token' } })
+  const state = await res.json()
+  return Object.values(state.versions).reduce((n, v) => n + v.websockets, 0)
+}
+
+function rssKiB(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Number(m[1]) : Number.NaN
+}
+
+async function waitUntil(check, timeoutMs) {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check()) return
+    await sleep(200)
+  }
+  throw new Error('timed out')
+}
+
+function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms))
+}
