@@ -1,0 +1,238 @@
+// Zero-failure deployment changes under load. autocannon drives keep-alive
+// load (sticky and keyless mixed) through `sluice serve` (dist/, a child
+// process) for a fixed time while this script changes what is behind it:
+//   a quiet phase, then a blue -> green cutover (PUT /v1/weights), a drain
+//   and undrain of one green instance, a kill of the other (sockets
+//   destroyed, connection refused) and its restart on the same port.
+// Printed: total requests, failed requests (non-2xx + errors; target 0) and
+// the p99 latency during the changes against the p99 of the quiet phase
+// before them (target <= 1.5x).
+// The upstreams and autocannon run here, the proxy in its own process; all
+// on 127.0.0.1 with ephemeral ports.
+//   npm run bench:deploy            (env: DURATION_S, CONNECTIONS, RATE req/s, 0 = closed loop)
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { machine, startChild } from './lib.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const DURATION_S = Number(process.env.DURATION_S ?? 20)
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 8)
+const RATE = Number(process.env.RATE ?? 0)
+const TOKEN = 'bench-token'
+/** The quiet phase: [WARMUP_MS, CHANGES_AT) is the "before" window. */
+const WARMUP_MS = 2_000
+const CHANGES_AT = Math.round(DURATION_S * 300)
+
+/** A loopback upstream that can crash (sockets destroyed) and come back on the same port. */
+async function upstream(name) {
+  const body = JSON.stringify({ name })
+  const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-upstream': name }
+  const u = { name, url: '', port: 0, server: undefined, sockets: new Set() }
+  u.start = async (port = 0) => {
+    const server = createServer((req, res) => {
+      req.resume()
+      res.writeHead(200, headers)
+      res.end(body)
+    })
+    server.keepAliveTimeout = 30_000
+    server.on('connection', (s) => {
+      u.sockets.add(s)
+      s.once('close', () => u.sockets.delete(s))
+    })
+    await new Promise((r) => server.listen(port, '127.0.0.1', r))
+    u.server = server
+    u.port = server.address().port
+    u.url = `http://127.0.0.1:${u.port}`
+  }
+  u.kill = () => {
+    u.server.close()
+    for (const s of u.sockets) s.destroy()
+  }
+  u.close = () =>
+    new Promise((r) => {
+      if (!u.server.listening) return r()
+      u.server.close(() => r())
+      u.server.closeAllConnections()
+    })
+  await u.start()
+  return u
+}
+
+async function adminCall(adminUrl, method, path, body) {
+  const res = await fetch(adminUrl + path, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  if (res.status !== 200) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`)
+  return res.json()
+}
+
+function p99(values) {
+  if (values.length === 0) return Number.NaN
+  const s = Float64Array.from(values).sort()
+  return s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)]
+}
+
+const info = machine()
+console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
+console.log(`load average before: ${info.loadavg.join(' ')}`)
+console.log(
+  `${DURATION_S} s, ${CONNECTIONS} keep-alive connections, ${RATE > 0 ? `${RATE} req/s` : 'closed loop'}, ` +
+    `half the requests with a sticky key; changes from ${CHANGES_AT / 1000} s`,
+)
+
+const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-deploy-'))
+const ups = {
+  blue: [await upstream('blue'), await upstream('blue')],
+  green: [await upstream('green'), await upstream('green')],
+}
+const configFile = join(dir, 'sluice.json')
+writeFileSync(
+  configFile,
+  JSON.stringify({
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0, token: TOKEN },
+    versions: {
+      blue: { instances: ups.blue.map((u) => ({ url: u.url })) },
+      green: { instances: ups.green.map((u) => ({ url: u.url })) },
+    },
+    weights: { blue: 100, green: 0 },
+    sticky: { keys: ['header:x-user-id'] },
+    health: { intervalMs: 500, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 },
+    // A short ejection so the killed instance is back within the run once restarted.
+    outlier: { consecutiveFailures: 5, ejectionMs: 2_000 },
+    drain: { timeoutMs: 5_000 },
+    log: { level: 'info' },
+  }),
+)
+const proxy = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configFile])
+
+let failedDuring = 0
+let failedBefore = 0
+const before = []
+const during = []
+const timeline = []
+let t0 = 0
+const at = () => performance.now() - t0
+
+try {
+  const { port, adminPort } = await proxy.ready
+  const url = `http://127.0.0.1:${port}`
+  const adminUrl = `http://127.0.0.1:${adminPort}`
+  for (let i = 0; i < 100; i++) {
+    const s = await fetch(`${adminUrl}/readyz`)
+    await s.text()
+    if (s.status === 200) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+
+  // Every other request carries one of 200 sticky keys.
+  const requests = []
+  for (let i = 0; i < 200; i++) {
+    requests.push({ method: 'GET', path: '/api/items', headers: { 'x-user-id': `user-${i}` } })
+    requests.push({ method: 'GET', path: '/api/items' })
+  }
+
+  const step = async (label, fn) => {
+    const started = at()
+    await fn()
+    timeline.push(`${(started / 1000).toFixed(1)} s  ${label}`)
+  }
+  const admin = (method, path, body) => adminCall(adminUrl, method, path, body)
+  const [g1, g2] = ups.green
+  const script = [
+    [
+      CHANGES_AT,
+      'cutover: PUT /v1/weights blue 0, green 100',
+      () => admin('PUT', '/v1/weights', { blue: 0, green: 100 }),
+    ],
+    [DURATION_S * 400, 'drain green instance 1', () => admin('POST', '/v1/drain', { url: g1.url })],
+    [DURATION_S * 500, 'undrain green instance 1', () => admin('POST', '/v1/undrain', { url: g1.url })],
+    [DURATION_S * 600, 'kill green instance 2 (sockets destroyed, port closed)', () => g2.kill()],
+    [DURATION_S * 750, 'restart green instance 2 on its port', () => g2.start(g2.port)],
+  ]
+
+  const instance = autocannon({
+    url,
+    connections: CONNECTIONS,
+    pipelining: 1,
+    duration: DURATION_S,
+    ...(RATE > 0 ? { overallRate: RATE } : {}),
+    requests,
+  })
+  t0 = performance.now()
+  instance.on('response', (_client, statusCode, _bytes, responseTime) => {
+    const t = at()
+    const bad = statusCode < 200 || statusCode >= 300
+    if (t < CHANGES_AT) {
+      if (bad) failedBefore++
+      else if (t >= WARMUP_MS) before.push(responseTime)
+    } else {
+      if (bad) failedDuring++
+      else during.push(responseTime)
+    }
+  })
+  instance.on('reqError', () => {
+    if (at() < CHANGES_AT) failedBefore++
+    else failedDuring++
+  })
+  const runner = (async () => {
+    for (const [when, label, fn] of script) {
+      const wait = when - at()
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+      await step(label, fn)
+    }
+  })()
+  const result = await instance
+  await runner
+
+  const state = await admin('GET', '/v1/state')
+  const p99Before = p99(before)
+  const p99During = p99(during)
+  const ratio = p99During / p99Before
+  console.log('')
+  for (const line of timeline) console.log(`  ${line}`)
+  console.log('')
+  console.log(`total requests     ${result.requests.total}`)
+  console.log(
+    `failed requests    ${failedBefore + failedDuring}  (before the changes ${failedBefore}, during ${failedDuring})`,
+  )
+  console.log(`  autocannon       non-2xx ${result.non2xx}, errors ${result.errors}, timeouts ${result.timeouts}`)
+  console.log(`requests/s         ${Math.round(result.requests.average)}`)
+  console.log(
+    `p99 before         ${p99Before.toFixed(2)} ms  (${before.length} responses, ${WARMUP_MS / 1000}-${CHANGES_AT / 1000} s)`,
+  )
+  console.log(
+    `p99 during         ${p99During.toFixed(2)} ms  (${during.length} responses, ${CHANGES_AT / 1000}-${DURATION_S} s)`,
+  )
+  console.log(`p99 ratio          ${ratio.toFixed(2)}x  (target <= 1.5x)`)
+  console.log(
+    `green at the end   ${state.versions.green.instances.map((i) => `${i.healthy ? 'healthy' : 'unhealthy'}${i.ejected ? ' ejected' : ''}${i.draining ? ' draining' : ''}`).join(', ')}`,
+  )
+  console.log(
+    JSON.stringify({
+      bench: 'deploy',
+      ...info,
+      durationS: DURATION_S,
+      connections: CONNECTIONS,
+      rate: RATE,
+      total: result.requests.total,
+      failed: failedBefore + failedDuring,
+      non2xx: result.non2xx,
+      errors: result.errors,
+      p99BeforeMs: p99Before,
+      p99DuringMs: p99During,
+      p99Ratio: Number(ratio.toFixed(3)),
+    }),
+  )
+  process.exitCode = failedBefore + failedDuring === 0 ? 0 : 1
+} finally {
+  await proxy.stop()
+  for (const u of [...ups.blue, ...ups.green]) await u.close()
+  rmSync(dir, { recursive: true, force: true })
+}
