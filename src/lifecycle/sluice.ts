@@ -234,7 +234,9 @@ export class Sluice {
     if (this.prober) void this.prober.sync(this.#allInstances())
     const names = new Set(next.versions.map((v) => v.name))
     return this.control.change('reload', meta, (s) => {
-      const keepRuntime = !fileWeightsChanged && Object.keys(s.weights).every((n) => names.has(n))
+      // A running rollout owns the weights: a file edit must not yank them from under it.
+      const rolloutOwns = s.rollout?.status === 'progressing' || s.rollout?.status === 'paused'
+      const keepRuntime = (!fileWeightsChanged || rolloutOwns) && Object.keys(s.weights).every((n) => names.has(n))
       const weights: Record<string, number> = {}
       for (const v of next.versions)
         weights[v.name] = keepRuntime ? (s.weights[v.name] ?? 0) : (next.weights[v.name] ?? 0)

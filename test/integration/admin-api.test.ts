@@ -77,7 +77,7 @@ describe('admin API', () => {
     const res405 = await fetch(`${proxy.adminUrl}/v1/weights`, { method: 'DELETE', headers: { authorization: `Bearer ${TEST_TOKEN}` } })
     expect(res405.status).toBe(405)
     expect(res405.headers.get('allow')).toContain('PUT')
-    expect((await res405.json()).error.code).toBe('SLUICE_METHOD_NOT_ALLOWED')
+    expect(((await res405.json()) as any).error.code).toBe('SLUICE_METHOD_NOT_ALLOWED')
     const r415 = await fetch(`${proxy.adminUrl}/v1/weights`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'text/plain' },
@@ -96,7 +96,7 @@ describe('admin API', () => {
       body: '{"blue": 10,',
     })
     expect(r400.status).toBe(400)
-    expect((await r400.json()).error.code).toBe('SLUICE_INVALID_JSON')
+    expect(((await r400.json()) as any).error.code).toBe('SLUICE_INVALID_JSON')
   })
 
   it('refuses invalid weights with the path at fault and changes nothing', async () => {
