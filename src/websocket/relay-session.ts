@@ -30,10 +30,13 @@ export interface RelayHost extends ConnectionOwner {
 const kSession = Symbol('sluice.relay-session')
 const kPause = Symbol('sluice.pause')
 const kSide = Symbol('sluice.side')
+const kFault = Symbol('sluice.fault')
 
 type Side = WebSocket & {
   [kSession]: RelaySession
   [kPause]: number
+  /** The ws error code when the proxy closed this side for a protocol error. */
+  [kFault]?: string
   _socket: Socket & { [kSide]?: Side }
 }
 
@@ -171,7 +174,7 @@ export class RelaySession implements WsConnection {
     this.#state = 'closed'
     this.#stopHandoff()
     const last = this.#upstreams[this.#upstreams.length - 1]
-    if (last !== undefined) closeLike(last, code, reason)
+    if (last !== undefined) closeLike(last, code, reason, this.#client, 1001)
     this.host.ended(this)
   }
 
@@ -185,7 +188,7 @@ export class RelaySession implements WsConnection {
     // While switching the client stays: the handoff brings it a new upstream.
     if (wasLast && this.#state === 'open') {
       this.#state = 'closing'
-      closeLike(this.#client, code, reason)
+      closeLike(this.#client, code, reason, up, 1014)
     }
   }
 
@@ -210,7 +213,10 @@ export class RelaySession implements WsConnection {
     // Stop holding anything back: the close frames must be read.
     this.#resume(this.#client, PEER_FULL | HELD_FULL)
     this.#client.close(code, reason)
-    for (const up of this.#upstreams) up.close(1001, reason)
+    for (const up of this.#upstreams) {
+      this.#resume(up, PEER_FULL | ORDER)
+      up.close(1001, reason)
+    }
   }
 
   kill(): void {
@@ -365,10 +371,15 @@ function onSocketDrain(this: Socket & { [kSide]?: Side }): void {
  * Close codes pass through as they are; 1005 (no code) becomes a close frame
  * without one, and 1006 (the peer vanished without a close frame) makes the
  * proxy vanish toward the other side too, so each end sees what it would
- * have seen without the proxy.
+ * have seen without the proxy. The exception: when the proxy itself closed
+ * `from` for a protocol error (a message over maxPayload, invalid UTF-8, a
+ * bad frame), the other side is told so with `faultCode` (1014 bad gateway
+ * toward the client, 1001 toward the upstream) and ws's error code as reason.
  */
-function closeLike(side: WebSocket, code: number, reason: Buffer): void {
-  if (code === 1005) side.close()
+function closeLike(side: WebSocket, code: number, reason: Buffer, from: Side, faultCode: number): void {
+  const fault = from[kFault]
+  if (code === 1006 && fault !== undefined) side.close(faultCode, fault)
+  else if (code === 1005) side.close()
   else if (sendable(code)) side.close(code, reason)
   else side.terminate()
 }
@@ -403,5 +414,7 @@ function onClientClose(this: WebSocket, code: number, reason: Buffer): void {
 function onUpstreamClose(this: WebSocket, code: number, reason: Buffer): void {
   ;(this as Side)[kSession].upstreamClosed(this as Side, code, reason)
 }
-/** Errors end in 'close', which does the work; ws closes the socket itself. */
-function onError(): void {}
+/** ws has closed the side for a protocol error; 'close' follows and does the work. */
+function onError(this: WebSocket, err: Error): void {
+  ;(this as Side)[kFault] = String((err as { code?: unknown }).code ?? 'WS_ERR').slice(0, 64)
+}

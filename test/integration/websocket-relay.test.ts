@@ -208,6 +208,34 @@ function rawUpgrade(
   })
 }
 
+describe('WebSocket message size', () => {
+  it('closes a side that sends a message over websocket.maxPayload with 1009 and tells the other side why', async () => {
+    const a = await startWsUpstream('a')
+    const proxy = await startProxy({
+      versions: { blue: { instances: [{ url: a.url }] } },
+      websocket: { maxPayload: 1024 },
+    })
+    try {
+      const ws = await openClient(wsUrl(proxy.url))
+      ws.send('small')
+      expect((await nextMessage(ws)).data.toString()).toBe('small')
+      const upstreamClosed = whenClosed([...a.clients][0]!)
+      const closed = whenClosed(ws)
+      ws.send(Buffer.alloc(2048))
+      expect((await closed).code).toBe(1009)
+      expect(await upstreamClosed).toEqual({ code: 1001, reason: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' })
+      // The other way round: the upstream's fault reaches the client as 1014 (bad gateway).
+      const ws2 = await openClient(wsUrl(proxy.url))
+      const closed2 = whenClosed(ws2)
+      ;[...a.clients].at(-1)!.send(Buffer.alloc(2048))
+      expect(await closed2).toEqual({ code: 1014, reason: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' })
+    } finally {
+      await proxy.stop()
+      await a.close()
+    }
+  })
+})
+
 describe('WebSocket upgrades routed like requests', () => {
   it('keeps a sticky key on one instance, retries a refused connection elsewhere, and answers 502 and 503 itself', async () => {
     const a = await startWsUpstream('a')
