@@ -26,6 +26,23 @@ type TrackedSocket = Socket & { [kIdleSince]?: number; _httpMessage?: ServerResp
 
 function noop(): void {}
 
+/**
+ * A client connection silent for clientIdleMs (Node's socket timeout). A
+ * client that stalls its request, or stops reading the response (bytes
+ * queued for it), is closed. But while its request is complete and nothing
+ * is queued for it, the wait is on the upstream, which timeouts.upstreamMs
+ * and bodyIdleMs bound: the timer is re-armed instead, so a slow upstream's
+ * answer still reaches the client.
+ */
+function onClientSilent(socket: TrackedSocket, idleMs: number): void {
+  const res = socket._httpMessage
+  if (res && !res.writableFinished && res.req.complete && socket.writableLength === 0) {
+    socket.setTimeout(idleMs)
+    return
+  }
+  socket.destroy()
+}
+
 export class ProxyListener {
   readonly server: Server
   #state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle'
@@ -47,6 +64,8 @@ export class ProxyListener {
       (req: IncomingMessage, res: ServerResponse) => forward(ctx, req, res),
     )
     this.server.timeout = opts.clientIdleMs
+    const idleMs = opts.clientIdleMs
+    this.server.on('timeout', (socket: TrackedSocket) => onClientSilent(socket, idleMs))
     const sockets = this.#sockets
     this.server.on('connection', (socket: TrackedSocket) => {
       sockets.add(socket)
