@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import { type IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
@@ -16,6 +16,7 @@ import {
   passRefusal,
   relayHeaders,
   tunnelHeaders,
+  WebSocketHandshakeError,
   writeOwnAnswer,
 } from './handshake.js'
 import { type RelayHost, RelaySession } from './relay-session.js'
@@ -171,6 +172,10 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore)
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      this.#asRequest(req, socket)
+      return
+    }
     const refusal = this.#stopping ? new ShuttingDownError() : handshakeProblem(req)
     if (refusal !== undefined) {
       writeOwnAnswer(socket, refusal)
@@ -191,6 +196,29 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
       this.log.error({ err }, 'websocket upgrade failed')
       socket.destroy()
     })
+  }
+
+  /**
+   * Once an 'upgrade' listener exists, node:http hands it every request that
+   * offers an upgrade. One to anything but WebSocket (h2c from curl --http2,
+   * say) is an ordinary request whose offer is declined: it takes the HTTP
+   * data path, and its connection closes after the response (node's parser
+   * has already let go of the socket).
+   */
+  #asRequest(req: IncomingMessage, socket: Duplex): void {
+    const h = req.headers
+    if ((h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined) {
+      writeOwnAnswer(socket, new WebSocketHandshakeError(400, `cannot proxy a body with an upgrade to "${h.upgrade}"`))
+      return
+    }
+    const res = new ServerResponse(req)
+    res.shouldKeepAlive = false
+    res.assignSocket(socket as Socket)
+    res.once('finish', () => {
+      res.detachSocket(socket as Socket)
+      socket.end()
+    })
+    this.#sluice.listener.server.emit('request', req, res)
   }
 
   async #relay(u: Upgrade): Promise<void> {

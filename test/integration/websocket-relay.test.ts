@@ -127,10 +127,17 @@ describe('WebSockets relayed through the proxy', () => {
     expect(err?.headers['x-refused-by']).toBe('blue')
   })
 
-  it('answers 400 to an upgrade that is not a WebSocket handshake', async () => {
-    const res = await rawUpgrade(proxy.url, { upgrade: 'h2c' })
+  it('answers 400 to a malformed WebSocket handshake', async () => {
+    const res = await rawUpgrade(proxy.url, { 'sec-websocket-key': 'not-a-key' })
     expect(res.status).toBe(400)
     expect(JSON.parse(res.body).error.code).toBe('SLUICE_BAD_WEBSOCKET_HANDSHAKE')
+  })
+
+  it('serves a request offering another upgrade (h2c) as a plain request', async () => {
+    const res = await rawUpgrade(proxy.url, { upgrade: 'h2c', connection: 'Upgrade, HTTP2-Settings' })
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.body).name).toBe('blue')
+    expect(res.headers.connection).toBe('close')
   })
 
   it('routes upgrades by overrides like requests', async () => {
