@@ -102,13 +102,15 @@ export class Prober {
       this.onChange(inst)
     }
     p.ramp = true
-    this.#schedule(p)
+    this.#schedule(p, !wasProbed)
   }
 
-  #schedule(p: Probed): void {
-    // +-10% jitter spreads probes of many instances over the interval.
-    const jitter = this.opts.intervalMs * (0.9 + Math.random() * 0.2)
-    p.timer = setTimeout(() => void this.#probe(p), jitter)
+  #schedule(p: Probed, first: boolean): void {
+    // The first probes of a sync fire together: the second lands anywhere in
+    // [0.5, 1.5) intervals so they fall out of step, then +-10% jitter keeps
+    // them spread (Envoy's initial and interval jitter).
+    const factor = first ? 0.5 + Math.random() : 0.9 + Math.random() * 0.2
+    p.timer = setTimeout(() => void this.#probe(p), this.opts.intervalMs * factor)
     p.timer.unref()
   }
 
