@@ -25,8 +25,12 @@ interface Reply {
 function steadySender(ws: WebSocket, count: number, everyMs: number) {
   const replies: Reply[] = []
   const sentAt: number[] = []
+  const answeredAt: number[] = []
   let closed: number | undefined
-  ws.on('message', (d) => replies.push(JSON.parse(String(d)) as Reply))
+  ws.on('message', (d) => {
+    replies.push(JSON.parse(String(d)) as Reply)
+    answeredAt.push(performance.now())
+  })
   ws.on('close', (code) => {
     closed = code
   })
@@ -45,6 +49,7 @@ function steadySender(ws: WebSocket, count: number, everyMs: number) {
   return {
     replies,
     sentAt,
+    answeredAt,
     done,
     get sent() {
       return n
@@ -109,7 +114,6 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
             const weights = first === 'green-c' ? { blue: 100, green: 0 } : { blue: 0, green: 100 }
             expect((await admin(proxy, 'PUT', '/v1/weights', weights)).status).toBe(200)
           }
-          const drainedAt = performance.now()
           const firstAfter = s.sent
           await s.done
           await waitFor(() => s.replies.length >= count || s.closed !== undefined, 'every reply', 15_000)
@@ -118,8 +122,9 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
           expect(s.replies.map((r) => r.n)).toEqual(Array.from({ length: count }, (_, i) => i))
           // Sent after the drain answered: answered elsewhere.
           for (const r of s.replies.slice(firstAfter)) expect(left).not.toContain(r.by)
-          const moved = s.replies.findIndex((r, i) => i >= firstAfter && !left.includes(r.by))
-          worstSwitchMs = Math.max(worstSwitchMs, s.sentAt[moved]! - drainedAt)
+          // The longest a message waited for its answer around the switch: held messages wait for the new upstream.
+          for (let i = Math.max(0, firstAfter - 20); i < count; i++)
+            worstSwitchMs = Math.max(worstSwitchMs, s.answeredAt[i]! - s.sentAt[i]!)
           expect(await handoffs(proxy)).toBe(handoffsBefore + 1)
           ws.close()
           await whenClosed(ws)
@@ -134,6 +139,8 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
       { numRuns: 10, endOnFailure: true },
     )
     // CONTRACT: within one second; generous here, the machine is shared.
+    if (process.env.SLUICE_TEST_REPORT)
+      console.log(`longest wait for an answer around a handoff: ${worstSwitchMs.toFixed(1)} ms`)
     expect(worstSwitchMs).toBeLessThan(5000)
   })
 
