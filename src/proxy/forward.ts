@@ -12,7 +12,7 @@ import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
 import { stripResponseHeaders, upstreamHeaders } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
-import { sendOwnAnswer } from './own-answer.js'
+import { BadRequestError, sendOwnAnswer } from './own-answer.js'
 
 export interface ForwardContext {
   /** Swapped whole by the control plane; read once per request. */
@@ -63,6 +63,11 @@ export const CLIENT_CLOSED = 499
 
 /** Routes and forwards one request. The listener calls this for every request. */
 export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse): void {
+  if (req.url?.charCodeAt(0) !== 47 /* / */ && !toOriginForm(req)) {
+    ctx.sink.unrouted(400)
+    sendOwnAnswer(res, new BadRequestError(`cannot forward the request-target "${req.url}"`), true)
+    return
+  }
   const table = ctx.routing.table
   const headers = req.headers
   const key = table.keyOf(headers)
@@ -78,6 +83,22 @@ export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerRe
   ;(res as TaggedResponse)[kExchange] = ex
   res.once('close', onResponseClose)
   ex.send(instance)
+}
+
+/**
+ * Rewrites an absolute-form request-target ("GET http://host/p?q", RFC 9112
+ * 3.2.2) to origin-form, which is what an upstream expects from a reverse
+ * proxy. False for anything else (asterisk-form "OPTIONS *", authority-form):
+ * undici cannot send it, and answering it here keeps it from counting as an
+ * upstream failure (a client could otherwise get healthy instances ejected).
+ */
+function toOriginForm(req: IncomingMessage): boolean {
+  const target = req.url
+  if (target === undefined || !URL.canParse(target)) return false
+  const u = new URL(target)
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return false
+  req.url = u.pathname + u.search
+  return true
 }
 
 function onResponseClose(this: TaggedResponse): void {
@@ -194,6 +215,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
       // Bytes already reached the client: never retried, the response is cut.
       this.res.destroy(err)
       this.#finish(this.status, true)
+      return
+    }
+    if (errorCode(err) === 'UND_ERR_INVALID_ARG') {
+      // undici refused the request as sent: nothing reached the upstream, and it is not the instance's failure.
+      this.status = 400
+      sendOwnAnswer(this.res, new BadRequestError(err.message), true)
+      this.#finish(400, false)
       return
     }
     if (this.#retryable(err)) {
