@@ -51,4 +51,15 @@ describe('request-targets that are not a plain path', () => {
       { ejected: false, failures: 0 },
     ])
   })
+
+  it('a request undici refuses to send (two Host headers) gets a 400 and blames no instance', async () => {
+    const hits = a.hits + b.hits
+    for (let i = 0; i < 4; i++) {
+      const r = await rawExchange(proxy.port, ['GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n'])
+      expect(r.status).toBe(400)
+      expect(JSON.parse(r.body).error.code).toBe('SLUICE_BAD_REQUEST')
+    }
+    expect(a.hits + b.hits).toBe(hits)
+    expect(proxy.sluice.versions[0]!.instances.map((i) => i.ejected)).toEqual([false, false])
+  })
 })
