@@ -14,7 +14,7 @@ import { createServer, connect as tcpConnect } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { flag, machine, median, startChild } from './lib.js'
+import { cpuMs, flag, machine, median, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -75,7 +75,7 @@ try {
       const child = startChild(`${kind}-${i}`, [join(opts.dist, 'cli/main.js'), 'serve', '--config', file])
       children.push(child)
       const { port, adminPort } = await child.ready
-      pairs[kind].push({ url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` })
+      pairs[kind].push({ url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, pid: child.proc.pid })
     }
   }
   const shared = await checkShared(pairs.redis)
@@ -92,11 +92,14 @@ try {
     for (const kind of round % 2 === 0 ? kinds : [...kinds].reverse()) {
       if (opts.warmup > 0) await loadPair(pairs[kind], requests, opts.warmup)
       const changer = kind === 'redis' ? startChanges(pairs.redis[0]) : undefined
+      const cpuBefore = pairCpuMs(pairs[kind])
       const r = await loadPair(pairs[kind], requests, opts.duration)
+      // CPU per request stays comparable when req/s swings with other processes' load.
+      const cpuUsPerReq = ((pairCpuMs(pairs[kind]) - cpuBefore) * 1000) / (r.rps * opts.duration)
       const changes = await changer?.stop()
-      runs.push({ round, kind, ...r, changes })
+      runs.push({ round, kind, ...r, cpuUsPerReq, changes })
       console.log(
-        `round ${round + 1}/${opts.rounds} ${kind.padEnd(6)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99} ms` +
+        `round ${round + 1}/${opts.rounds} ${kind.padEnd(6)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99} ms  cpu ${cpuUsPerReq.toFixed(0)} us/req` +
           (changes === undefined ? '' : `  weight changes ${changes}`) +
           (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
       )
@@ -108,6 +111,7 @@ try {
     summary[kind] = {
       rps: median(mine.map((r) => r.rps)),
       p99: median(mine.map((r) => r.p99)),
+      cpuUsPerReq: median(mine.map((r) => r.cpuUsPerReq)),
       failed: mine.reduce((n, r) => n + r.non2xx + r.errors, 0),
     }
   }
@@ -122,7 +126,11 @@ try {
     options: opts,
     runs,
     summary,
-    ratio: { rps: summary.redis.rps / summary.memory.rps, pairedRps: paired },
+    ratio: {
+      rps: summary.redis.rps / summary.memory.rps,
+      pairedRps: paired,
+      cpuUsPerReq: summary.redis.cpuUsPerReq / summary.memory.cpuUsPerReq,
+    },
   }
   await stopAll()
   const file = join(outDir, `redis-${info.date.replace(/[:.]/g, '-')}.json`)
@@ -135,17 +143,23 @@ try {
       `${opts.rounds} interleaved rounds x ${opts.duration} s, ${opts.connections} connections split over the two proxies of a pair, ` +
         `${opts.changesPerS} weight change/s through one Redis proxy during its runs. Load average before ${info.loadavg.join(' ')}, after ${result.loadavgAfter.join(' ')}.`,
       '',
-      '| pair | req/s (median) | p99 ms | non-2xx + errors |',
-      '| --- | ---: | ---: | ---: |',
+      '| pair | req/s (median) | p99 ms | proxies CPU us/req | non-2xx + errors |',
+      '| --- | ---: | ---: | ---: | ---: |',
       ...kinds.map(
-        (k) => `| ${k} | ${summary[k].rps.toFixed(0)} | ${summary[k].p99.toFixed(1)} | ${summary[k].failed} |`,
+        (k) =>
+          `| ${k} | ${summary[k].rps.toFixed(0)} | ${summary[k].p99.toFixed(1)} | ${summary[k].cpuUsPerReq.toFixed(0)} | ${summary[k].failed} |`,
       ),
       '',
-      `redis / memory req/s: ${result.ratio.rps.toFixed(3)} (median of per-round ratios ${paired.toFixed(3)}; target >= 0.95)`,
+      `redis / memory req/s: ${result.ratio.rps.toFixed(3)} (median of per-round ratios ${paired.toFixed(3)}; target >= 0.95); ` +
+        `CPU per request ${result.ratio.cpuUsPerReq.toFixed(3)}`,
     ].join('\n'),
   )
 } finally {
   await stopAll()
+}
+
+function pairCpuMs(pair) {
+  return pair.reduce((n, p) => n + (cpuMs(p.pid) ?? Number.NaN), 0)
 }
 
 /** The same load through both proxies of a pair at once, half the connections each; summed. */
