@@ -31,6 +31,10 @@ export async function runServe(args: string[]): Promise<number> {
     process.stderr.write(`start failed: ${err instanceof Error ? err.message : String(err)}\n`)
     return 1
   }
+  if (!log.isLevelEnabled('info')) {
+    // Scripts read the bound ports from this line (CONTRACT section 1): it is written whatever log.level says.
+    log.child({}, { level: 'info' }).info({ port: running.port, adminPort: running.adminPort }, 'listening')
+  }
   const stop = (signal: string) => {
     log.info({ signal }, 'graceful stop')
     running.stop().then(

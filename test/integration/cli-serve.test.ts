@@ -21,7 +21,7 @@ describe('sluice serve', () => {
     rmSync(dir, { recursive: true, force: true })
   })
 
-  function writeConfig(name: string, listenPort: number): string {
+  function writeConfig(name: string, listenPort: number, logLevel = 'info'): string {
     const file = join(dir, name)
     writeFileSync(
       file,
@@ -35,6 +35,7 @@ describe('sluice serve', () => {
         '  blue:',
         '    instances:',
         `      - url: ${blue.url}`,
+        `log: { level: ${logLevel} }`,
         '',
       ].join('\n'),
     )
@@ -63,6 +64,18 @@ describe('sluice serve', () => {
       expect(proc.stderr()).toBe('')
     },
   )
+
+  it.each(['warn', 'silent'])('logs the "listening" line with log.level %s too', async (level) => {
+    const proc = await startServe(writeConfig(`quiet-${level}.yaml`, 0, level), { TOKEN: 't' })
+    try {
+      const listening = proc.lines.map((l) => JSON.parse(l)).filter((e) => e.msg === 'listening')
+      expect(listening).toHaveLength(1)
+      expect(listening[0]).toMatchObject({ port: proc.port, adminPort: proc.adminPort })
+      expect((await fetch(`${proc.url}/`)).status).toBe(200)
+    } finally {
+      expect(await proc.stop()).toBe(0)
+    }
+  })
 
   it('a listener that cannot bind is a failed start: exit 1 with one line on stderr', async () => {
     const taken: Server = createServer()
