@@ -21,6 +21,8 @@ export class OutlierDetector {
     readonly versions: () => readonly Version[],
     readonly log: Logger,
     readonly onChange: (instance: Instance) => void,
+    /** Current weights: ejection never leaves the weighted versions without a usable instance. */
+    readonly weights: () => Readonly<Record<string, number>> = () => ({}),
   ) {}
 
   /** Hot path: one compare and an increment or a store. */
@@ -53,7 +55,7 @@ export class OutlierDetector {
    */
   failOpen(): boolean {
     if (this.#timers.size === 0) return false
-    const versions = this.versions()
+    const versions = this.#weighted()
     for (const v of versions) for (const i of v.instances) if (i.usable) return false
     let readmitted = false
     for (const v of versions) {
@@ -76,9 +78,22 @@ export class OutlierDetector {
     if (notify) this.onChange(instance)
   }
 
+  /**
+   * Whether traffic has somewhere to go without this instance. Only versions
+   * with weight count: ejecting blue's last instance must not push users onto
+   * a zero-weight green that was never meant to serve them.
+   */
   #othersUsable(instance: Instance): boolean {
-    for (const v of this.versions()) for (const i of v.instances) if (i !== instance && i.usable) return true
+    for (const v of this.#weighted()) for (const i of v.instances) if (i !== instance && i.usable) return true
     return false
+  }
+
+  /** Versions with weight, or all of them when none has (weights unknown). */
+  #weighted(): readonly Version[] {
+    const w = this.weights()
+    const all = this.versions()
+    const weighted = all.filter((v) => (w[v.name] ?? 0) > 0)
+    return weighted.length > 0 ? weighted : all
   }
 
   stop(): void {

@@ -84,6 +84,7 @@ export class Sluice {
       () => this.versions,
       this.log,
       () => this.rebuild(),
+      () => this.desired.weights,
     )
     this.outcomes = new Outcomes(this.metrics, this.outlier, {
       windowMs: config.analysis.windowMs,
