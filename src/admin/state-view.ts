@@ -41,7 +41,14 @@ export function stateView(s: Sluice): Record<string, unknown> {
     rollout: desired.rollout ?? { status: 'idle', baseline: null, canary: null, step: null, reason: null },
     analysis,
     mirror: s.mirror.view(),
-    store: { kind: s.store.kind, up: s.store.up },
+    store: { kind: s.store.kind, up: s.store.up, leader: s.store.leader, id: s.store.id },
+    // Every admin answer carries the state view, so a change made during an outage is answered with this.
+    ...(s.store.up
+      ? {}
+      : {
+          warning:
+            'state store unreachable: changes apply to this proxy only and are reconciled by revision when it returns',
+        }),
   }
 }
 

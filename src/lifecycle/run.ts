@@ -9,6 +9,7 @@ import { RolloutDriver } from '../rollout/driver.js'
 import type { StateStore } from '../state/store.js'
 import { createStore } from '../state/store-factory.js'
 import { attachWebSockets } from '../websocket/gateway.js'
+import { SharedAnalysis } from './shared-analysis.js'
 import { Sluice } from './sluice.js'
 
 export interface Running {
@@ -35,7 +36,9 @@ export async function runSluice(config: Config, opts: RunOptions): Promise<Runni
   if (tokens.open) opts.log.warn('admin API has no token: /v1/* is open to anyone who can reach the admin listener')
   const admin = new AdminServer(tokens, opts.log)
   coreRoutes(admin, sluice)
-  const rollout = new RolloutDriver(sluice)
+  // With a shared store the verdict is computed on every proxy's traffic.
+  const shared = sluice.store.kind === 'redis' ? new SharedAnalysis(sluice) : undefined
+  const rollout = new RolloutDriver(sluice, shared ? { slices: (v) => shared.slices(v) } : {})
   rolloutRoutes(admin, sluice, rollout)
   mirrorRoutes(admin, sluice)
   let port: number
@@ -43,6 +46,7 @@ export async function runSluice(config: Config, opts: RunOptions): Promise<Runni
   try {
     ;({ port } = await sluice.start())
     adminPort = await admin.listen(config.admin.host, config.admin.port)
+    shared?.start()
     await rollout.start()
   } catch (err) {
     await sluice.stop()

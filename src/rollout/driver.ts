@@ -145,8 +145,12 @@ export class RolloutDriver {
    */
   async tick(): Promise<Verdict | undefined> {
     const state = this.state
-    // With a shared store one proxy at a time drives the rollout.
-    if (!isActive(state) || (this.#s.store as { leader?: boolean }).leader === false) return undefined
+    if (!isActive(state)) return undefined
+    // With a shared store one proxy at a time drives the rollout. While the
+    // store is unreachable every proxy judges its own traffic and may roll
+    // back on its own: rolling back is always safe and must not wait.
+    const store = this.#s.store
+    if (!store.leader) return store.up ? undefined : this.#localSafetyNet(state)
     const baseline = this.#s.findVersion(state.baseline!)
     const canary = this.#s.findVersion(state.canary!)
     if (!baseline) return undefined
@@ -169,6 +173,25 @@ export class RolloutDriver {
       limits: this.#s.config.analysis,
     })
     if (verdict.outcome !== 'wait') await this.#apply({ type: 'verdict', verdict })
+    return verdict
+  }
+
+  /** A non-leader cut off from the store: a rollback on its own verdict, nothing else. */
+  async #localSafetyNet(state: RolloutState): Promise<Verdict | undefined> {
+    if (state.phase !== 'steps' || state.onBreach !== 'rollback') return undefined
+    const baseline = this.#s.findVersion(state.baseline!)
+    const canary = this.#s.findVersion(state.canary!)
+    if (!baseline) return undefined
+    const own = (v: Version) => this.#s.outcomes.window(v).exportSlices()
+    const verdict = rolloutVerdict({
+      state,
+      baseline: own(baseline),
+      canary: canary ? own(canary) : [],
+      sliceMs: this.#s.outcomes.windowOptions.sliceMs,
+      canaryUsable: usable(canary),
+      limits: this.#s.config.analysis,
+    })
+    if (verdict.outcome === 'breach') await this.#apply({ type: 'verdict', verdict })
     return verdict
   }
 

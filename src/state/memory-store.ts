@@ -63,9 +63,9 @@ export class MemoryStore implements StateStore {
     for (const [version, slices] of Object.entries(byVersion)) this.#slices.set(version, structuredClone([...slices]))
   }
 
-  async readSlices(version: string): Promise<SliceSnapshot[][]> {
+  async readSlices(version: string, exclude?: string): Promise<SliceSnapshot[][]> {
     const own = this.#slices.get(version)
-    return own ? [structuredClone(own)] : []
+    return own && exclude !== this.id ? [structuredClone(own)] : []
   }
 
   async close(): Promise<void> {}

@@ -87,7 +87,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `,
   },
-  /** KEYS: a version's slices hash. ARGV: ttl ms. Returns the live proxies' JSON, dropping the stale. */
+  /**
+   * KEYS: a version's slices hash. ARGV: ttl ms, a proxy id to leave out ('' for none).
+   * Returns the live proxies' JSON, dropping the stale.
+   */
   sluiceSlicesGet: {
     numberOfKeys: 1,
     lua: `
@@ -98,7 +101,9 @@ local out = {}
 for i = 1, #all, 2 do
   local v = all[i + 1]
   local sep = string.find(v, '|', 1, true)
-  if sep and now - tonumber(string.sub(v, 1, sep - 1)) <= tonumber(ARGV[1]) then
+  if all[i] == ARGV[2] then
+    -- the caller has fresher figures of its own
+  elseif sep and now - tonumber(string.sub(v, 1, sep - 1)) <= tonumber(ARGV[1]) then
     out[#out + 1] = string.sub(v, sep + 1)
   else
     redis.call('HDEL', KEYS[1], all[i])

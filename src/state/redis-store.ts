@@ -268,17 +268,17 @@ export class RedisStore implements StateStore {
     }
   }
 
-  async readSlices(version: string): Promise<SliceSnapshot[][]> {
+  async readSlices(version: string, exclude?: string): Promise<SliceSnapshot[][]> {
     if (this.#up) {
       try {
-        const raw = await this.#client.sluiceSlicesGet(this.#keys.slices(version), this.#opts.slicesTtlMs)
+        const raw = await this.#client.sluiceSlicesGet(this.#keys.slices(version), this.#opts.slicesTtlMs, exclude ?? '')
         return raw.map((s) => JSON.parse(s) as SliceSnapshot[])
       } catch (err) {
         this.#log.debug({ err }, 'reading analysis slices failed: using this proxy only')
       }
     }
     const own = this.#ownSlices.get(version)
-    return own ? [structuredClone(own)] : []
+    return own && exclude !== this.id ? [structuredClone(own)] : []
   }
 
   async close(): Promise<void> {

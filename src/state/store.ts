@@ -53,7 +53,10 @@ export interface StateStore {
    * on every proxy's traffic. Best effort: never throws.
    */
   publishSlices(proxyId: string, byVersion: Readonly<Record<string, readonly SliceSnapshot[]>>): Promise<void>
-  /** One slice list per live proxy (this one included); dead proxies fall out after about a window. */
-  readSlices(version: string): Promise<SliceSnapshot[][]>
+  /**
+   * One slice list per live proxy (this one included unless `exclude` names
+   * it); dead proxies fall out after about a window.
+   */
+  readSlices(version: string, exclude?: string): Promise<SliceSnapshot[][]>
   close(): Promise<void>
 }
