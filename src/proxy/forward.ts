@@ -10,7 +10,7 @@ import {
 } from '../errors.js'
 import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
-import { stripResponseHeaders, upstreamHeaders } from './headers.js'
+import { responseHeaderList, stripResponseHeaders, upstreamHeaders } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
 import { BadRequestError, sendOwnAnswer } from './own-answer.js'
 
@@ -179,12 +179,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#responded = true
     this.status = statusCode
     if (this.#clientGone) return
-    stripResponseHeaders(headers)
-    if (this.tap !== undefined) this.tap.start(statusCode, headers)
+    const list = responseHeaderList(headers)
+    if (this.tap !== undefined) this.tap.start(statusCode, stripResponseHeaders(headers))
     const res = this.res
     if (this.ctx.stopping) res.shouldKeepAlive = false
-    if (statusMessage) res.writeHead(statusCode, statusMessage, headers)
-    else res.writeHead(statusCode, headers)
+    // Node's types say string[] for the flat form; it takes array values (set-cookie) there too.
+    const flat = list as string[]
+    if (statusMessage) res.writeHead(statusCode, statusMessage, flat)
+    else res.writeHead(statusCode, flat)
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

@@ -84,6 +84,25 @@ const RESPONSE_DROPPED = [
   'upgrade',
 ]
 
+const RESPONSE_DROPPED_SET = new Set(RESPONSE_DROPPED)
+
+/**
+ * The flat [name, value, ...] list handed to writeHead, hop-by-hop headers
+ * left out. Building it costs less than deleting keys from undici's header
+ * object, which would turn it into a slow dictionary for Node to iterate.
+ */
+export function responseHeaderList(headers: IncomingHttpHeaders): (string | string[])[] {
+  const conn = headers.connection
+  const extra = conn === undefined ? undefined : connectionNamed(Array.isArray(conn) ? conn.join(',') : conn)
+  const out: (string | string[])[] = []
+  for (const name in headers) {
+    if (RESPONSE_DROPPED_SET.has(name) || extra?.has(name)) continue
+    const v = headers[name]
+    if (v !== undefined) out.push(name, v)
+  }
+  return out
+}
+
 /** Removes hop-by-hop headers from an upstream response's parsed headers, in place. */
 export function stripResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const conn = headers.connection

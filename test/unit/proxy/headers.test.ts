@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { describe, expect, it } from 'vitest'
-import { stripResponseHeaders, upstreamHeaders } from '../../../src/proxy/headers.js'
+import { responseHeaderList, stripResponseHeaders, upstreamHeaders } from '../../../src/proxy/headers.js'
 
 /** A request as the listener sees it: raw header pairs, the parsed view Node builds, the client address. */
 function request(raw: string[], remoteAddress = '192.0.2.7'): IncomingMessage {
@@ -140,5 +140,22 @@ describe('response headers sent to the client', () => {
   it('reads a Connection header given as a list', () => {
     const h = { connection: ['close', 'x-a'], 'x-a': '1', 'x-b': '2' } as unknown as IncomingHttpHeaders
     expect(stripResponseHeaders(h)).toEqual({ 'x-b': '2' })
+  })
+})
+
+describe('responseHeaderList', () => {
+  it('keeps end-to-end headers in order, set-cookie as an array, and leaves hop-by-hop and Connection-named ones out', () => {
+    const h = {
+      'content-type': 'text/plain',
+      connection: 'keep-alive, x-private',
+      'keep-alive': 'timeout=5',
+      'x-private': 'secret',
+      'set-cookie': ['a=1', 'b=2'],
+      'transfer-encoding': 'chunked',
+      'x-b': '2',
+    }
+    expect(responseHeaderList(h)).toEqual(['content-type', 'text/plain', 'set-cookie', ['a=1', 'b=2'], 'x-b', '2'])
+    // undici's object is left as it was (the mirror compares it).
+    expect(h['keep-alive']).toBe('timeout=5')
   })
 })
