@@ -75,7 +75,7 @@ export class Metrics {
     })
     this.mirrorRequests = new Counter({
       name: 'sluice_mirror_requests_total',
-      help: 'Mirrored requests by outcome (match, mismatch, error, dropped).',
+      help: 'Mirrored requests by outcome (match, mismatch, error, dropped, uncompared).',
       labelNames: ['version', 'outcome'],
       registers,
     })
