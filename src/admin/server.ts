@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { AdminError, errorBody, SluiceError } from '../errors.js'
+import { listenOn } from '../proxy/listen.js'
 import type { TokenCheck } from './auth.js'
 
 export const MAX_BODY_BYTES = 64 * 1024
@@ -53,15 +53,8 @@ export class AdminServer {
     return this
   }
 
-  async listen(host: string, port: number): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
-    return (this.server.address() as AddressInfo).port
+  listen(host: string, port: number): Promise<number> {
+    return listenOn(this.server, host, port)
   }
 
   async close(): Promise<void> {

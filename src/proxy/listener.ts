@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { type ForwardContext, forward } from './forward.js'
+import { listenOn } from './listen.js'
 
 export interface ListenerOptions {
   /** Idle time of a client keep-alive connection, and the longest silence on an active one. */
@@ -85,15 +86,9 @@ export class ProxyListener {
   }
 
   async listen(host: string, port: number): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
+    const bound = await listenOn(this.server, host, port)
     this.#state = 'running'
-    return (this.server.address() as AddressInfo).port
+    return bound
   }
 
   get port(): number {
