@@ -45,6 +45,8 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
     for (const p of proxies) await waitFor(async () => (await state(p)).weights.green === 20, 'the change everywhere')
 
     // One leader at most at any moment, through the outage and the empty restart.
+    // (A fresh Redis holds the lease back for one lease period: wait for the first leader.)
+    await waitFor(() => proxies.some((p) => p.sluice.store.leader), 'a first leader', 10_000)
     let mostLeaders = 0
     const sampler = setInterval(() => {
       mostLeaders = Math.max(mostLeaders, proxies.filter((p) => p.sluice.store.leader).length)
