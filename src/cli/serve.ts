@@ -24,18 +24,15 @@ export async function runServe(args: string[]): Promise<number> {
     return 1
   }
   const log = pino({ level: config.log.level, base: { pid: process.pid } })
-  let running: Awaited<ReturnType<typeof runSluice>>
-  try {
-    running = await runSluice(config, { log })
-  } catch (err) {
-    process.stderr.write(`start failed: ${err instanceof Error ? err.message : String(err)}\n`)
-    return 1
-  }
-  if (!log.isLevelEnabled('info')) {
-    // Scripts read the bound ports from this line (CONTRACT section 1): it is written whatever log.level says.
-    log.child({}, { level: 'info' }).info({ port: running.port, adminPort: running.adminPort }, 'listening')
-  }
-  const stop = (signal: string) => {
+  // Signals are handled from before the "listening" line: a script that reacts
+  // to that line at once must never meet Node's default (exit) for SIGHUP.
+  let running: Awaited<ReturnType<typeof runSluice>> | undefined
+  let early: 'reload' | NodeJS.Signals | undefined
+  const stop = (signal: NodeJS.Signals) => {
+    if (!running) {
+      early = signal
+      return
+    }
     log.info({ signal }, 'graceful stop')
     running.stop().then(
       () => process.exit(0),
@@ -45,9 +42,11 @@ export async function runServe(args: string[]): Promise<number> {
       },
     )
   }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
-  process.on('SIGHUP', () => {
+  const reload = () => {
+    if (!running) {
+      early ??= 'reload'
+      return
+    }
     running.sluice.reload({ source: 'reload', actor: 'SIGHUP' }).then(
       () => log.info('reloaded on SIGHUP'),
       (err: unknown) =>
@@ -56,6 +55,26 @@ export async function runServe(args: string[]): Promise<number> {
           'reload on SIGHUP failed: keeping the old config',
         ),
     )
-  })
+  }
+  const onTerm = () => stop('SIGTERM')
+  const onInt = () => stop('SIGINT')
+  process.once('SIGTERM', onTerm)
+  process.once('SIGINT', onInt)
+  process.on('SIGHUP', reload)
+  try {
+    running = await runSluice(config, { log })
+  } catch (err) {
+    process.off('SIGTERM', onTerm)
+    process.off('SIGINT', onInt)
+    process.off('SIGHUP', reload)
+    process.stderr.write(`start failed: ${err instanceof Error ? err.message : String(err)}\n`)
+    return 1
+  }
+  if (!log.isLevelEnabled('info')) {
+    // Scripts read the bound ports from this line (CONTRACT section 1): it is written whatever log.level says.
+    log.child({}, { level: 'info' }).info({ port: running.port, adminPort: running.adminPort }, 'listening')
+  }
+  if (early === 'reload') reload()
+  else if (early !== undefined) stop(early)
   return -1
 }

@@ -1,11 +1,12 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${NAME} is the config file syntax
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildOnce, runCli, startServe } from '../helpers/cli.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 
 describe('sluice serve', () => {
   let dir: string
@@ -74,6 +75,36 @@ describe('sluice serve', () => {
       expect((await fetch(`${proc.url}/`)).status).toBe(200)
     } finally {
       expect(await proc.stop()).toBe(0)
+    }
+  })
+
+  it('reloads its config on SIGHUP, and keeps the old one when the file turns invalid', async () => {
+    const green = await startUpstream('green')
+    const file = writeConfig('hup.yaml', 0)
+    const proc = await startServe(file, { TOKEN: 't' })
+    const state = async () =>
+      (await (
+        await fetch(`http://127.0.0.1:${proc.adminPort}/v1/state`, { headers: { authorization: 'Bearer t' } })
+      ).json()) as any
+    try {
+      const withGreen = `${readFileSync(file, 'utf8')}`.replace(
+        'log:',
+        `  green:\n    instances:\n      - url: ${green.url}\nweights: { blue: 0, green: 100 }\nlog:`,
+      )
+      writeFileSync(file, withGreen)
+      proc.child.kill('SIGHUP')
+      await waitFor(async () => (await state()).weights.green === 100, 'the reload on SIGHUP')
+      const res = await fetch(`${proc.url}/`)
+      expect(((await res.json()) as any).name).toBe('green')
+
+      writeFileSync(file, 'versions: {}\nbogus: 1\n')
+      proc.child.kill('SIGHUP')
+      await waitFor(() => proc.lines.some((l) => l.includes('reload on SIGHUP failed')), 'the refused reload logged')
+      expect((await state()).weights).toEqual({ blue: 0, green: 100 })
+      expect((await fetch(`${proc.url}/`)).status).toBe(200)
+    } finally {
+      expect(await proc.stop()).toBe(0)
+      await green.close()
     }
   })
 
