@@ -185,6 +185,42 @@ describe('status page', () => {
     await page.screenshot({ path: `${ARTIFACTS}/status-page.png`, fullPage: true })
   }, 40_000)
 
+  test('shows a rollout as it progresses and rolls back, and the mirror panel while mirroring', async () => {
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(adminUrl + path, {
+        method: path === '/v1/mirror' ? 'PUT' : 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+      expect(res.status).toBeLessThan(300)
+      await res.text()
+    }
+    await post('/v1/rollout', {
+      baseline: 'blue',
+      canary: 'green',
+      steps: [
+        { weight: 20, holdMs: 600_000 },
+        { weight: 100, holdMs: 0 },
+      ],
+    })
+    await waitForText('rollout-status', 'progressing')
+    await waitForText('weight-green', '20')
+    expect(await textOf('[data-testid="rollout-versions"]')).toBe('green (baseline blue)')
+    expect(await textOf('[data-testid="rollout-step"]')).toContain('20')
+    await page.getByTestId('rollout-hold').waitFor({ state: 'visible' })
+    expect(await textOf('[data-testid="rollout-hold"]')).toMatch(/^\d+ s$/)
+
+    await post('/v1/rollout/abort', {})
+    await waitForText('rollout-status', 'rolled_back')
+    await waitForText('weight-green', '0')
+    expect(await textOf('[data-testid="rollout-reason"]')).not.toBe('-')
+
+    await post('/v1/mirror', { version: 'green', percent: 50 })
+    await page.getByTestId('mirror-panel').waitFor({ state: 'visible' })
+    await post('/v1/mirror', null)
+    await page.getByTestId('mirror-panel').waitFor({ state: 'hidden' })
+  }, 40_000)
+
   test('keeps the token for the tab: a reload needs no new prompt', async () => {
     await page.reload()
     await waitForText('conn-status', 'live')
