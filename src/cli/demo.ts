@@ -81,7 +81,9 @@ Change weights and roll out (in another terminal):
   export SLUICE_ADMIN_URL=${admin}
   npx sluice ctl state
   npx sluice ctl weights blue=50 green=50
-  npx sluice ctl rollout start green                    # 25% -> 50% -> 100%, watched by analysis
+  while true; do curl -s -o /dev/null ${url}/; done &  # steady traffic: a rollout steps only on enough samples
+  npx sluice ctl rollout start green                    # 25% -> 50% -> 100% (10 s holds), watched by analysis
+  npx sluice ctl rollout status                         # step, hold left, reason
   curl -s -X PUT -H 'content-type: application/json' -d '{"blue":0,"green":100}' ${admin}/v1/weights
 
 Ctrl-C stops it.
