@@ -425,7 +425,8 @@ function accessLogger(log: Logger) {
       ms: Math.round(ms * 1000) / 1000,
       version: instance?.version.name,
       instance: instance?.url,
-      client: req.socket.remoteAddress,
+      // Node may have detached the socket by the time a request with a body ends.
+      client: req.socket?.remoteAddress,
     })
   }
 }
