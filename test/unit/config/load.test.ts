@@ -1,4 +1,3 @@
-// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${NAME} is the config file syntax under test
 import { describe, expect, it } from 'vitest'
 import { buildConfig, parseConfigText } from '../../../src/config/load.js'
 import { ConfigError, formatProblem } from '../../../src/errors.js'
