@@ -91,3 +91,28 @@ export function cpuMs(pid) {
     return undefined
   }
 }
+
+/** Prints the machine facts every run starts with, and answers them. */
+export function announce() {
+  const info = machine()
+  console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
+  console.log(`load average before: ${info.loadavg.join(' ')}`)
+  return info
+}
+
+/**
+ * The demo blue and green upstreams (bench/upstream.js, one child process),
+ * registered in `children` for the caller's cleanup. Answers their URLs.
+ */
+export async function startBlueGreen(root, children, bodyBytes) {
+  const upstream = startChild('upstream', [
+    `${root}/bench/upstream.js`,
+    'blue',
+    'green',
+    '--body-bytes',
+    `${bodyBytes}`,
+  ])
+  children.push(upstream)
+  const { ports } = await upstream.ready
+  return { upstream, blue: `http://127.0.0.1:${ports.blue}`, green: `http://127.0.0.1:${ports.green}` }
+}

@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { cpuMs, flag, machine, median, startChild } from './lib.js'
+import { announce, cpuMs, flag, machine, median, startBlueGreen, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -32,26 +32,14 @@ const requests = Array.from({ length: opts.keys }, (_, i) => ({
   headers: { 'x-user-id': `user-${(i * 7919) % 100_003}` },
 }))
 
-const info = machine()
-console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
-console.log(`load average before: ${info.loadavg.join(' ')}`)
+const info = announce()
 await mkdir(outDir, { recursive: true })
 const children = []
 const stopAll = () => Promise.all(children.map((c) => c.stop()))
 process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
 
 try {
-  const upstream = startChild('upstream', [
-    join(root, 'bench/upstream.js'),
-    'blue',
-    'green',
-    '--body-bytes',
-    `${opts.bodyBytes}`,
-  ])
-  children.push(upstream)
-  const { ports } = await upstream.ready
-  const blue = `http://127.0.0.1:${ports.blue}`
-  const green = `http://127.0.0.1:${ports.green}`
+  const { blue, green } = await startBlueGreen(root, children, opts.bodyBytes)
 
   const targets = {}
   for (const name of ['off', 'on']) {

@@ -12,7 +12,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { cpuMs, flag, hasFlag, machine, median, startChild } from './lib.js'
+import { announce, cpuMs, flag, hasFlag, machine, median, startBlueGreen, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -47,9 +47,7 @@ const keyed = Array.from({ length: opts.keys }, (_, i) => ({
 }))
 const keyless = [{ method: 'GET', path: '/api/items' }]
 
-const info = machine()
-console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
-console.log(`load average before: ${info.loadavg.join(' ')}`)
+const info = announce()
 
 await mkdir(outDir, { recursive: true })
 const children = []
@@ -57,17 +55,7 @@ const stopAll = () => Promise.all(children.map((c) => c.stop()))
 process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
 
 try {
-  const upstream = startChild('upstream', [
-    join(root, 'bench/upstream.js'),
-    'blue',
-    'green',
-    '--body-bytes',
-    `${opts.bodyBytes}`,
-  ])
-  children.push(upstream)
-  const { ports } = await upstream.ready
-  const blueUrl = `http://127.0.0.1:${ports.blue}`
-  const greenUrl = `http://127.0.0.1:${ports.green}`
+  const { upstream, blue: blueUrl, green: greenUrl } = await startBlueGreen(root, children, opts.bodyBytes)
 
   const profDir = join(outDir, 'prof', info.date.replace(/[:.]/g, '-'))
   const profiled = (name) => (opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(profDir, name)] : [])
