@@ -23,7 +23,10 @@ export async function runServe(args: string[]): Promise<number> {
     process.stderr.write(`config error: ${first ? formatProblem(first) : err.message}${more}\n`)
     return 1
   }
-  const log = pino({ level: config.log.level, base: { pid: process.pid } })
+  // Synchronous stdout: with the asynchronous default, a log reader that went
+  // away (EPIPE) left pino's exit-time flush retrying forever, so a SIGTERM
+  // never ended the process. Lifecycle logs are few; the access log is opt-in.
+  const log = pino({ level: config.log.level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }))
   // Signals are handled from before the "listening" line: a script that reacts
   // to that line at once must never meet Node's default (exit) for SIGHUP.
   let running: Awaited<ReturnType<typeof runSluice>> | undefined
