@@ -107,6 +107,15 @@ describe('sluice serve', () => {
     }
   })
 
+  it('still exits 0 on SIGTERM after the reader of its stdout went away', async () => {
+    const proc = await startServe(writeConfig('epipe.yaml', 0), { TOKEN: 't' })
+    // A log shipper that died: the pipe's read end is gone, every later write is EPIPE.
+    proc.child.stdout?.destroy()
+    proc.child.stderr?.destroy()
+    expect((await fetch(`${proc.url}/`)).status).toBe(200)
+    expect(await proc.stop('SIGTERM', 10_000)).toBe(0)
+  })
+
   it('a listener that cannot bind is a failed start: exit 1 with one line on stderr', async () => {
     const taken: Server = createServer()
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r))
