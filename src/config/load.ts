@@ -58,7 +58,10 @@ export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = proc
 export function parseConfigText(text: string, path: string, env: NodeJS.ProcessEnv = process.env): Config {
   let raw: unknown
   try {
-    raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text, { prettyErrors: true })
+    raw =
+      extname(path).toLowerCase() === '.json'
+        ? JSON.parse(text)
+        : parseYaml(text.replace(ENV_REF, ENV_PLACEHOLDER), { prettyErrors: true })
   } catch (err) {
     // The first line of yaml's pretty error, without the colon that introduces its code frame.
     const reason = (err as Error).message.split('\n')[0]!.replace(/:$/, '')
@@ -99,10 +102,19 @@ export function zodProblems(error: z.ZodError): Problem[] {
 }
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g
+/**
+ * `${NAME}` is not valid YAML inside a flow map (`{ token: ${T} }`, as in the
+ * contract's example), so before parsing YAML each reference becomes a plain
+ * scalar; substitution then happens on the parsed strings, where a missing
+ * variable can still be reported with its key path.
+ */
+const ENV_PLACEHOLDER = '__sluice_env_$1__'
+const ENV_ANY = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|__sluice_env_([A-Za-z_][A-Za-z0-9_]*)__/g
 
 function substituteEnv(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: Problem[]): unknown {
   if (typeof value === 'string') {
-    return value.replace(ENV_REF, (_m, name: string) => {
+    return value.replace(ENV_ANY, (_m, braced: string | undefined, placed: string | undefined) => {
+      const name = (braced ?? placed)!
       const v = env[name]
       if (v === undefined) {
         problems.push({ path: path.join('.'), message: `environment variable ${name} is not set` })

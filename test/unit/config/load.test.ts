@@ -274,3 +274,26 @@ describe('config problems name their key path', () => {
     }
   })
 })
+
+describe('${NAME} inside YAML flow collections', () => {
+  const text = [
+    'admin:',
+    '  host: 127.0.0.1',
+    '  tokens:',
+    '    - { name: alice, token: ${ALICE_TOKEN} }',
+    'versions:',
+    '  blue: { instances: [ { url: "http://${UPSTREAM_HOST}:3000" } ] }',
+  ].join('\n')
+
+  it('substitutes as it does in block style (the contract example writes it this way)', () => {
+    const c = parseConfigText(text, 'sluice.yaml', { ALICE_TOKEN: 'a__b', UPSTREAM_HOST: '10.0.0.11' })
+    expect(c.admin.tokens).toEqual([{ name: 'alice', token: 'a__b' }])
+    expect(c.versions[0]!.instances).toEqual(['http://10.0.0.11:3000'])
+  })
+
+  it('names the key path of an unset variable', () => {
+    expect(() => parseConfigText(text, 'sluice.yaml', { UPSTREAM_HOST: 'h' })).toThrow(
+      'admin.tokens.0.token: environment variable ALICE_TOKEN is not set',
+    )
+  })
+})
