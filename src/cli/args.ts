@@ -14,3 +14,13 @@ export function configPath(args: readonly string[]): string | undefined | Error 
   }
   return path
 }
+
+/** The config path of `sluice <command> --config FILE`, or undefined after printing the usage error (exit 2). */
+export function requireConfigPath(args: readonly string[], command: string): string | undefined {
+  const path = configPath(args)
+  if (typeof path === 'string') return path
+  process.stderr.write(
+    `${path instanceof Error ? path.message : '--config FILE is required'}\nusage: sluice ${command} --config FILE\n`,
+  )
+  return undefined
+}

@@ -2,17 +2,12 @@ import { pino } from 'pino'
 import { loadConfigFile } from '../config/load.js'
 import { ConfigError, formatProblem } from '../errors.js'
 import { runSluice } from '../lifecycle/run.js'
-import { configPath } from './args.js'
+import { requireConfigPath } from './args.js'
 
 /** `sluice serve --config FILE`: runs until SIGTERM/SIGINT, reloads on SIGHUP. Returns -1 while running. */
 export async function runServe(args: string[]): Promise<number> {
-  const path = configPath(args)
-  if (path === undefined || path instanceof Error) {
-    process.stderr.write(
-      `${path instanceof Error ? path.message : '--config FILE is required'}\nusage: sluice serve --config FILE\n`,
-    )
-    return 2
-  }
+  const path = requireConfigPath(args, 'serve')
+  if (path === undefined) return 2
   let config: Awaited<ReturnType<typeof loadConfigFile>>
   try {
     config = await loadConfigFile(path)

@@ -1,16 +1,11 @@
 import { loadConfigFile } from '../config/load.js'
 import { ConfigError, formatProblem } from '../errors.js'
-import { configPath } from './args.js'
+import { requireConfigPath } from './args.js'
 
 /** `sluice validate --config FILE`: ok, or every problem with its key path; exit 0, 1, or 2 for usage. */
 export async function runValidate(args: string[]): Promise<number> {
-  const path = configPath(args)
-  if (path === undefined || path instanceof Error) {
-    process.stderr.write(
-      `${path instanceof Error ? path.message : '--config FILE is required'}\nusage: sluice validate --config FILE\n`,
-    )
-    return 2
-  }
+  const path = requireConfigPath(args, 'validate')
+  if (path === undefined) return 2
   try {
     await loadConfigFile(path)
     process.stdout.write('ok\n')

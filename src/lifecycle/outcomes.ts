@@ -37,7 +37,7 @@ export class Outcomes implements OutcomeSink {
     if (error) version.errorsTotal++
     this.metrics.record(version, status, latencyMs / 1000)
     this.window(version).record(error, latencyMs)
-    this.outlier.observe(instance, error && status !== 499)
+    this.outlier.observe(instance, error)
   }
 
   tryFailed(instance: Instance): void {
