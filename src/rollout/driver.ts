@@ -209,11 +209,16 @@ export class RolloutDriver {
 
   /** `GET /v1/rollouts`: past and current rollouts, newest last; the active one with its live figures. */
   async reports(): Promise<RolloutReport[]> {
+    // This proxy's own record writes first: a rollout it just ended must not read back as progressing.
+    await this.#saves
     const records = (await this.#s.store.rollouts(HISTORY_LIMIT)) as unknown as StoredRecord[]
     const state = this.state
     const live = this.#figures
     return records.map((r) => {
-      if (isActive(state) && r.id === state.id && live?.id === r.id) return buildReport(state, live.figures)!
+      // The current rollout reads live: while it runs, and in the moment between its end being
+      // committed to the state and its final record being saved.
+      const stale = isActive(state) || (r as { outcome?: unknown }).outcome !== state.status
+      if (r.id === state.id && stale && live?.id === r.id) return buildReport(state, live.figures)!
       const { totals: _totals, ...report } = r
       return report
     })
