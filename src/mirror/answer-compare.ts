@@ -1,5 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http'
-
 /** One answer as it is compared: status, the compared headers, the body digest. */
 export interface ComparedAnswer {
   status: number
@@ -9,15 +7,21 @@ export interface ComparedAnswer {
   body: string
 }
 
-/** The headers of an answer that take part in the comparison. */
-export function comparedHeaders(headers: IncomingHttpHeaders, ignore: ReadonlySet<string>): Record<string, string> {
+/**
+ * The headers of an answer that take part in the comparison, from the flat
+ * name/value list of the response (lower-case names, hop-by-hop headers
+ * already left out, as responseHeaderList makes it).
+ */
+export function comparedHeaders(
+  list: readonly (string | string[])[],
+  ignore: ReadonlySet<string>,
+): Record<string, string> {
   const out: Record<string, string> = {}
-  for (const name of Object.keys(headers)) {
-    const lower = name.toLowerCase()
-    if (ignore.has(lower)) continue
-    const v = headers[name]
-    if (v === undefined) continue
-    out[lower] = Array.isArray(v) ? v.join('\n') : String(v)
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i] as string
+    if (ignore.has(name)) continue
+    const v = list[i + 1]!
+    out[name] = typeof v === 'string' ? v : v.join('\n')
   }
   return out
 }

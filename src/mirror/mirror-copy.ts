@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
 import type { ResponseTap } from '../proxy/forward.js'
-import { stripResponseHeaders } from '../proxy/headers.js'
+import { responseHeaderList } from '../proxy/headers.js'
 import { differences } from './answer-compare.js'
 import type { MirrorRun } from './mirror-run.js'
 import type { MirrorOutcome } from './mirror-stats.js'
@@ -26,7 +26,8 @@ export class ShadowTimeoutError extends Error {
  * as an undici dispatch handler it sends the copy to the shadow and reads
  * the shadow's answer the same way, then discards it. Whichever side ends
  * last settles the copy. The shadow has a hard deadline (`timeoutMs`) from
- * the moment it is sent; it never pauses, never writes anywhere.
+ * the moment it is sent, enforced by the mirror's sweep (one timer for all
+ * copies, not one each); it never pauses, never writes anywhere.
  */
 export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
   readonly primary = new ObservedAnswer()
@@ -39,8 +40,9 @@ export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
   error: string | undefined
   #shadowDone = false
   #sentAt = 0
+  /** performance.now() past which the copy counts as timed out; Infinity until sent. */
+  deadlineAt = Number.POSITIVE_INFINITY
   #controller: Dispatcher.DispatchController | undefined
-  #timer: NodeJS.Timeout | undefined
   #released = false
   #cancelled = false
 
@@ -55,7 +57,7 @@ export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
 
   // ---- the user's response (ResponseTap) ----
 
-  start(status: number, headers: IncomingHttpHeaders): void {
+  start(status: number, headers: readonly (string | string[])[]): void {
     this.primary.begin(status, headers, this.run.settings)
   }
 
@@ -78,8 +80,7 @@ export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
   send(pool: Dispatcher, headers: string[], body: Buffer | null): void {
     const timeoutMs = this.run.settings.timeoutMs
     this.#sentAt = performance.now()
-    this.#timer = setTimeout(onDeadline, timeoutMs, this)
-    this.#timer.unref()
+    this.deadlineAt = this.#sentAt + timeoutMs
     try {
       pool.dispatch(
         { path: this.path, method: this.method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
@@ -115,7 +116,7 @@ export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
     headers: IncomingHttpHeaders,
   ): void {
     if (statusCode < 200 || this.#shadowDone) return
-    this.shadow.begin(statusCode, stripResponseHeaders(headers), this.run.settings)
+    this.shadow.begin(statusCode, responseHeaderList(headers), this.run.settings)
   }
 
   onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -138,7 +139,7 @@ export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
     this.#release()
   }
 
-  /** The deadline passed: the copy counts as an error now; the exchange is cut as soon as it can be. */
+  /** The deadline passed (the mirror's sweep): the copy counts as an error now; the exchange is cut as soon as it can be. */
   deadline(): void {
     if (this.#shadowDone) return
     this.shadowMs = performance.now() - this.#sentAt
@@ -150,14 +151,12 @@ export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
     if (this.#shadowDone) return
     this.#shadowDone = true
     this.error = error
-    clearTimeout(this.#timer)
     this.#maybeSettle()
   }
 
   #release(): void {
     if (this.#released) return
     this.#released = true
-    clearTimeout(this.#timer)
     this.owner.released(this)
   }
 
@@ -175,8 +174,4 @@ export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
     const differs = differences(this.primary.compared(), this.shadow.compared())
     this.owner.settled(this, differs.length === 0 ? 'match' : 'mismatch', differs)
   }
-}
-
-function onDeadline(copy: MirrorCopy): void {
-  copy.deadline()
 }

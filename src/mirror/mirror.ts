@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http'
+import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import { mirrorSchema } from '../config/schema.js'
 import { AdminError } from '../errors.js'
 import type { SluiceHooks } from '../lifecycle/sluice.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { Exchange, ForwardContext } from '../proxy/forward.js'
-import { upstreamHeaders } from '../proxy/headers.js'
 import type { Version } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
 import type { MirrorFigures } from '../rollout/rollout-machine.js'
@@ -38,6 +38,9 @@ export type MirrorView = MirrorSection &
     inflight: number
   }
 
+/** How often copies in flight are checked against their deadline: the most a timeout can be late. */
+const SWEEP_MS = 25
+
 const NO_FIGURES: MirrorFigures = { copied: 0, mismatches: 0, shadowP95Ms: null, primaryP95Ms: null }
 
 /**
@@ -51,8 +54,11 @@ const NO_FIGURES: MirrorFigures = { copied: 0, mismatches: 0, shadowP95Ms: null,
  * share, fewer than `maxInflight` copies in flight, a body of at most
  * `maxBodyBytes`), once the user's request has been sent upstream a copy
  * goes to a usable instance of the mirror version through that instance's
- * pool. The user's response is only watched (the Exchange's tap), never
- * delayed or changed; the shadow's answer is read, compared and discarded.
+ * pool. Copies leave together at the end of the event-loop turn (after every
+ * user request of that turn was written), so they never hold up a user's
+ * request and share the turn's wake-up. The user's response is only watched
+ * (the Exchange's tap), never delayed or changed; the shadow's answer is
+ * read, compared and discarded.
  * Copies never touch the user-facing metrics, analysis windows or outlier
  * detection: they have their own figures and sluice_mirror_requests_total.
  */
@@ -66,6 +72,11 @@ export class Mirror implements CopyOwner {
   #table: RoutingTable | undefined
   #route: VersionRoute | undefined
   #stopped = false
+  /** Copies ready to leave at the end of this turn: copy, headers, body, repeated. */
+  #outbox: (MirrorCopy | string[] | Buffer | null)[] = []
+  #sweep: NodeJS.Timeout | undefined
+  readonly #flush = (): void => this.#sendOutbox()
+  readonly #onSweep = (): void => this.#checkDeadlines()
   /** Bound once: the data path's onSent hook while mirroring is on. */
   readonly #onSent = (req: IncomingMessage, key: number, ex: Exchange): void => this.#copy(req, key, ex)
 
@@ -130,7 +141,10 @@ export class Mirror implements CopyOwner {
   stop(): void {
     this.#stopped = true
     this.#host.forwardContext.onSent = undefined
+    this.#outbox = []
     for (const c of [...this.#copies]) c.cancel()
+    clearInterval(this.#sweep)
+    this.#sweep = undefined
   }
 
   // ---- CopyOwner ----
@@ -218,8 +232,10 @@ export class Mirror implements CopyOwner {
       run.drop()
       return
     }
+    // The list the user's request was sent with (hop-by-hop left out, X-Forwarded-* added).
+    const headers = ex.upstreamHeaders
+    if (headers === undefined) return
     const copy = new MirrorCopy(this, run, req.method ?? 'GET', req.url ?? '/', key)
-    const headers = upstreamHeaders(req, this.#host.forwardContext.proto)
     this.#copies.add(copy)
     ex.tap = copy
     if (hasBody) this.#collectBody(req, copy, headers, s.maxBodyBytes)
@@ -265,6 +281,32 @@ export class Mirror implements CopyOwner {
   }
 
   #send(copy: MirrorCopy, headers: string[], body: Buffer | null): void {
+    if (this.#outbox.length === 0) setImmediate(this.#flush)
+    this.#outbox.push(copy, headers, body)
+  }
+
+  #sendOutbox(): void {
+    const out = this.#outbox
+    this.#outbox = []
+    for (let i = 0; i < out.length; i += 3) {
+      this.#sendNow(out[i] as MirrorCopy, out[i + 1] as string[], out[i + 2] as Buffer | null)
+    }
+    if (this.#sweep === undefined && this.#copies.size > 0) {
+      this.#sweep = setInterval(this.#onSweep, SWEEP_MS)
+      this.#sweep.unref()
+    }
+  }
+
+  #checkDeadlines(): void {
+    const now = performance.now()
+    for (const c of this.#copies) if (c.deadlineAt <= now) c.deadline()
+    if (this.#copies.size === 0) {
+      clearInterval(this.#sweep)
+      this.#sweep = undefined
+    }
+  }
+
+  #sendNow(copy: MirrorCopy, headers: string[], body: Buffer | null): void {
     if (!this.#copies.has(copy)) return
     copy.run.stats.copied++
     const route = this.#route

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http'
 import { type ComparedAnswer, comparedHeaders } from './answer-compare.js'
 import { BodyDigest } from './body-digest.js'
 import type { MirrorSettings } from './mirror-settings.js'
@@ -15,14 +14,14 @@ export class ObservedAnswer {
   #headers: Record<string, string> | undefined
   #body: BodyDigest | undefined
 
-  /** The response head; `headers` already stripped of hop-by-hop headers. */
-  begin(status: number, headers: IncomingHttpHeaders, settings: MirrorSettings): void {
+  /** The response head; `headers` is the flat list without hop-by-hop headers (responseHeaderList). */
+  begin(status: number, headers: readonly (string | string[])[], settings: MirrorSettings): void {
     this.started = true
     this.status = status
     if (!settings.compare) return
     this.#headers = comparedHeaders(headers, settings.ignoreHeaders)
     this.#body = new BodyDigest(settings.pointers, settings.maxBodyBytes)
-    this.#body.begin(headers['content-type'])
+    this.#body.begin(valueOf(headers, 'content-type'))
   }
 
   update(chunk: Buffer): void {
@@ -33,4 +32,9 @@ export class ObservedAnswer {
   compared(): ComparedAnswer {
     return { status: this.status, headers: this.#headers ?? {}, body: this.#body?.digest() ?? '' }
   }
+}
+
+function valueOf(list: readonly (string | string[])[], name: string): string | string[] | undefined {
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) return list[i + 1]
+  return undefined
 }

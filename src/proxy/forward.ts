@@ -10,7 +10,7 @@ import {
 } from '../errors.js'
 import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
-import { responseHeaderList, stripResponseHeaders, upstreamHeaders } from './headers.js'
+import { responseHeaderList, upstreamHeaders } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
 import { BadRequestError, sendOwnAnswer } from './own-answer.js'
 
@@ -36,8 +36,12 @@ export interface ForwardContext {
  * only; every other request pays one undefined check per call site.
  */
 export interface ResponseTap {
-  /** The final (non-1xx) response head, hop-by-hop headers already stripped. Not called once the client left. */
-  start(status: number, headers: IncomingHttpHeaders): void
+  /**
+   * The final (non-1xx) response head: the flat name/value list written to
+   * the client (lower-case names, hop-by-hop headers already left out). Not
+   * called once the client left.
+   */
+  start(status: number, headers: readonly (string | string[])[]): void
   data(chunk: Buffer): void
   /** The exchange ended. `cut`: the user did not get the whole response (failure, or the client left). */
   finish(status: number, cut: boolean, ms: number): void
@@ -138,6 +142,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     readonly key: number,
   ) {}
 
+  /** The header list sent upstream (set once the request is sent). */
+  get upstreamHeaders(): string[] | undefined {
+    return this.#headers
+  }
+
   send(instance: Instance): void {
     this.instance = instance
     this.#tries++
@@ -180,7 +189,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.status = statusCode
     if (this.#clientGone) return
     const list = responseHeaderList(headers)
-    if (this.tap !== undefined) this.tap.start(statusCode, stripResponseHeaders(headers))
+    if (this.tap !== undefined) this.tap.start(statusCode, list)
     const res = this.res
     if (this.ctx.stopping) res.shouldKeepAlive = false
     // Node's types say string[] for the flat form; it takes array values (set-cookie) there too.

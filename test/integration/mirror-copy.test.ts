@@ -12,7 +12,11 @@ interface Seen {
   url: string
   body: string
   user: string | undefined
+  /** Arrival order across every recording upstream of the file. */
+  order: number
 }
+
+let arrivals = 0
 
 /** An upstream that records what reached it and answers like the default test upstream (after `delayMs`). */
 async function recording(name: string, opts: { delayMs?: number; hold?: boolean } = {}) {
@@ -24,7 +28,13 @@ async function recording(name: string, opts: { delayMs?: number; hold?: boolean 
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8')
       const user = req.headers['x-user-id']
-      seen.push({ method: req.method!, url: req.url!, body, user: typeof user === 'string' ? user : undefined })
+      seen.push({
+        method: req.method!,
+        url: req.url!,
+        body,
+        user: typeof user === 'string' ? user : undefined,
+        order: arrivals++,
+      })
       const answer = () => {
         if (res.destroyed) return
         res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': name })
@@ -92,6 +102,10 @@ describe('mirroring copies', () => {
     }
     await waitFor(() => green.seen.length === 20, 'twenty copies at green')
     expect(green.seen.map((s) => s.url).sort()).toEqual(blue.seen.map((s) => s.url).sort())
+    // Each copy leaves only after the user's request was sent: blue always has it first.
+    for (const copy of green.seen) {
+      expect(copy.order).toBeGreaterThan(blue.seen.find((s) => s.url === copy.url)!.order)
+    }
     const m = await waitFor(async () => {
       const s = await state(p)
       return s.mirror.matched + s.mirror.mismatches === 20 ? s.mirror : undefined
@@ -123,6 +137,29 @@ describe('mirroring copies', () => {
       10_000,
     )
     expect(m.shadowP95Ms).toBeGreaterThanOrEqual(1900)
+  })
+
+  it('a shadow that never answers is cut at timeoutMs and counted as an error; users are not', async () => {
+    const green = await recording('green', { hold: true })
+    const { p } = await setup(green, { version: 'green', percent: 100, timeoutMs: 300 })
+    for (let i = 0; i < 3; i++) {
+      const r = await get(p, `/held/${i}`)
+      expect(r.status).toBe(200)
+      expect(r.upstream).toBe('blue')
+    }
+    const m = await waitFor(async () => {
+      const s = await state(p)
+      return s.mirror.errors === 3 && s.mirror.inflight === 0 ? s.mirror : undefined
+    }, 'three copies timed out')
+    expect(m).toMatchObject({ copied: 3, matched: 0, mismatches: 0 })
+    const mm = (await admin(p, 'GET', '/v1/mirror/mismatches')).body.mismatches
+    expect(mm).toHaveLength(3)
+    for (const e of mm) {
+      expect(e).toMatchObject({ primaryStatus: 200, shadowStatus: 0, differs: ['error'] })
+      expect(e.error).toBe('timeout: no complete answer within 300 ms')
+      expect(e.shadowMs).toBeGreaterThanOrEqual(300)
+    }
+    for (const res of green.held) res.destroy()
   })
 
   it('only eligible methods are copied, and bodies only when small', async () => {

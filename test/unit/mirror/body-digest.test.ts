@@ -5,9 +5,11 @@ import { parsePointer } from '../../../src/mirror/json-pointer.js'
 
 function digestOf(
   chunks: readonly Buffer[],
-  opts: { pointers?: string[]; maxBytes?: number; type?: string } = {},
+  opts: { pointers?: string[]; maxBytes?: number; type?: string; smallBytes?: number } = {},
 ): string {
-  const d = new BodyDigest((opts.pointers ?? []).map(parsePointer), opts.maxBytes ?? 65536)
+  const d = new BodyDigest((opts.pointers ?? []).map(parsePointer), opts.maxBytes ?? 65536, {
+    smallBytes: opts.smallBytes ?? 1024,
+  })
   d.begin(opts.type ?? 'application/json')
   for (const c of chunks) d.update(c)
   return d.digest()
@@ -33,17 +35,23 @@ describe('body digest', () => {
         fc.uint8Array({ maxLength: 300 }),
         fc.array(fc.nat(), { maxLength: 6 }),
         fc.boolean(),
-        (raw, cuts, withPointers) => {
+        fc.integer({ min: 0, max: 200 }),
+        (raw, cuts, withPointers, smallBytes) => {
+          // Across the kept/hashed boundary (smallBytes) and the JSON bound (maxBytes) alike.
           const bytes = Buffer.from(raw)
-          const opts = { pointers: withPointers ? ['/a'] : [], maxBytes: 100 }
+          const opts = { pointers: withPointers ? ['/a'] : [], maxBytes: 100, smallBytes }
           expect(digestOf(split(bytes, cuts), opts)).toBe(digestOf([bytes], opts))
         },
       ),
     )
   })
 
-  it('different bytes give different digests', () => {
+  it('different bytes give different digests, kept or hashed', () => {
     expect(digestOf([Buffer.from('{"a":1}')])).not.toBe(digestOf([Buffer.from('{"a":2}')]))
+    expect(digestOf([Buffer.from('{"a":1}')], { smallBytes: 2 })).not.toBe(
+      digestOf([Buffer.from('{"a":2}')], { smallBytes: 2 }),
+    )
+    expect(digestOf([Buffer.from('{"a":1}')], { smallBytes: 2 })).toMatch(/^raw:/)
     expect(digestOf([])).toBe(digestOf([Buffer.alloc(0)]))
   })
 
@@ -62,7 +70,7 @@ describe('body digest', () => {
   it('only JSON content types are parsed; others, bad JSON and bodies over the bound are hashed raw', () => {
     const body = Buffer.from('{"at":1,"v":2}')
     const raw = digestOf([body])
-    expect(raw).toMatch(/^raw:/)
+    expect(raw).toMatch(/^bytes:/)
     expect(digestOf([body], { pointers: ['/at'], type: 'text/plain' })).toBe(raw)
     expect(digestOf([body], { pointers: ['/at'], type: 'application/problem+json; charset=utf-8' })).toMatch(/^json:/)
     expect(digestOf([body], { pointers: ['/at'], maxBytes: 5 })).toBe(raw)
