@@ -1,6 +1,6 @@
 // Shared pieces of the end-to-end benches: flags, child processes that announce
 // their ports with a JSON "listening" line on stdout, medians, machine facts.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { createInterface } from 'node:readline'
@@ -54,6 +54,15 @@ export function startChild(label, args, { execArgv = [], timeoutMs = 15_000 } = 
   }
 }
 
+/**
+ * Pins every thread of `pid` to the given CPUs with taskset (util-linux).
+ * Returns false when that cannot be done here (no taskset, not Linux).
+ */
+export function pin(pid, cpus) {
+  const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
+  return r.status === 0
+}
+
 export function median(values) {
   const s = [...values].sort((a, b) => a - b)
   const mid = s.length >> 1
@@ -104,13 +113,14 @@ export function announce() {
  * The demo blue and green upstreams (bench/upstream.js, one child process),
  * registered in `children` for the caller's cleanup. Answers their URLs.
  */
-export async function startBlueGreen(root, children, bodyBytes) {
+export async function startBlueGreen(root, children, bodyBytes, extraArgs = []) {
   const upstream = startChild('upstream', [
     `${root}/bench/upstream.js`,
     'blue',
     'green',
     '--body-bytes',
     `${bodyBytes}`,
+    ...extraArgs,
   ])
   children.push(upstream)
   const { ports } = await upstream.ready

@@ -3,26 +3,34 @@
 //   off   no mirroring,
 //   on    mirroring 10% of requests to green, compare on (status, headers, body digest),
 // driven by autocannon in interleaved rounds (the order alternates), sticky x-user-id keys.
-// Reports user-facing req/s (median, and per-round on/off pairs), p99, and CPU per request of the
-// sluice process; the target is on/off req/s >= 0.9. All on 127.0.0.1, ephemeral ports.
-//   npm run build && node bench/mirror.js --duration 5 --rounds 3 --connections 50 --percent 10
+// Both versions answer the same body (a candidate that behaves), so copies take the common
+// "match" path; --mismatch makes green answer differently (every copy a mismatch, the costliest
+// path). Reports user-facing req/s, p99, and CPU per request of the sluice process; the target is
+// on/off req/s >= 0.9, judged on the median of the per-round on/off pairs (each pair ran back to
+// back, so drift in the machine's load cancels). All on 127.0.0.1, ephemeral ports.
+// --pin puts each sluice on CPU 0 and the load generator and both upstreams on CPU 1 (taskset), so
+// the shadow upstream's own work for the copies does not run on the proxy's core: on a 2-core box
+// it otherwise preempts the proxy, a cost a real shadow on another host never puts on it.
+//   npm run build && node bench/mirror.js --duration 8 --rounds 5 --connections 50 --percent 10 [--pin]
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { announce, cpuMs, flag, machine, median, startBlueGreen, startChild } from './lib.js'
+import { announce, cpuMs, flag, hasFlag, machine, median, pin, startBlueGreen, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
 const args = process.argv.slice(2)
 const opts = {
-  duration: Number(flag(args, 'duration', '5')),
-  rounds: Number(flag(args, 'rounds', '3')),
+  duration: Number(flag(args, 'duration', '8')),
+  rounds: Number(flag(args, 'rounds', '5')),
   warmup: Number(flag(args, 'warmup', '1')),
   connections: Number(flag(args, 'connections', '50')),
   keys: Number(flag(args, 'keys', '1000')),
   bodyBytes: Number(flag(args, 'body-bytes', '128')),
   percent: Number(flag(args, 'percent', '10')),
+  mismatch: hasFlag(args, 'mismatch'),
+  pin: hasFlag(args, 'pin'),
 }
 const TOKEN = 'bench-token'
 
@@ -39,7 +47,7 @@ const stopAll = () => Promise.all(children.map((c) => c.stop()))
 process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
 
 try {
-  const { blue, green } = await startBlueGreen(root, children, opts.bodyBytes)
+  const { blue, green } = await startBlueGreen(root, children, opts.bodyBytes, opts.mismatch ? [] : ['--same-body'])
 
   const targets = {}
   for (const name of ['off', 'on']) {
@@ -52,6 +60,13 @@ try {
     targets[name] = { url: `http://127.0.0.1:${ready.port}`, admin: `http://127.0.0.1:${ready.adminPort}`, child }
   }
   for (const t of Object.values(targets)) await until200(t.url)
+  if (opts.pin) {
+    const ok =
+      Object.values(targets).every((t) => pin(t.child.proc.pid, '0')) &&
+      pin(children[0].proc.pid, '1') &&
+      pin(process.pid, '1')
+    if (!ok) throw new Error('--pin: taskset could not pin the processes (is util-linux installed, are there 2 CPUs?)')
+  }
 
   const runs = []
   for (let round = 0; round < opts.rounds; round++) {
@@ -97,7 +112,7 @@ try {
   }
   const after = machine().loadavg
   await stopAll()
-  const result = { machine: info, loadavgAfter: after, options: opts, runs, summary, ratios, mirror: mirrorState.mirror }
+  const result = { machine: info, loadavgAfter: after, options: opts, runs, summary, ratios, pairs, mirror: mirrorState.mirror }
   const file = join(outDir, `mirror-${info.date.replace(/[:.]/g, '-')}.json`)
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
   console.log(`\nresults: ${file}\n`)
@@ -146,14 +161,16 @@ async function load(url, seconds) {
   }
 }
 
-function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, mirror }) {
+function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, pairs, mirror }) {
   const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
   const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a')
   const lines = [
     `### ${m.date.slice(0, 10)}: mirroring ${o.percent}%: ${m.cpu}, ${m.cores} cores, Node ${m.node}`,
     '',
     `${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
-      `GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, compare on. ` +
+      `GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, compare on, ` +
+      `${o.mismatch ? 'green answering a different body (every copy a mismatch)' : 'both versions answering the same body'}` +
+      `${o.pin ? ', sluice pinned to CPU 0, load generator and upstreams to CPU 1' : ', nothing pinned'}. ` +
       `Load average before ${m.loadavg.join(' ')}, after ${loadavgAfter.join(' ')}.`,
     '',
     '| mirroring | req/s (median) | p99 ms | CPU µs/req (sluice) | non-2xx + errors |',
@@ -161,8 +178,9 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, mirro
     `| off | ${summary.off.rps.toFixed(0)} | ${summary.off.p99} | ${f1(summary.off.cpuUsPerReq)} | ${summary.off.failures} |`,
     `| ${o.percent}% to green | ${summary.on.rps.toFixed(0)} | ${summary.on.p99} | ${f1(summary.on.cpuUsPerReq)} | ${summary.on.failures} |`,
     '',
-    `- on / off: req/s ${f2(ratios.rps)} (per-round pairs ${f2(ratios.pairedRps)}; target >= 0.9: ` +
-      `${ratios.rps >= 0.9 ? 'meets it' : 'below it'}), p99 ${f2(ratios.p99)}, CPU per request ${f2(ratios.cpuPerReq)}`,
+    `- on / off req/s, median of the per-round pairs: ${f2(ratios.pairedRps)} (target >= 0.9: ` +
+      `${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; pairs ${pairs.map(f2).join(' ')}; ratio of the medians ${f2(ratios.rps)}), ` +
+      `p99 ${f2(ratios.p99)}, CPU per request ${f2(ratios.cpuPerReq)}`,
     `- mirror figures at the end: copied ${mirror?.copied}, dropped ${mirror?.dropped}, errors ${mirror?.errors}, ` +
       `matched ${mirror?.matched}, mismatches ${mirror?.mismatches}, shadow p95 ${mirror?.shadowP95Ms} ms, ` +
       `primary p95 ${mirror?.primaryP95Ms} ms`,

@@ -1,7 +1,7 @@
 // Bench upstream: one loopback HTTP server per name given on the command line,
 // all in this one process, answering every path with a fixed JSON body of
 // --body-bytes bytes (prebuilt, so the upstream costs the same for every target).
-//   node bench/upstream.js blue green --body-bytes 128
+//   node bench/upstream.js blue green --body-bytes 128 [--same-body]
 // Prints {"msg":"listening","ports":{"blue":N,...}} on stdout once all listen.
 import { createServer } from 'node:http'
 import { flag } from './lib.js'
@@ -11,8 +11,12 @@ const bodyBytes = Number(flag(args, 'body-bytes', '128'))
 const names = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'))
 const ports = {}
 
+// --same-body: every name answers the same bytes (only x-upstream tells them apart), as a
+// candidate that behaves like the live version does.
+const sameBody = args.includes('--same-body')
+
 for (const name of names.length > 0 ? names : ['app']) {
-  const head = `{"version":"${name}","pad":"`
+  const head = `{"version":"${sameBody ? 'any' : name}","pad":"`
   const body = Buffer.from(`${head}${'x'.repeat(Math.max(0, bodyBytes - head.length - 2))}"}`)
   const headers = { 'content-type': 'application/json', 'content-length': body.length, 'x-upstream': name }
   const server = createServer((req, res) => {
