@@ -73,11 +73,38 @@ export function parseConfigText(text: string, path: string, env: NodeJS.ProcessE
 
 export function buildConfig(raw: unknown, source: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
   const problems: Problem[] = []
-  const substituted = substituteEnv(raw, [], env, problems)
+  const whole = new Set<string>()
+  const substituted = substituteEnv(raw, [], env, problems, whole) ?? {}
   if (problems.length > 0) throw new ConfigError(problems)
-  const result = configSchema.safeParse(substituted ?? {}, { error: requiredMessage })
+  let result = configSchema.safeParse(substituted, { error: requiredMessage })
+  if (!result.success && numbersFromEnv(substituted, result.error, whole)) {
+    result = configSchema.safeParse(substituted, { error: requiredMessage })
+  }
   if (!result.success) throw new ConfigError(zodProblems(result.error))
   return deepFreeze(normalize(result.data, source))
+}
+
+/**
+ * `port: ${PORT}` reads as a string once substituted. Where the schema wants
+ * a number and the whole value was one reference holding a number, the
+ * number is used (as docker compose does); any other string stays a string,
+ * so a token of digits is never turned into a number. True when a value
+ * changed.
+ */
+function numbersFromEnv(tree: unknown, error: z.ZodError, whole: ReadonlySet<string>): boolean {
+  let changed = false
+  for (const issue of error.issues) {
+    if (issue.code !== 'invalid_type' || issue.expected !== 'number') continue
+    const path = issue.path.map(String)
+    if (!whole.has(path.join('.'))) continue
+    const parent = path.slice(0, -1).reduce<unknown>((node, key) => (node as Record<string, unknown>)?.[key], tree)
+    const key = path.at(-1)!
+    const value = (parent as Record<string, unknown> | undefined)?.[key]
+    if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(Number(value))) continue
+    ;(parent as Record<string, unknown>)[key] = Number(value)
+    changed = true
+  }
+  return changed
 }
 
 /** A missing key reads "required" rather than zod's "expected record, received undefined". */
@@ -110,9 +137,18 @@ const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g
  */
 const ENV_PLACEHOLDER = '__sluice_env_$1__'
 const ENV_ANY = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|__sluice_env_([A-Za-z_][A-Za-z0-9_]*)__/g
+const ENV_WHOLE = /^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|__sluice_env_[A-Za-z_][A-Za-z0-9_]*__)$/
 
-function substituteEnv(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: Problem[]): unknown {
+/** Substitutes every reference; the key paths of values that were one whole reference go to `whole`. */
+function substituteEnv(
+  value: unknown,
+  path: string[],
+  env: NodeJS.ProcessEnv,
+  problems: Problem[],
+  whole: Set<string>,
+): unknown {
   if (typeof value === 'string') {
+    if (ENV_WHOLE.test(value)) whole.add(path.join('.'))
     return value.replace(ENV_ANY, (_m, braced: string | undefined, placed: string | undefined) => {
       const name = (braced ?? placed)!
       const v = env[name]
@@ -123,10 +159,10 @@ function substituteEnv(value: unknown, path: string[], env: NodeJS.ProcessEnv, p
       return v
     })
   }
-  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...path, String(i)], env, problems))
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...path, String(i)], env, problems, whole))
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, [...path, k], env, problems)
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, [...path, k], env, problems, whole)
     return out
   }
   return value

@@ -105,6 +105,33 @@ describe('loading a valid config', () => {
     expect(c.redis).toMatchObject({ url: 'redis://127.0.0.9:6379/0', keyPrefix: 'shop:' })
   })
 
+  it('a whole ${NAME} gives a number where a number is wanted, and stays a string elsewhere', () => {
+    const c = parseConfigText(
+      [
+        'listen: { host: 127.0.0.1, port: ${PORT} }',
+        'admin:',
+        '  port: ${ADMIN_PORT}',
+        '  token: ${TOKEN}',
+        'versions:',
+        '  blue:',
+        '    instances:',
+        '      - url: http://127.0.0.1:${PORT}',
+        'timeouts:',
+        '  upstreamMs: ${UPSTREAM_MS}',
+      ].join('\n'),
+      'env.yaml',
+      { PORT: '8088', ADMIN_PORT: '9909', TOKEN: '12345', UPSTREAM_MS: '2500' },
+    )
+    expect(c.listen.port).toBe(8088)
+    expect(c.admin.port).toBe(9909)
+    expect(c.timeouts.upstreamMs).toBe(2500)
+    // Digits in a string field stay a string.
+    expect(c.admin.tokens).toEqual([{ name: 'admin', token: '12345' }])
+    expect(c.versions[0]!.instances).toEqual(['http://127.0.0.1:8088'])
+    // Not a number: the usual error, naming the key.
+    expect(() => parseConfigText('listen: { port: ${PORT} }\nversions: { blue: { instances: [{ url: "http://a:1" }] } }', 'e.yaml', { PORT: 'eighty' })).toThrow(/listen\.port/)
+  })
+
   it('reads JSON by its extension', () => {
     const c = parseConfigText(JSON.stringify({ versions: { blue: BLUE } }), 'c.json', {})
     expect(c.versions[0]!.name).toBe('blue')
