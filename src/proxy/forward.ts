@@ -72,8 +72,14 @@ export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerRe
     sendOwnAnswer(res, new BadRequestError(`cannot forward the request-target "${req.url}"`), true)
     return
   }
-  const table = ctx.routing.table
   const headers = req.headers
+  if (headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) {
+    // RFC 9112 3.2: a 1.1 request without Host is answered 400 (Node's own answer had no body).
+    ctx.sink.unrouted(400)
+    sendOwnAnswer(res, new BadRequestError('an HTTP/1.1 request must carry a Host header'), true)
+    return
+  }
+  const table = ctx.routing.table
   const key = table.keyOf(headers)
   const route = table.chooseVersion(headers, key)
   const instance = route === undefined ? undefined : table.chooseInstance(route, key)

@@ -61,6 +61,8 @@ export class ProxyListener {
         // Large uploads may take long: the idle timeout below guards stalls instead.
         requestTimeout: 0,
         headersTimeout: Math.min(60_000, opts.clientIdleMs),
+        // Checked in forward(), which answers with the JSON error body instead of an empty 400.
+        requireHostHeader: false,
       },
       (req: IncomingMessage, res: ServerResponse) => forward(ctx, req, res),
     )

@@ -77,6 +77,20 @@ describe('hostile clients while other requests keep flowing', () => {
     expect([...paths].filter((p) => p !== '/load')).toEqual([])
   })
 
+  it('HTTP/1.1 without Host: 400 with the JSON error, nothing forwarded; HTTP/1.0 without Host is served', async () => {
+    const r = await rawExchange(proxy.port, ['GET /no-host HTTP/1.1\r\n\r\n'])
+    expect(r.status).toBe(400)
+    expect(JSON.parse(r.body).error).toEqual({
+      code: 'SLUICE_BAD_REQUEST',
+      message: 'an HTTP/1.1 request must carry a Host header',
+    })
+    expect(r.closed).toBe(true)
+    expect(paths.has('/no-host')).toBe(false)
+    const old = await rawExchange(proxy.port, ['GET /old-client HTTP/1.0\r\n\r\n'])
+    expect(old.status).toBe(200)
+    expect(paths.has('/old-client')).toBe(true)
+  })
+
   it('garbage bytes instead of HTTP: 400 and the connection closed', async () => {
     const r = await rawExchange(proxy.port, [
       Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0xff, 0xfe, 0x0d, 0x0a, 0x0d, 0x0a]),
