@@ -48,6 +48,12 @@ const HELD_FULL = 2
 /** (upstream) An older upstream still delivers what it sent before the handoff. */
 const ORDER = 4
 
+/** Close codes an upstream sends when the application goes away or restarts (RFC 6455 7.4.1, IANA). */
+const RESTARTING = new Set([1001, 1012])
+
+/** WebSocket.OPEN */
+const OPEN = 1
+
 const TEXT = { binary: false }
 const BINARY = { binary: true }
 const RETRY_MS = 100
@@ -116,9 +122,14 @@ export class RelaySession implements WsConnection {
     this.idleTicks = 0
     if (this.#state === 'open') {
       const up = this.#upstreams[this.#upstreams.length - 1]!
-      up.send(data, binary ? BINARY : TEXT)
-      if (up.bufferedAmount > this.host.highWaterMark && this.#pause(this.#client, PEER_FULL)) watchDrain(up)
-    } else if (this.#state === 'switching') {
+      if (up.readyState === OPEN) {
+        up.send(data, binary ? BINARY : TEXT)
+        if (up.bufferedAmount > this.host.highWaterMark && this.#pause(this.#client, PEER_FULL)) watchDrain(up)
+        return
+      }
+      // The upstream has begun to close: kept for the handoff that may follow (dropped if the client is closed).
+    }
+    if (this.#state === 'open' || this.#state === 'switching') {
       this.#held.push(data, binary)
       this.#heldBytes += data.length
       if (this.#heldBytes > this.host.highWaterMark) this.#pause(this.#client, HELD_FULL)
@@ -186,10 +197,16 @@ export class RelaySession implements WsConnection {
     ups.splice(i, 1)
     if (i === 0 && ups.length > 0) this.#resume(ups[0]!, ORDER)
     // While switching the client stays: the handoff brings it a new upstream.
-    if (wasLast && this.#state === 'open') {
-      this.#state = 'closing'
-      closeLike(this.#client, code, reason, up, 1014)
+    if (!wasLast || this.#state !== 'open') return
+    if (RESTARTING.has(code) && this.host.drainPolicy === 'handoff') {
+      // The application is going away or restarting, not ending this conversation: like a
+      // drain, the client keeps its socket and gets another upstream (the same one once it is back).
+      this.host.log.info({ instance: this.instance.url, code }, 'websocket upstream went away: handing the client off')
+      this.#startHandoff(this.instance)
+      return
     }
+    this.#state = 'closing'
+    closeLike(this.#client, code, reason, up, 1014)
   }
 
   // ---- asked by the gateway ----
@@ -200,10 +217,7 @@ export class RelaySession implements WsConnection {
       this.shut(1012, 'instance draining')
       return
     }
-    this.#state = 'switching'
-    this.#lastFailed = undefined
-    this.#deadline = setTimeout(() => this.#handoffFailed(), this.host.handoffTimeoutMs).unref()
-    this.#tryHandoff()
+    this.#startHandoff(undefined)
   }
 
   shut(code: number, reason: string): void {
@@ -227,10 +241,20 @@ export class RelaySession implements WsConnection {
 
   // ---- handoff ----
 
+  /** `avoid`: an instance to pick only when there is no other (the one that just went away). */
+  #startHandoff(avoid: Instance | undefined): void {
+    this.#state = 'switching'
+    this.#lastFailed = avoid
+    this.#deadline = setTimeout(() => this.#handoffFailed(), this.host.handoffTimeoutMs).unref()
+    this.#tryHandoff()
+  }
+
   #tryHandoff(): void {
     this.#retry = undefined
     if (this.#state !== 'switching') return
-    const to = this.host.route(this, this.#lastFailed)
+    const failed = this.#lastFailed
+    // Another instance if there is one; else the one that failed, which may be back by now.
+    const to = this.host.route(this, failed) ?? (failed === undefined ? undefined : this.host.route(this, undefined))
     if (to === undefined) {
       this.#retry = setTimeout(() => this.#tryHandoff(), RETRY_MS).unref()
       return

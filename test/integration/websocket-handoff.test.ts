@@ -161,6 +161,76 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
   })
 })
 
+/** Replies strictly in order, none twice, and at most a couple lost (those in flight to an upstream as it closed). */
+function expectAnsweredInOrder(replies: Reply[], sent: number): void {
+  const ns = replies.map((r) => r.n)
+  for (let i = 1; i < ns.length; i++) expect(ns[i]!).toBeGreaterThan(ns[i - 1]!)
+  expect(ns.length).toBeGreaterThanOrEqual(sent - 3)
+}
+
+describe('WebSocket handoff when the upstream itself goes away', () => {
+  it('an upstream closing with 1012 or 1001 hands the client to another instance; other codes reach the client', async () => {
+    const a = await startWsUpstream('blue-a', { onConnection: numbered })
+    const b = await startWsUpstream('blue-b', { onConnection: numbered })
+    const proxy = await startProxy({
+      versions: { blue: { instances: [{ url: a.url }, { url: b.url }] } },
+      sticky: { keys: ['header:x-user-id'] },
+      websocket: { onDrain: 'handoff', handoffTimeoutMs: 3000 },
+    })
+    try {
+      for (const code of [1012, 1001]) {
+        const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': `restart-${code}` } })
+        const s = steadySender(ws, 40, 5)
+        await waitFor(() => s.replies.length > 5, 'some replies')
+        const under = s.replies[0]!.by === 'blue-a' ? a : b
+        // The application restarts under this connection.
+        ;[...under.clients].at(-1)!.close(code, 'restarting')
+        await s.done
+        // Whatever was on the wire to the old upstream when it closed is lost with it; the rest is answered.
+        await waitFor(() => s.replies.at(-1)?.n === 39, 'the last reply')
+        expectAnsweredInOrder(s.replies, 40)
+        expect(s.closed).toBeUndefined()
+        const other = under === a ? 'blue-b' : 'blue-a'
+        expect(s.replies.at(-1)!.by).toBe(other)
+        ws.close()
+      }
+      // An application that ends the conversation itself: the client hears it as it was.
+      const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': 'ended' } })
+      const closed = whenClosed(ws)
+      await waitFor(() => a.clients.size + b.clients.size > 0, 'the upstream side')
+      for (const u of [a, b]) for (const c of u.clients) if (c.readyState === 1) c.close(4000, 'bye')
+      expect(await closed).toEqual({ code: 4000, reason: 'bye' })
+    } finally {
+      await proxy.stop()
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it('with one instance, a client whose upstream restarts is connected to it again', async () => {
+    const a = await startWsUpstream('solo', { onConnection: numbered })
+    const proxy = await startProxy({
+      versions: { blue: { instances: [{ url: a.url }] } },
+      websocket: { onDrain: 'handoff', handoffTimeoutMs: 3000 },
+    })
+    try {
+      const ws = await openClient(wsUrl(proxy.url))
+      const s = steadySender(ws, 40, 5)
+      await waitFor(() => s.replies.length > 5, 'some replies')
+      ;[...a.clients].at(-1)!.close(1012, 'restarting')
+      await s.done
+      await waitFor(() => s.replies.at(-1)?.n === 39, 'the last reply')
+      expectAnsweredInOrder(s.replies, 40)
+      expect(s.closed).toBeUndefined()
+      expect(a.clients.size).toBeGreaterThan(0)
+      ws.close()
+    } finally {
+      await proxy.stop()
+      await a.close()
+    }
+  })
+})
+
 describe('WebSockets when a handoff is impossible or not wanted', () => {
   it('closes the client with 1012 when onDrain is close', async () => {
     const a = await startWsUpstream('a')
