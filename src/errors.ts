@@ -43,6 +43,28 @@ export class ShuttingDownError extends SluiceError {
   }
 }
 
+/** A request the proxy cannot forward as sent (asterisk-form target, no Host, ...): the client's fault, never an instance's. */
+export class BadRequestError extends SluiceError {
+  readonly code = 'SLUICE_BAD_REQUEST'
+  readonly status = 400
+}
+
+/** An upgrade request that is not a WebSocket opening handshake sluice can proxy. */
+export class WebSocketHandshakeError extends SluiceError {
+  readonly code = 'SLUICE_BAD_WEBSOCKET_HANDSHAKE'
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** A mirrored copy had no complete answer within `mirror.timeoutMs` (counted, never answered to anyone). */
+export class ShadowTimeoutError extends Error {
+  readonly code = 'SLUICE_MIRROR_TIMEOUT'
+}
+
 export interface Problem {
   path: string
   message: string

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
+import { ShadowTimeoutError } from '../errors.js'
 import type { ResponseTap } from '../proxy/forward.js'
 import { responseHeaderList } from '../proxy/headers.js'
 import { differences } from './answer-compare.js'
@@ -14,10 +15,6 @@ export interface CopyOwner {
   released(copy: MirrorCopy): void
   /** Both sides are known: the copy's outcome can be counted. Not called for a cancelled copy. */
   settled(copy: MirrorCopy, outcome: MirrorOutcome, differs: readonly string[]): void
-}
-
-export class ShadowTimeoutError extends Error {
-  readonly code = 'SLUICE_MIRROR_TIMEOUT'
 }
 
 /**

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
 import {
+  BadRequestError,
   NoUsableInstanceError,
   ShuttingDownError,
   type SluiceError,
@@ -12,7 +13,7 @@ import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
 import { responseHeaderList, upstreamHeaders } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
-import { BadRequestError, sendOwnAnswer } from './own-answer.js'
+import { sendOwnAnswer } from './own-answer.js'
 
 export interface ForwardContext {
   /** Swapped whole by the control plane; read once per request. */

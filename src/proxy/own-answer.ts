@@ -1,11 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import { errorBody, SluiceError } from '../errors.js'
-
-/** A request the proxy cannot forward as sent (asterisk-form target, ...): the client's fault, never an instance's. */
-export class BadRequestError extends SluiceError {
-  readonly code = 'SLUICE_BAD_REQUEST'
-  readonly status = 400
-}
+import { errorBody, type SluiceError } from '../errors.js'
 
 /** The proxy's own answer (502, 503, 504) with the JSON error body of CONTRACT section 3. */
 export function sendOwnAnswer(res: ServerResponse, err: SluiceError, closeConnection: boolean): void {

@@ -4,7 +4,13 @@ import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { WebSocketServer } from 'ws'
-import { NoUsableInstanceError, ShuttingDownError, UpstreamFailedError, UpstreamTimeoutError } from '../errors.js'
+import {
+  NoUsableInstanceError,
+  ShuttingDownError,
+  UpstreamFailedError,
+  UpstreamTimeoutError,
+  WebSocketHandshakeError,
+} from '../errors.js'
 import type { Sluice, SluiceHooks } from '../lifecycle/sluice.js'
 import { CLIENT_CLOSED } from '../proxy/forward.js'
 import type { Instance } from '../routing/instance.js'
@@ -16,7 +22,6 @@ import {
   passRefusal,
   relayHeaders,
   tunnelHeaders,
-  WebSocketHandshakeError,
   writeOwnAnswer,
 } from './handshake.js'
 import { type RelayHost, RelaySession } from './relay-session.js'

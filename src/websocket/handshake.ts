@@ -1,18 +1,7 @@
 import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { errorBody, SluiceError } from '../errors.js'
+import { errorBody, type SluiceError, WebSocketHandshakeError } from '../errors.js'
 import { stripResponseHeaders, upstreamHeaders } from '../proxy/headers.js'
-
-/** An upgrade request that is not a WebSocket opening handshake sluice can proxy. */
-export class WebSocketHandshakeError extends SluiceError {
-  readonly code = 'SLUICE_BAD_WEBSOCKET_HANDSHAKE'
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message)
-  }
-}
 
 const KEY = /^[+/0-9A-Za-z]{22}==$/
 
