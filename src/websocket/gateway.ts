@@ -426,15 +426,23 @@ export function attachWebSockets(sluice: Sluice): WebSocketGateway {
 }
 
 /**
- * Whether routing still wants connections on `instance`: 'move' when it is
- * not usable (drained, unhealthy, ejected) or no longer configured; 'check'
- * when its version lost all weight (each connection moves unless an
- * override, or failing open, still routes it there); else 'stay'.
+ * Whether routing still wants connections on `instance`: 'move' when it
+ * drains (itself or its version) or is no longer configured; 'check' when
+ * its version lost all weight (each connection moves unless an override, or
+ * failing open, still routes it there); else 'stay'. A failed probe or an
+ * outlier ejection sends new connections elsewhere but leaves open ones
+ * where they are, as Envoy and HAProxy do by default: a working socket is
+ * its own proof of life, and a flapping probe would otherwise move (in
+ * tunnel mode: close) every socket on the instance each time it flaps. A
+ * socket whose upstream really dies closes on its own.
  */
 function instanceVerdict(instance: Instance, table: RoutingTable): 'move' | 'check' | 'stay' {
   let route: VersionRoute | undefined
   for (const r of table.routes) if (r.version === instance.version) route = r
-  if (route === undefined || !instance.usable || !instance.version.instances.includes(instance)) return 'move'
+  const version = instance.version
+  if (route === undefined || instance.draining || version.draining || !version.instances.includes(instance)) {
+    return 'move'
+  }
   return route.weight === 0 ? 'check' : 'stay'
 }
 

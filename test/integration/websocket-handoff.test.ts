@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { WebSocket } from 'ws'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { waitFor } from '../helpers/wait.js'
-import { openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
+import { nextMessage, openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
 
 /** Answers {"n":N} with {"n":N,"by":NAME}: who answered which message. */
 function numbered(ws: WebSocket, _req: unknown, u: { name: string }): void {
@@ -227,6 +227,50 @@ describe('WebSocket handoff when the upstream itself goes away', () => {
     } finally {
       await proxy.stop()
       await a.close()
+    }
+  })
+})
+
+describe('WebSockets on an instance that fails its probes', () => {
+  it('stay where they are (relay and tunnel); new upgrades go to a healthy instance', async () => {
+    for (const mode of ['relay', 'tunnel'] as const) {
+      const a = await startWsUpstream('blue-a', { onConnection: numbered })
+      const b = await startWsUpstream('blue-b', { onConnection: numbered })
+      const proxy = await startProxy({
+        versions: { blue: { instances: [{ url: a.url }, { url: b.url }] } },
+        sticky: { keys: ['header:x-user-id'] },
+        health: { path: '/healthz', intervalMs: 100, timeoutMs: 100, unhealthyThreshold: 1, healthyThreshold: 1 },
+        websocket: { mode, onDrain: 'handoff' },
+      })
+      const healthy = async (url: string) =>
+        (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances.find(
+          (i: { url: string; healthy: boolean }) => i.url === url,
+        ).healthy as boolean
+      try {
+        await waitFor(async () => (await healthy(a.url)) && (await healthy(b.url)), 'both probed healthy')
+        const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': `probe-${mode}` } })
+        const s = steadySender(ws, 60, 10)
+        await waitFor(() => s.replies.length > 3, 'some replies')
+        const under = s.replies[0]!.by === 'blue-a' ? a : b
+        const other = under === a ? b : a
+        under.healthy = false
+        await waitFor(async () => !(await healthy(under.url)), 'the instance marked unhealthy')
+        // A new connection for the same user goes to the healthy instance.
+        const fresh = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': `probe-${mode}` } })
+        fresh.send(JSON.stringify({ n: 0 }))
+        expect(JSON.parse(String((await nextMessage(fresh)).data)).by).toBe(other.name)
+        fresh.close()
+        await s.done
+        await waitFor(() => s.replies.length === 60, 'every reply')
+        // The open one was never moved or closed.
+        expect(s.closed).toBeUndefined()
+        expect(new Set(s.replies.map((r) => r.by))).toEqual(new Set([under.name]))
+        ws.close()
+      } finally {
+        await proxy.stop()
+        await a.close()
+        await b.close()
+      }
     }
   })
 })
