@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -24,8 +24,13 @@ export function buildOnce(): Promise<void> {
           [tsc, '-p', 'tsconfig.build.json'],
           { cwd: ROOT, timeout: 180_000 },
           (err, stdout) => {
-            if (existsSync(MAIN)) resolve()
-            else reject(new Error(`build failed: ${err?.message ?? ''}\n${stdout}`))
+            if (!existsSync(MAIN)) {
+              reject(new Error(`build failed: ${err?.message ?? ''}\n${stdout}`))
+              return
+            }
+            // As `npm run build` leaves it: npx runs the file itself.
+            chmodSync(MAIN, 0o755)
+            resolve()
           },
         )
       })

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest'
-import { buildOnce, runCli } from '../helpers/cli.js'
+import { execFileSync } from 'node:child_process'
+import { buildOnce, MAIN, ROOT, runCli } from '../helpers/cli.js'
 
 const DIR = 'test/fixtures/configs'
 
@@ -102,6 +103,15 @@ describe.concurrent('usage errors exit 2', () => {
     const r = await runCli(['frobnicate'])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/^unknown command "frobnicate"\nusage: sluice <command>\n/)
+  })
+
+  it('the built entry point runs on its own, as npx sluice runs it (shebang and executable bit)', () => {
+    const out = execFileSync(MAIN, ['validate', '--config', 'config/blue-green.yaml'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, SLUICE_ADMIN_TOKEN: 'any' },
+    })
+    expect(out).toBe('ok\n')
   })
 
   it('no command at all prints the usage', async () => {
