@@ -63,6 +63,18 @@ export function pin(pid, cpus) {
   return r.status === 0
 }
 
+/** Waits until `url` answers 200 (a sticky key set), or throws after 15 s. */
+export async function until200(url) {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const res = await fetch(url, { headers: { 'x-user-id': 'probe' } }).catch(() => undefined)
+    await res?.arrayBuffer()
+    if (res?.status === 200) return
+    if (Date.now() > deadline) throw new Error(`${url} never answered 200 (last status ${res?.status})`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
 export function median(values) {
   const s = [...values].sort((a, b) => a - b)
   const mid = s.length >> 1

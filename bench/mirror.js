@@ -16,7 +16,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { announce, cpuMs, flag, hasFlag, machine, median, pin, startBlueGreen, startChild } from './lib.js'
+import { announce, cpuMs, flag, hasFlag, machine, median, pin, startBlueGreen, startChild, until200 } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -135,17 +135,6 @@ function sluiceConfig(blue, green, mirror) {
     health: { path: '/healthz', intervalMs: 2000 },
     ...(mirror ? { mirror } : {}),
     log: { level: 'info' },
-  }
-}
-
-async function until200(url) {
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    const res = await fetch(url, { headers: { 'x-user-id': 'probe' } }).catch(() => undefined)
-    await res?.arrayBuffer()
-    if (res?.status === 200) return
-    if (Date.now() > deadline) throw new Error(`${url} never answered 200 (last status ${res?.status})`)
-    await new Promise((r) => setTimeout(r, 200))
   }
 }
 

@@ -12,7 +12,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { announce, cpuMs, flag, hasFlag, machine, median, startBlueGreen, startChild } from './lib.js'
+import { announce, cpuMs, flag, hasFlag, machine, median, startBlueGreen, startChild, until200 } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -152,14 +152,7 @@ function sluiceConfig(blue, green) {
 
 /** Waits until sluice routes to both versions and measures the split over distinct keys. */
 async function checkSplit(url) {
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    const res = await fetch(url, { headers: { 'x-user-id': 'probe' } }).catch(() => undefined)
-    await res?.arrayBuffer()
-    if (res?.status === 200) break
-    if (Date.now() > deadline) throw new Error(`sluice never answered 200 (last status ${res?.status})`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
+  await until200(url)
   let green = 0
   const total = 1000
   for (let i = 0; i < total; i++) {

@@ -6,6 +6,11 @@ import type { Redis } from 'ioredis'
  * and a lease acquisition one step. ioredis sends them by SHA and falls
  * back to the full text when a restarted Redis no longer knows them.
  */
+/** Lua: `now`, the Redis server's clock in ms (so proxies' clocks need not agree). */
+const NOW_MS = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
 const SCRIPTS = {
   /**
    * KEYS: state hash, audit list. ARGV: expected revision (0: the state is
@@ -43,8 +48,7 @@ return {1}
     numberOfKeys: 3,
     lua: `
 if redis.call('EXISTS', KEYS[2]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  ${NOW_MS}  redis.call('SET', KEYS[2], now)
   redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
   return 0
 end
@@ -80,9 +84,7 @@ return 0
   sluiceSlicesPut: {
     numberOfKeys: 1,
     lua: `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], ARGV[1], now .. '|' .. ARGV[2])
+${NOW_MS}redis.call('HSET', KEYS[1], ARGV[1], now .. '|' .. ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `,
@@ -94,9 +96,7 @@ return 1
   sluiceSlicesGet: {
     numberOfKeys: 1,
     lua: `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local all = redis.call('HGETALL', KEYS[1])
+${NOW_MS}local all = redis.call('HGETALL', KEYS[1])
 local out = {}
 for i = 1, #all, 2 do
   local v = all[i + 1]
