@@ -1,12 +1,22 @@
 // The floor any Node reverse proxy pays: node:http server, one undici Pool,
 // request and response headers passed (hop-by-hop ones dropped), the response
 // body streamed back. No routing, no metrics, no retries.
-//   node bench/bare-passthrough.js http://127.0.0.1:PORT
+//   node bench/bare-passthrough.js http://127.0.0.1:PORT [--copy-to URL --copy-every N]
+// --copy-to: every Nth request (default 10) is also sent to URL once the callback that sent it has
+// returned, fire and forget (answer discarded, nothing compared): the floor of mirroring's cost,
+// for bench/mirror.js --bare.
 import { createServer } from 'node:http'
 import { Pool } from 'undici'
+import { flag } from './lib.js'
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'])
-const pool = new Pool(process.argv[2], { pipelining: 1, keepAliveTimeout: 4_000, connect: { noDelay: true } })
+const poolOptions = { pipelining: 1, keepAliveTimeout: 4_000, connect: { noDelay: true } }
+const pool = new Pool(process.argv[2], poolOptions)
+const copyTo = flag(process.argv, 'copy-to', undefined)
+const copyEvery = Number(flag(process.argv, 'copy-every', '10'))
+const shadow = copyTo === undefined ? undefined : new Pool(copyTo, poolOptions)
+const discard = { onRequestStart() {}, onResponseStart() {}, onResponseData() {}, onResponseEnd() {}, onResponseError() {} }
+let seen = 0
 
 const server = createServer((req, res) => {
   const headers = []
@@ -26,6 +36,10 @@ const server = createServer((req, res) => {
       else res.writeHead(502).end()
     },
   )
+  if (shadow !== undefined && !hasBody && ++seen % copyEvery === 0) {
+    const copy = { path: req.url, method: req.method, headers, body: null }
+    process.nextTick(() => shadow.dispatch(copy, discard))
+  }
 })
 // Exit through process.exit so --cpu-prof writes its profile.
 process.once('SIGTERM', () => process.exit(0))

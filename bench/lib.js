@@ -1,7 +1,7 @@
 // Shared pieces of the end-to-end benches: flags, child processes that announce
 // their ports with a JSON "listening" line on stdout, medians, machine facts.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { createInterface } from 'node:readline'
 
@@ -61,6 +61,42 @@ export function startChild(label, args, { execArgv = [], timeoutMs = 15_000 } = 
 export function pin(pid, cpus) {
   const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
   return r.status === 0
+}
+
+const CGROUP_V2 = '/sys/fs/cgroup'
+const CGROUP_V1_CPU = '/sys/fs/cgroup/cpu'
+/** CFS period of the quotas: short, so a throttled process waits at most a few ms at a time. */
+const QUOTA_PERIOD_US = 10_000
+
+/**
+ * Caps `pid` at `fraction` of one CPU with a CFS quota in a new cgroup named
+ * `name` (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us`; needs root on
+ * Linux). Answers a function that removes the cgroup once the process has
+ * exited, or undefined when no cgroup could be made here.
+ */
+export function limitCpu(pid, fraction, name) {
+  const v2 = existsSync(`${CGROUP_V2}/cgroup.controllers`) &&
+    readFileSync(`${CGROUP_V2}/cgroup.controllers`, 'utf8').split(/\s+/).includes('cpu')
+  const dir = v2 ? `${CGROUP_V2}/${name}` : `${CGROUP_V1_CPU}/${name}`
+  const quota = String(Math.round(fraction * QUOTA_PERIOD_US))
+  try {
+    mkdirSync(dir, { recursive: true })
+    if (v2) writeFileSync(`${dir}/cpu.max`, `${quota} ${QUOTA_PERIOD_US}`)
+    else {
+      writeFileSync(`${dir}/cpu.cfs_period_us`, String(QUOTA_PERIOD_US))
+      writeFileSync(`${dir}/cpu.cfs_quota_us`, quota)
+    }
+    writeFileSync(`${dir}/cgroup.procs`, String(pid))
+  } catch {
+    return undefined
+  }
+  return () => {
+    try {
+      rmdirSync(dir)
+    } catch {
+      // Still in use or already gone: left for the next run's mkdir to reuse.
+    }
+  }
 }
 
 /** Waits until `url` answers 200 (a sticky key set), or throws after 15 s. */

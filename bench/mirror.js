@@ -2,21 +2,47 @@
 // same upstreams (blue serves users; green is the mirror version):
 //   off   no mirroring,
 //   on    mirroring 10% of requests to green, compare on (status, headers, body digest),
-// driven by autocannon in interleaved rounds (the order alternates), sticky x-user-id keys.
+// driven by autocannon (a child process per target, bench/load-worker.js) in interleaved rounds
+// (the order alternates), sticky x-user-id keys.
 // Both versions answer the same body (a candidate that behaves), so copies take the common
 // "match" path; --mismatch makes green answer differently (every copy a mismatch, the costliest
 // path). Reports user-facing req/s, p99, and CPU per request of the sluice process; the target is
 // on/off req/s >= 0.9, judged on the median of the per-round on/off pairs (each pair ran back to
-// back, so drift in the machine's load cancels). All on 127.0.0.1, ephemeral ports.
+// back, or at the same time with --proxy-cpu, so drift in the machine's speed cancels). All on
+// 127.0.0.1, ephemeral ports.
 // --pin puts each sluice on CPU 0 and the load generator and both upstreams on CPU 1 (taskset), so
 // the shadow upstream's own work for the copies does not run on the proxy's core: on a 2-core box
 // it otherwise preempts the proxy, a cost a real shadow on another host never puts on it.
-//   npm run build && node bench/mirror.js --duration 8 --rounds 5 --connections 50 --percent 10 [--pin]
+// --proxy-cpu F caps each sluice at F of one CPU (a CFS quota in a cgroup of its own; Linux, root)
+// and loads both at the same time in each round. With F = 0.3 the two proxies are the only
+// bottlenecks (the generator and upstreams keep about a CPU to spare), so req/s measures each
+// proxy's own capacity, and both arms see the same moment of a machine whose speed drifts by
+// half within minutes. Without it every process shares the 2 cores, and req/s falls with the
+// whole machine's work per request, the shadow upstream's answers to the copies included.
+// --bare puts the bare undici pass-through (bench/bare-passthrough.js) in sluice's place, the
+// "on" one also sending every (100/percent)th request to green, fire and forget: the floor of
+// what a copy costs any Node proxy on undici, to judge sluice's own figure against.
+// Each round also reports the CPU per user request of the upstreams and the load generator.
+//   npm run build && node bench/mirror.js --duration 8 --rounds 5 --connections 50 --percent 10 \
+//     [--pin | --proxy-cpu 0.3] [--mismatch] [--bare]
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import autocannon from 'autocannon'
-import { announce, cpuMs, flag, hasFlag, machine, median, pin, startBlueGreen, startChild, until200 } from './lib.js'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import {
+  announce,
+  cpuMs,
+  flag,
+  hasFlag,
+  limitCpu,
+  machine,
+  median,
+  pin,
+  startBlueGreen,
+  startChild,
+  until200,
+} from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -31,8 +57,11 @@ const opts = {
   percent: Number(flag(args, 'percent', '10')),
   mismatch: hasFlag(args, 'mismatch'),
   pin: hasFlag(args, 'pin'),
+  proxyCpu: Number(flag(args, 'proxy-cpu', '0')),
+  bare: hasFlag(args, 'bare'),
 }
 const TOKEN = 'bench-token'
+const execFileAsync = promisify(execFile)
 
 const requests = Array.from({ length: opts.keys }, (_, i) => ({
   method: 'GET',
@@ -43,23 +72,40 @@ const requests = Array.from({ length: opts.keys }, (_, i) => ({
 const info = announce()
 await mkdir(outDir, { recursive: true })
 const children = []
-const stopAll = () => Promise.all(children.map((c) => c.stop()))
+const cgroups = []
+const stopAll = async () => {
+  await Promise.all(children.map((c) => c.stop()))
+  for (const remove of cgroups.splice(0)) remove()
+}
 process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
 
 try {
-  const { blue, green } = await startBlueGreen(root, children, opts.bodyBytes, opts.mismatch ? [] : ['--same-body'])
+  const { upstream, blue, green } = await startBlueGreen(root, children, opts.bodyBytes, opts.mismatch ? [] : ['--same-body'])
 
   const targets = {}
   for (const name of ['off', 'on']) {
-    const mirror = name === 'on' ? { version: 'green', percent: opts.percent, ignore: ['x-upstream'] } : undefined
-    const file = join(outDir, `mirror-bench-${name}.json`)
-    await writeFile(file, JSON.stringify(sluiceConfig(blue, green, mirror), null, 2))
-    const child = startChild(`sluice-${name}`, [join(root, 'dist/cli/main.js'), 'serve', '--config', file])
+    let child
+    if (opts.bare) {
+      const copies = name === 'on' ? ['--copy-to', green, '--copy-every', String(Math.round(100 / opts.percent))] : []
+      child = startChild(`bare-${name}`, [join(root, 'bench/bare-passthrough.js'), blue, ...copies])
+    } else {
+      const mirror = name === 'on' ? { version: 'green', percent: opts.percent, ignore: ['x-upstream'] } : undefined
+      const file = join(outDir, `mirror-bench-${name}.json`)
+      await writeFile(file, JSON.stringify(sluiceConfig(blue, green, mirror), null, 2))
+      child = startChild(`sluice-${name}`, [join(root, 'dist/cli/main.js'), 'serve', '--config', file])
+    }
     children.push(child)
     const ready = await child.ready
     targets[name] = { url: `http://127.0.0.1:${ready.port}`, admin: `http://127.0.0.1:${ready.adminPort}`, child }
   }
   for (const t of Object.values(targets)) await until200(t.url)
+  if (opts.proxyCpu > 0) {
+    for (const [name, t] of Object.entries(targets)) {
+      const remove = limitCpu(t.child.proc.pid, opts.proxyCpu, `sluice-bench-${name}`)
+      if (remove === undefined) throw new Error('--proxy-cpu: no CPU cgroup could be made (Linux and root needed)')
+      cgroups.push(remove)
+    }
+  }
   if (opts.pin) {
     const ok =
       Object.values(targets).every((t) => pin(t.child.proc.pid, '0')) &&
@@ -68,26 +114,51 @@ try {
     if (!ok) throw new Error('--pin: taskset could not pin the processes (is util-linux installed, are there 2 CPUs?)')
   }
 
+  // Fresh processes: compiled code and connection pools warmed up before anything is counted.
+  await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, 5))))
+
   const runs = []
   for (let round = 0; round < opts.rounds; round++) {
+    // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
     const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
-    for (const name of order) {
-      const t = targets[name]
-      if (opts.warmup > 0) await load(t.url, opts.warmup)
-      const cpuBefore = cpuMs(t.child.proc.pid)
-      const r = await load(t.url, opts.duration)
-      const cpuAfter = cpuMs(t.child.proc.pid)
-      const cpuUsPerReq =
-        cpuBefore === undefined || cpuAfter === undefined ? undefined : ((cpuAfter - cpuBefore) * 1000) / r.total
-      runs.push({ round, target: name, ...r, cpuUsPerReq })
-      console.log(
-        `round ${round + 1}/${opts.rounds} mirror ${name.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
-          `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU ${cpuUsPerReq?.toFixed(1) ?? 'n/a'} µs/req` +
-          (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
-      )
+    const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
+    for (const names of batches) {
+      for (const r of await measure(names)) {
+        runs.push({ round, ...r })
+        console.log(
+          `round ${round + 1}/${opts.rounds} mirror ${r.target.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
+            `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU µs/req: sluice ${r.cpuUsPerReq?.toFixed(1) ?? 'n/a'} ` +
+            `upstreams ${r.upstreamUsPerReq?.toFixed(1) ?? 'n/a'} load ${r.loadGenUsPerReq.toFixed(1)}` +
+            (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
+        )
+      }
     }
   }
-  const mirrorState = await (await fetch(`${targets.on.admin}/v1/state`, { headers: auth() })).json()
+
+  /**
+   * Loads the named targets at the same time for one round. The upstreams' and the load
+   * generator's CPU are shared by the targets loaded together: counted per request of all of them.
+   */
+  async function measure(names) {
+    const list = names.map((name) => targets[name])
+    if (opts.warmup > 0) await Promise.all(list.map((t) => load(t.url, opts.warmup)))
+    const before = list.map((t) => cpuMs(t.child.proc.pid))
+    const upBefore = cpuMs(upstream.proc.pid)
+    const results = await Promise.all(list.map((t) => load(t.url, opts.duration)))
+    const all = results.reduce((n, r) => n + r.total, 0)
+    const upstreamUsPerReq = perReq(upBefore, cpuMs(upstream.proc.pid), all)
+    const loadGenUsPerReq = results.reduce((us, r) => us + r.cpuUs, 0) / all
+    return results.map((r, i) => ({
+      target: names[i],
+      ...r,
+      cpuUsPerReq: perReq(before[i], cpuMs(list[i].child.proc.pid), r.total),
+      upstreamUsPerReq,
+      loadGenUsPerReq,
+    }))
+  }
+  const mirrorState = opts.bare
+    ? { mirror: undefined }
+    : await (await fetch(`${targets.on.admin}/v1/state`, { headers: auth() })).json()
   const summary = {}
   for (const name of ['off', 'on']) {
     const mine = runs.filter((r) => r.target === name)
@@ -95,6 +166,8 @@ try {
       rps: median(mine.map((r) => r.rps)),
       p99: median(mine.map((r) => r.p99)),
       cpuUsPerReq: median(mine.map((r) => r.cpuUsPerReq ?? Number.NaN)),
+      upstreamUsPerReq: median(mine.map((r) => r.upstreamUsPerReq ?? Number.NaN)),
+      loadGenUsPerReq: median(mine.map((r) => r.loadGenUsPerReq)),
       failures: mine.reduce((n, r) => n + r.non2xx + r.errors, 0),
     }
   }
@@ -121,6 +194,17 @@ try {
   await stopAll()
 }
 
+function layout(o) {
+  if (o.proxyCpu > 0) {
+    return `, each proxy capped at ${o.proxyCpu} of a CPU (CFS quota) and both loaded at the same time, the rest unconstrained`
+  }
+  return o.pin ? ', sluice pinned to CPU 0, load generator and upstreams to CPU 1' : ', nothing pinned'
+}
+
+function perReq(beforeMs, afterMs, requests) {
+  return beforeMs === undefined || afterMs === undefined ? undefined : ((afterMs - beforeMs) * 1000) / requests
+}
+
 function auth() {
   return { authorization: `Bearer ${TOKEN}` }
 }
@@ -138,41 +222,47 @@ function sluiceConfig(blue, green, mirror) {
   }
 }
 
+/** One load run, from a child process of its own (bench/load-worker.js). */
 async function load(url, seconds) {
-  const r = await autocannon({ url, connections: opts.connections, pipelining: 1, duration: seconds, requests })
-  return {
-    rps: r.requests.total / r.duration,
-    total: r.requests.total,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    non2xx: r.non2xx,
-    errors: r.errors + r.timeouts,
-  }
+  const options = { url, connections: opts.connections, pipelining: 1, duration: seconds, requests }
+  const { stdout } = await execFileAsync(process.execPath, [join(root, 'bench/load-worker.js'), JSON.stringify(options)], {
+    maxBuffer: 1 << 20,
+  })
+  return JSON.parse(stdout)
 }
 
 function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, pairs, mirror }) {
   const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
   const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a')
   const lines = [
-    `### ${m.date.slice(0, 10)}: mirroring ${o.percent}%: ${m.cpu}, ${m.cores} cores, Node ${m.node}`,
+    `### ${m.date.slice(0, 10)}: ${o.bare ? 'bare pass-through copying' : 'mirroring'} ${o.percent}%: ` +
+      `${m.cpu}, ${m.cores} cores, Node ${m.node}`,
     '',
     `${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
-      `GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, compare on, ` +
+      `GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, ` +
+      `${o.bare ? 'copies fire and forget' : 'compare on'}, ` +
       `${o.mismatch ? 'green answering a different body (every copy a mismatch)' : 'both versions answering the same body'}` +
-      `${o.pin ? ', sluice pinned to CPU 0, load generator and upstreams to CPU 1' : ', nothing pinned'}. ` +
+      `${layout(o)}. ` +
       `Load average before ${m.loadavg.join(' ')}, after ${loadavgAfter.join(' ')}.`,
     '',
-    '| mirroring | req/s (median) | p99 ms | CPU µs/req (sluice) | non-2xx + errors |',
-    '| --- | ---: | ---: | ---: | ---: |',
-    `| off | ${summary.off.rps.toFixed(0)} | ${summary.off.p99} | ${f1(summary.off.cpuUsPerReq)} | ${summary.off.failures} |`,
-    `| ${o.percent}% to green | ${summary.on.rps.toFixed(0)} | ${summary.on.p99} | ${f1(summary.on.cpuUsPerReq)} | ${summary.on.failures} |`,
+    `| mirroring | req/s (median) | p99 ms | CPU µs/req: ${o.bare ? 'bare proxy' : 'sluice'} | upstreams | load generator | non-2xx + errors |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...['off', 'on'].map((name) => {
+      const s = summary[name]
+      const label = name === 'off' ? 'off' : `${o.percent}% to green`
+      return `| ${label} | ${s.rps.toFixed(0)} | ${s.p99} | ${f1(s.cpuUsPerReq)} | ${f1(s.upstreamUsPerReq)} | ${f1(s.loadGenUsPerReq)} | ${s.failures} |`
+    }),
     '',
     `- on / off req/s, median of the per-round pairs: ${f2(ratios.pairedRps)} (target >= 0.9: ` +
       `${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; pairs ${pairs.map(f2).join(' ')}; ratio of the medians ${f2(ratios.rps)}), ` +
       `p99 ${f2(ratios.p99)}, CPU per request ${f2(ratios.cpuPerReq)}`,
-    `- mirror figures at the end: copied ${mirror?.copied}, dropped ${mirror?.dropped}, errors ${mirror?.errors}, ` +
-      `matched ${mirror?.matched}, mismatches ${mirror?.mismatches}, shadow p95 ${mirror?.shadowP95Ms} ms, ` +
-      `primary p95 ${mirror?.primaryP95Ms} ms`,
   ]
+  if (mirror) {
+    lines.push(
+      `- mirror figures at the end: copied ${mirror.copied}, dropped ${mirror.dropped}, errors ${mirror.errors}, ` +
+        `matched ${mirror.matched}, mismatches ${mirror.mismatches}, shadow p95 ${mirror.shadowP95Ms} ms, ` +
+        `primary p95 ${mirror.primaryP95Ms} ms`,
+    )
+  }
   return lines.join('\n')
 }
