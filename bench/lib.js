@@ -99,6 +99,19 @@ export function limitCpu(pid, fraction, name) {
   }
 }
 
+/**
+ * The benches' keyed traffic: GET /api/items, one request per sticky
+ * x-user-id key, prebuilt (no setupRequest) so autocannon does not rebuild a
+ * request per send; each connection cycles through every key.
+ */
+export function stickyRequests(keys) {
+  return Array.from({ length: keys }, (_, i) => ({
+    method: 'GET',
+    path: '/api/items',
+    headers: { 'x-user-id': `user-${(i * 7919) % 100_003}` },
+  }))
+}
+
 /** Waits until `url` answers 200 (a sticky key set), or throws after 15 s. */
 export async function until200(url) {
   const deadline = Date.now() + 15_000

@@ -60,14 +60,9 @@ const opts = {
   proxyCpu: Number(flag(args, 'proxy-cpu', '0')),
   bare: hasFlag(args, 'bare'),
 }
+if (opts.pin && opts.proxyCpu > 0) throw new Error('--pin and --proxy-cpu are two different layouts: give one')
 const TOKEN = 'bench-token'
 const execFileAsync = promisify(execFile)
-
-const requests = Array.from({ length: opts.keys }, (_, i) => ({
-  method: 'GET',
-  path: '/api/items',
-  headers: { 'x-user-id': `user-${(i * 7919) % 100_003}` },
-}))
 
 const info = announce()
 await mkdir(outDir, { recursive: true })
@@ -110,30 +105,13 @@ try {
     const ok =
       Object.values(targets).every((t) => pin(t.child.proc.pid, '0')) &&
       pin(children[0].proc.pid, '1') &&
+      // The load workers are spawned later from this process, so they inherit CPU 1.
       pin(process.pid, '1')
     if (!ok) throw new Error('--pin: taskset could not pin the processes (is util-linux installed, are there 2 CPUs?)')
   }
 
   // Fresh processes: compiled code and connection pools warmed up before anything is counted.
   await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, 5))))
-
-  const runs = []
-  for (let round = 0; round < opts.rounds; round++) {
-    // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
-    const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
-    const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
-    for (const names of batches) {
-      for (const r of await measure(names)) {
-        runs.push({ round, ...r })
-        console.log(
-          `round ${round + 1}/${opts.rounds} mirror ${r.target.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
-            `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU µs/req: sluice ${r.cpuUsPerReq?.toFixed(1) ?? 'n/a'} ` +
-            `upstreams ${r.upstreamUsPerReq?.toFixed(1) ?? 'n/a'} load ${r.loadGenUsPerReq.toFixed(1)}` +
-            (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
-        )
-      }
-    }
-  }
 
   /**
    * Loads the named targets at the same time for one round. The upstreams' and the load
@@ -156,6 +134,25 @@ try {
       loadGenUsPerReq,
     }))
   }
+
+  const runs = []
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
+    // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
+    const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
+    for (const names of batches) {
+      for (const r of await measure(names)) {
+        runs.push({ round, ...r })
+        console.log(
+          `round ${round + 1}/${opts.rounds} mirror ${r.target.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
+            `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU µs/req: proxy ${r.cpuUsPerReq?.toFixed(1) ?? 'n/a'} ` +
+            `upstreams ${r.upstreamUsPerReq?.toFixed(1) ?? 'n/a'} load ${r.loadGenUsPerReq.toFixed(1)}` +
+            (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
+        )
+      }
+    }
+  }
+
   const mirrorState = opts.bare
     ? { mirror: undefined }
     : await (await fetch(`${targets.on.admin}/v1/state`, { headers: auth() })).json()
@@ -224,7 +221,7 @@ function sluiceConfig(blue, green, mirror) {
 
 /** One load run, from a child process of its own (bench/load-worker.js). */
 async function load(url, seconds) {
-  const options = { url, connections: opts.connections, pipelining: 1, duration: seconds, requests }
+  const options = { url, connections: opts.connections, pipelining: 1, duration: seconds, keys: opts.keys }
   const { stdout } = await execFileAsync(process.execPath, [join(root, 'bench/load-worker.js'), JSON.stringify(options)], {
     maxBuffer: 1 << 20,
   })

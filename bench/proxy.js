@@ -12,7 +12,18 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { announce, cpuMs, flag, hasFlag, machine, median, startBlueGreen, startChild, until200 } from './lib.js'
+import {
+  announce,
+  cpuMs,
+  flag,
+  hasFlag,
+  machine,
+  median,
+  startBlueGreen,
+  startChild,
+  stickyRequests,
+  until200,
+} from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -38,13 +49,7 @@ const LABELS = {
 for (const t of opts.targets)
   if (!(t in LABELS)) throw new Error(`unknown target "${t}" (known: ${Object.keys(LABELS)})`)
 
-// Prebuilt requests (no setupRequest) so autocannon does not rebuild a request
-// per send: each connection cycles through every key.
-const keyed = Array.from({ length: opts.keys }, (_, i) => ({
-  method: 'GET',
-  path: '/api/items',
-  headers: { 'x-user-id': `user-${(i * 7919) % 100_003}` },
-}))
+const keyed = stickyRequests(opts.keys)
 const keyless = [{ method: 'GET', path: '/api/items' }]
 
 const info = announce()

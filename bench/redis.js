@@ -14,7 +14,7 @@ import { createServer, connect as tcpConnect } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { cpuMs, flag, machine, median, startChild } from './lib.js'
+import { cpuMs, flag, machine, median, startChild, stickyRequests } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -81,11 +81,7 @@ try {
   const shared = await checkShared(pairs.redis)
   console.log(`redis pair shares state: a change on one reached the other in ${shared} ms`)
 
-  const requests = Array.from({ length: 1000 }, (_, i) => ({
-    method: 'GET',
-    path: '/api/items',
-    headers: { 'x-user-id': `user-${(i * 7919) % 100_003}` },
-  }))
+  const requests = stickyRequests(1000)
   const runs = []
   const kinds = ['memory', 'redis']
   for (let round = 0; round < opts.rounds; round++) {
