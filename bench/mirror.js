@@ -23,8 +23,12 @@
 // "on" one also sending every (100/percent)th request to green, fire and forget: the floor of
 // what a copy costs any Node proxy on undici, to judge sluice's own figure against.
 // Each round also reports the CPU per user request of the upstreams and the load generator.
+// --pairs N repeats the whole measurement on N fresh off/on process pairs and reports the median of
+// the pairs' ratios. One process keeps its speed for its whole life, and two identical sluice
+// processes started together differed by up to 10% for all their rounds (JIT decisions, where the
+// scheduler put them), so more rounds on one pair cannot average that away; more pairs can.
 //   npm run build && node bench/mirror.js --duration 8 --rounds 5 --connections 50 --percent 10 \
-//     [--pin | --proxy-cpu 0.3] [--mismatch] [--bare]
+//     [--pin | --proxy-cpu 0.3] [--pairs 8] [--mismatch] [--bare]
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -59,6 +63,7 @@ const opts = {
   pin: hasFlag(args, 'pin'),
   proxyCpu: Number(flag(args, 'proxy-cpu', '0')),
   bare: hasFlag(args, 'bare'),
+  pairs: Number(flag(args, 'pairs', '1')),
 }
 if (opts.pin && opts.proxyCpu > 0) throw new Error('--pin and --proxy-cpu are two different layouts: give one')
 const TOKEN = 'bench-token'
@@ -77,6 +82,79 @@ process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
 try {
   const { upstream, blue, green } = await startBlueGreen(root, children, opts.bodyBytes, opts.mismatch ? [] : ['--same-body'])
 
+  const runs = []
+  /** Per fresh process pair: the median of its rounds' on/off pairs. */
+  const pairRatios = []
+  const figures = []
+  for (let invocation = 0; invocation < opts.pairs; invocation++) {
+    const targets = await startTargets(upstream, blue, green)
+    try {
+      // Fresh processes: compiled code and connection pools warmed up before anything is counted.
+      await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, 5))))
+      const mine = []
+      for (let round = 0; round < opts.rounds; round++) {
+        const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
+        // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
+        const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
+        for (const names of batches) {
+          for (const r of await measure(targets, upstream, names)) {
+            mine.push({ invocation, round, ...r })
+            console.log(
+              `${opts.pairs > 1 ? `pair ${invocation + 1}/${opts.pairs} ` : ''}` +
+                `round ${round + 1}/${opts.rounds} mirror ${r.target.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
+                `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU µs/req: proxy ${r.cpuUsPerReq?.toFixed(1) ?? 'n/a'} ` +
+                `upstreams ${r.upstreamUsPerReq?.toFixed(1) ?? 'n/a'} load ${r.loadGenUsPerReq.toFixed(1)}` +
+                (r.quotaUsed === undefined ? '' : `  quota used ${(r.quotaUsed * 100).toFixed(0)}%`) +
+                (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
+            )
+          }
+        }
+      }
+      runs.push(...mine)
+      pairRatios.push(median(roundPairs(mine)))
+      if (!opts.bare) figures.push((await (await fetch(`${targets.on.admin}/v1/state`, { headers: auth() })).json()).mirror)
+    } finally {
+      await stopTargets(targets)
+    }
+  }
+
+  const summary = {}
+  for (const name of ['off', 'on']) {
+    const mine = runs.filter((r) => r.target === name)
+    summary[name] = {
+      rps: median(mine.map((r) => r.rps)),
+      p99: median(mine.map((r) => r.p99)),
+      cpuUsPerReq: median(mine.map((r) => r.cpuUsPerReq ?? Number.NaN)),
+      quotaUsed: median(mine.map((r) => r.quotaUsed ?? Number.NaN)),
+      upstreamUsPerReq: median(mine.map((r) => r.upstreamUsPerReq ?? Number.NaN)),
+      loadGenUsPerReq: median(mine.map((r) => r.loadGenUsPerReq)),
+      failures: mine.reduce((n, r) => n + r.non2xx + r.errors, 0),
+    }
+  }
+  const pairs = runs.length === 0 ? [] : roundPairs(runs)
+  const ratios = {
+    rps: summary.on.rps / summary.off.rps,
+    pairedRps: median(pairRatios),
+    allRoundsRps: median(pairs),
+    p99: summary.on.p99 / summary.off.p99,
+    cpuPerReq: summary.on.cpuUsPerReq / summary.off.cpuUsPerReq,
+  }
+  const after = machine().loadavg
+  await stopAll()
+  const result = { machine: info, loadavgAfter: after, options: opts, runs, summary, ratios, pairs, pairRatios, mirror: sumFigures(figures) }
+  const file = join(outDir, `mirror-${info.date.replace(/[:.]/g, '-')}.json`)
+  await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
+  console.log(`\nresults: ${file}\n`)
+  console.log(markdown(result))
+} finally {
+  await stopAll()
+}
+
+/**
+ * Starts a fresh off/on pair (sluice, or the bare pass-through with --bare), capped or pinned as
+ * the layout asks. Registered in `children` and `cgroups` so an interrupted run still cleans up.
+ */
+async function startTargets(upstream, blue, green) {
   const targets = {}
   for (const name of ['off', 'on']) {
     let child
@@ -98,97 +176,79 @@ try {
     for (const [name, t] of Object.entries(targets)) {
       const remove = limitCpu(t.child.proc.pid, opts.proxyCpu, `sluice-bench-${name}`)
       if (remove === undefined) throw new Error('--proxy-cpu: no CPU cgroup could be made (Linux and root needed)')
+      t.removeCgroup = remove
       cgroups.push(remove)
     }
   }
   if (opts.pin) {
     const ok =
       Object.values(targets).every((t) => pin(t.child.proc.pid, '0')) &&
-      pin(children[0].proc.pid, '1') &&
+      pin(upstream.proc.pid, '1') &&
       // The load workers are spawned later from this process, so they inherit CPU 1.
       pin(process.pid, '1')
     if (!ok) throw new Error('--pin: taskset could not pin the processes (is util-linux installed, are there 2 CPUs?)')
   }
+  return targets
+}
 
-  // Fresh processes: compiled code and connection pools warmed up before anything is counted.
-  await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, 5))))
-
-  /**
-   * Loads the named targets at the same time for one round. The upstreams' and the load
-   * generator's CPU are shared by the targets loaded together: counted per request of all of them.
-   */
-  async function measure(names) {
-    const list = names.map((name) => targets[name])
-    if (opts.warmup > 0) await Promise.all(list.map((t) => load(t.url, opts.warmup)))
-    const before = list.map((t) => cpuMs(t.child.proc.pid))
-    const upBefore = cpuMs(upstream.proc.pid)
-    const results = await Promise.all(list.map((t) => load(t.url, opts.duration)))
-    const all = results.reduce((n, r) => n + r.total, 0)
-    const upstreamUsPerReq = perReq(upBefore, cpuMs(upstream.proc.pid), all)
-    const loadGenUsPerReq = results.reduce((us, r) => us + r.cpuUs, 0) / all
-    return results.map((r, i) => ({
-      target: names[i],
-      ...r,
-      cpuUsPerReq: perReq(before[i], cpuMs(list[i].child.proc.pid), r.total),
-      upstreamUsPerReq,
-      loadGenUsPerReq,
-    }))
-  }
-
-  const runs = []
-  for (let round = 0; round < opts.rounds; round++) {
-    const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
-    // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
-    const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
-    for (const names of batches) {
-      for (const r of await measure(names)) {
-        runs.push({ round, ...r })
-        console.log(
-          `round ${round + 1}/${opts.rounds} mirror ${r.target.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
-            `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU µs/req: proxy ${r.cpuUsPerReq?.toFixed(1) ?? 'n/a'} ` +
-            `upstreams ${r.upstreamUsPerReq?.toFixed(1) ?? 'n/a'} load ${r.loadGenUsPerReq.toFixed(1)}` +
-            (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
-        )
-      }
+async function stopTargets(targets) {
+  for (const t of Object.values(targets)) {
+    await t.child.stop()
+    children.splice(children.indexOf(t.child), 1)
+    if (t.removeCgroup) {
+      t.removeCgroup()
+      cgroups.splice(cgroups.indexOf(t.removeCgroup), 1)
     }
   }
+}
 
-  const mirrorState = opts.bare
-    ? { mirror: undefined }
-    : await (await fetch(`${targets.on.admin}/v1/state`, { headers: auth() })).json()
-  const summary = {}
-  for (const name of ['off', 'on']) {
-    const mine = runs.filter((r) => r.target === name)
-    summary[name] = {
-      rps: median(mine.map((r) => r.rps)),
-      p99: median(mine.map((r) => r.p99)),
-      cpuUsPerReq: median(mine.map((r) => r.cpuUsPerReq ?? Number.NaN)),
-      upstreamUsPerReq: median(mine.map((r) => r.upstreamUsPerReq ?? Number.NaN)),
-      loadGenUsPerReq: median(mine.map((r) => r.loadGenUsPerReq)),
-      failures: mine.reduce((n, r) => n + r.non2xx + r.errors, 0),
-    }
-  }
+/**
+ * Loads the named targets at the same time for one round. The upstreams' and the load
+ * generator's CPU are shared by the targets loaded together: counted per request of all of them.
+ */
+async function measure(targets, upstream, names) {
+  const list = names.map((name) => targets[name])
+  if (opts.warmup > 0) await Promise.all(list.map((t) => load(t.url, opts.warmup)))
+  const before = list.map((t) => cpuMs(t.child.proc.pid))
+  const upBefore = cpuMs(upstream.proc.pid)
+  const results = await Promise.all(list.map((t) => load(t.url, opts.duration)))
+  const all = results.reduce((n, r) => n + r.total, 0)
+  const upstreamUsPerReq = perReq(upBefore, cpuMs(upstream.proc.pid), all)
+  const loadGenUsPerReq = results.reduce((us, r) => us + r.cpuUs, 0) / all
+  return results.map((r, i) => {
+    const cpuUsPerReq = perReq(before[i], cpuMs(list[i].child.proc.pid), r.total)
+    // How much of its CPU cap the proxy used: near 100% it was the bottleneck (req/s measures
+    // its capacity); well below, the round was bound by latency elsewhere.
+    const quotaUsed =
+      opts.proxyCpu > 0 && cpuUsPerReq !== undefined ? (cpuUsPerReq * r.rps) / 1e6 / opts.proxyCpu : undefined
+    return { target: names[i], ...r, cpuUsPerReq, quotaUsed, upstreamUsPerReq, loadGenUsPerReq }
+  })
+}
+
+/** on/off req/s of each round, matched by process pair and round. */
+function roundPairs(runs) {
   const pairs = []
-  for (let round = 0; round < opts.rounds; round++) {
-    const on = runs.find((r) => r.round === round && r.target === 'on')
-    const off = runs.find((r) => r.round === round && r.target === 'off')
-    pairs.push(on.rps / off.rps)
+  for (const on of runs.filter((r) => r.target === 'on')) {
+    const off = runs.find((r) => r.target === 'off' && r.round === on.round && r.invocation === on.invocation)
+    if (off !== undefined) pairs.push(on.rps / off.rps)
   }
-  const ratios = {
-    rps: summary.on.rps / summary.off.rps,
-    pairedRps: median(pairs),
-    p99: summary.on.p99 / summary.off.p99,
-    cpuPerReq: summary.on.cpuUsPerReq / summary.off.cpuUsPerReq,
+  return pairs
+}
+
+/** The mirror figures of every "on" process, added up (p95s: the median of the processes'). */
+function sumFigures(list) {
+  if (list.length === 0) return undefined
+  const total = (key) => list.reduce((n, f) => n + (f?.[key] ?? 0), 0)
+  const mid = (key) => median(list.map((f) => f?.[key] ?? Number.NaN))
+  return {
+    copied: total('copied'),
+    dropped: total('dropped'),
+    errors: total('errors'),
+    matched: total('matched'),
+    mismatches: total('mismatches'),
+    shadowP95Ms: mid('shadowP95Ms'),
+    primaryP95Ms: mid('primaryP95Ms'),
   }
-  const after = machine().loadavg
-  await stopAll()
-  const result = { machine: info, loadavgAfter: after, options: opts, runs, summary, ratios, pairs, mirror: mirrorState.mirror }
-  const file = join(outDir, `mirror-${info.date.replace(/[:.]/g, '-')}.json`)
-  await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
-  console.log(`\nresults: ${file}\n`)
-  console.log(markdown(result))
-} finally {
-  await stopAll()
 }
 
 function layout(o) {
@@ -228,30 +288,35 @@ async function load(url, seconds) {
   return JSON.parse(stdout)
 }
 
-function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, pairs, mirror }) {
+function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, pairs, pairRatios, mirror }) {
   const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
   const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a')
   const lines = [
     `### ${m.date.slice(0, 10)}: ${o.bare ? 'bare pass-through copying' : 'mirroring'} ${o.percent}%: ` +
       `${m.cpu}, ${m.cores} cores, Node ${m.node}`,
     '',
-    `${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
+    `${o.pairs > 1 ? `${o.pairs} fresh process pairs, each ` : ''}${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
       `GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, ` +
       `${o.bare ? 'copies fire and forget' : 'compare on'}, ` +
       `${o.mismatch ? 'green answering a different body (every copy a mismatch)' : 'both versions answering the same body'}` +
       `${layout(o)}. ` +
       `Load average before ${m.loadavg.join(' ')}, after ${loadavgAfter.join(' ')}.`,
     '',
-    `| mirroring | req/s (median) | p99 ms | CPU µs/req: ${o.bare ? 'bare proxy' : 'sluice'} | upstreams | load generator | non-2xx + errors |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    `| mirroring | req/s (median) | p99 ms | CPU µs/req: ${o.bare ? 'bare proxy' : 'sluice'} | upstreams | load generator | CPU cap used | non-2xx + errors |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...['off', 'on'].map((name) => {
       const s = summary[name]
       const label = name === 'off' ? 'off' : `${o.percent}% to green`
-      return `| ${label} | ${s.rps.toFixed(0)} | ${s.p99} | ${f1(s.cpuUsPerReq)} | ${f1(s.upstreamUsPerReq)} | ${f1(s.loadGenUsPerReq)} | ${s.failures} |`
+      const used = Number.isFinite(s.quotaUsed) ? `${(s.quotaUsed * 100).toFixed(0)}%` : 'n/a'
+      return `| ${label} | ${s.rps.toFixed(0)} | ${s.p99} | ${f1(s.cpuUsPerReq)} | ${f1(s.upstreamUsPerReq)} | ${f1(s.loadGenUsPerReq)} | ${used} | ${s.failures} |`
     }),
     '',
-    `- on / off req/s, median of the per-round pairs: ${f2(ratios.pairedRps)} (target >= 0.9: ` +
-      `${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; pairs ${pairs.map(f2).join(' ')}; ratio of the medians ${f2(ratios.rps)}), ` +
+    (o.pairs > 1
+      ? `- on / off req/s, median over the process pairs of each pair's median round: ${f2(ratios.pairedRps)} ` +
+        `(target >= 0.9: ${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; per pair ${pairRatios.map(f2).join(' ')}; ` +
+        `median of all ${pairs.length} rounds ${f2(ratios.allRoundsRps)}; ratio of the medians ${f2(ratios.rps)}), `
+      : `- on / off req/s, median of the per-round pairs: ${f2(ratios.pairedRps)} (target >= 0.9: ` +
+        `${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; pairs ${pairs.map(f2).join(' ')}; ratio of the medians ${f2(ratios.rps)}), `) +
       `p99 ${f2(ratios.p99)}, CPU per request ${f2(ratios.cpuPerReq)}`,
   ]
   if (mirror) {
