@@ -7,9 +7,9 @@
 // Both versions answer the same body (a candidate that behaves), so copies take the common
 // "match" path; --mismatch makes green answer differently (every copy a mismatch, the costliest
 // path). Reports user-facing req/s, p99, and CPU per request of the sluice process; the target is
-// on/off req/s >= 0.9, judged on the median of the per-round on/off pairs (each pair ran back to
-// back, or at the same time with --proxy-cpu, so drift in the machine's speed cancels). All on
-// 127.0.0.1, ephemeral ports.
+// on/off req/s >= 0.9, judged on the median of the per-round on/off ratios (the two arms of a round
+// ran back to back, or at the same time with --proxy-cpu, so drift in the machine's speed cancels),
+// and with --pairs on the median over the process pairs of those. All on 127.0.0.1, ephemeral ports.
 // --pin puts each sluice on CPU 0 and the load generator and both upstreams on CPU 1 (taskset), so
 // the shadow upstream's own work for the copies does not run on the proxy's core: on a 2-core box
 // it otherwise preempts the proxy, a cost a real shadow on another host never puts on it.
@@ -66,6 +66,9 @@ const opts = {
   pairs: Number(flag(args, 'pairs', '1')),
 }
 if (opts.pin && opts.proxyCpu > 0) throw new Error('--pin and --proxy-cpu are two different layouts: give one')
+for (const name of ['pairs', 'rounds']) {
+  if (!Number.isInteger(opts[name]) || opts[name] < 1) throw new Error(`--${name} must be a whole number >= 1`)
+}
 const TOKEN = 'bench-token'
 const execFileAsync = promisify(execFile)
 
@@ -83,24 +86,24 @@ try {
   const { upstream, blue, green } = await startBlueGreen(root, children, opts.bodyBytes, opts.mismatch ? [] : ['--same-body'])
 
   const runs = []
-  /** Per fresh process pair: the median of its rounds' on/off pairs. */
+  /** Per fresh process pair: the median of its rounds' on/off ratios. */
   const pairRatios = []
   const figures = []
-  for (let invocation = 0; invocation < opts.pairs; invocation++) {
+  for (let pair = 0; pair < opts.pairs; pair++) {
     const targets = await startTargets(upstream, blue, green)
     try {
       // Fresh processes: compiled code and connection pools warmed up before anything is counted.
       await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, 5))))
-      const mine = []
+      const pairRuns = []
       for (let round = 0; round < opts.rounds; round++) {
         const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
         // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
         const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
         for (const names of batches) {
           for (const r of await measure(targets, upstream, names)) {
-            mine.push({ invocation, round, ...r })
+            pairRuns.push({ pair, round, ...r })
             console.log(
-              `${opts.pairs > 1 ? `pair ${invocation + 1}/${opts.pairs} ` : ''}` +
+              `${opts.pairs > 1 ? `pair ${pair + 1}/${opts.pairs} ` : ''}` +
                 `round ${round + 1}/${opts.rounds} mirror ${r.target.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
                 `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU µs/req: proxy ${r.cpuUsPerReq?.toFixed(1) ?? 'n/a'} ` +
                 `upstreams ${r.upstreamUsPerReq?.toFixed(1) ?? 'n/a'} load ${r.loadGenUsPerReq.toFixed(1)}` +
@@ -110,8 +113,8 @@ try {
           }
         }
       }
-      runs.push(...mine)
-      pairRatios.push(median(roundPairs(mine)))
+      runs.push(...pairRuns)
+      pairRatios.push(median(roundRatios(pairRuns)))
       if (!opts.bare) figures.push((await (await fetch(`${targets.on.admin}/v1/state`, { headers: auth() })).json()).mirror)
     } finally {
       await stopTargets(targets)
@@ -131,17 +134,17 @@ try {
       failures: mine.reduce((n, r) => n + r.non2xx + r.errors, 0),
     }
   }
-  const pairs = runs.length === 0 ? [] : roundPairs(runs)
+  const rounds = roundRatios(runs)
   const ratios = {
     rps: summary.on.rps / summary.off.rps,
     pairedRps: median(pairRatios),
-    allRoundsRps: median(pairs),
+    allRoundsRps: median(rounds),
     p99: summary.on.p99 / summary.off.p99,
     cpuPerReq: summary.on.cpuUsPerReq / summary.off.cpuUsPerReq,
   }
   const after = machine().loadavg
   await stopAll()
-  const result = { machine: info, loadavgAfter: after, options: opts, runs, summary, ratios, pairs, pairRatios, mirror: sumFigures(figures) }
+  const result = { machine: info, loadavgAfter: after, options: opts, runs, summary, ratios, roundRatios: rounds, pairRatios, mirror: sumFigures(figures) }
   const file = join(outDir, `mirror-${info.date.replace(/[:.]/g, '-')}.json`)
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
   console.log(`\nresults: ${file}\n`)
@@ -226,13 +229,13 @@ async function measure(targets, upstream, names) {
 }
 
 /** on/off req/s of each round, matched by process pair and round. */
-function roundPairs(runs) {
-  const pairs = []
+function roundRatios(runs) {
+  const ratios = []
   for (const on of runs.filter((r) => r.target === 'on')) {
-    const off = runs.find((r) => r.target === 'off' && r.round === on.round && r.invocation === on.invocation)
-    if (off !== undefined) pairs.push(on.rps / off.rps)
+    const off = runs.find((r) => r.target === 'off' && r.round === on.round && r.pair === on.pair)
+    if (off !== undefined) ratios.push(on.rps / off.rps)
   }
-  return pairs
+  return ratios
 }
 
 /** The mirror figures of every "on" process, added up (p95s: the median of the processes'). */
@@ -288,7 +291,7 @@ async function load(url, seconds) {
   return JSON.parse(stdout)
 }
 
-function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, pairs, pairRatios, mirror }) {
+function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, roundRatios: rounds, pairRatios, mirror }) {
   const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
   const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a')
   const lines = [
@@ -314,9 +317,9 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, pairs
     (o.pairs > 1
       ? `- on / off req/s, median over the process pairs of each pair's median round: ${f2(ratios.pairedRps)} ` +
         `(target >= 0.9: ${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; per pair ${pairRatios.map(f2).join(' ')}; ` +
-        `median of all ${pairs.length} rounds ${f2(ratios.allRoundsRps)}; ratio of the medians ${f2(ratios.rps)}), `
+        `median of all ${rounds.length} rounds ${f2(ratios.allRoundsRps)}; ratio of the medians ${f2(ratios.rps)}), `
       : `- on / off req/s, median of the per-round pairs: ${f2(ratios.pairedRps)} (target >= 0.9: ` +
-        `${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; pairs ${pairs.map(f2).join(' ')}; ratio of the medians ${f2(ratios.rps)}), `) +
+        `${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; pairs ${rounds.map(f2).join(' ')}; ratio of the medians ${f2(ratios.rps)}), `) +
       `p99 ${f2(ratios.p99)}, CPU per request ${f2(ratios.cpuPerReq)}`,
   ]
   if (mirror) {
