@@ -5,6 +5,7 @@ import { ShadowTimeoutError } from '../errors.js'
 import type { ResponseTap } from '../proxy/forward.js'
 import { responseHeaderList } from '../proxy/headers.js'
 import { differences } from './answer-compare.js'
+import type { Slotted } from './inflight.js'
 import type { MirrorRun } from './mirror-run.js'
 import type { MirrorOutcome } from './mirror-stats.js'
 import { ObservedAnswer } from './observed-answer.js'
@@ -26,7 +27,9 @@ export interface CopyOwner {
  * the moment it is sent, enforced by the mirror's sweep (one timer for all
  * copies, not one each); it never pauses, never writes anywhere.
  */
-export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap {
+export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap, Slotted {
+  /** Position in the mirror's in-flight list (Inflight). */
+  slot = -1
   readonly primary = new ObservedAnswer()
   primaryMs: number | undefined
   #primaryCut = false

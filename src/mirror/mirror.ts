@@ -13,6 +13,7 @@ import { isActive, type RolloutState } from '../rollout/rollout-state.js'
 import type { ChangeMeta, Control } from '../state/control.js'
 import type { DesiredState } from '../state/desired.js'
 import { type CopyOwner, MirrorCopy } from './mirror-copy.js'
+import { Inflight } from './inflight.js'
 import { MirrorRun } from './mirror-run.js'
 import { compileMirror, type MirrorSection } from './mirror-settings.js'
 import type { MirrorOutcome, MirrorTotals } from './mirror-stats.js'
@@ -68,7 +69,7 @@ export class Mirror implements CopyOwner {
   readonly #host: MirrorHost
   readonly #now: () => number
   readonly #mismatches = new MismatchLog()
-  readonly #copies = new Set<MirrorCopy>()
+  readonly #copies = new Inflight<MirrorCopy>()
   #run: MirrorRun | undefined
   #json = 'null'
   #table: RoutingTable | undefined
@@ -144,7 +145,7 @@ export class Mirror implements CopyOwner {
     this.#stopped = true
     this.#host.forwardContext.onSent = undefined
     this.#outbox = []
-    for (const c of [...this.#copies]) c.cancel()
+    for (const c of this.#copies.list()) c.cancel()
     clearInterval(this.#sweep)
     this.#sweep = undefined
   }
@@ -301,7 +302,9 @@ export class Mirror implements CopyOwner {
 
   #checkDeadlines(): void {
     const now = performance.now()
-    for (const c of this.#copies) if (c.deadlineAt <= now) c.deadline()
+    this.#copies.forEach((c) => {
+      if (c.deadlineAt <= now) c.deadline()
+    })
     if (this.#copies.size === 0) {
       clearInterval(this.#sweep)
       this.#sweep = undefined
