@@ -2,10 +2,10 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
 import { ShadowTimeoutError } from '../errors.js'
+import { kSlot, type Slotted } from '../proxy/dense-set.js'
 import type { ResponseTap } from '../proxy/forward.js'
 import { responseHeaderList } from '../proxy/headers.js'
 import { differences } from './answer-compare.js'
-import type { Slotted } from './inflight.js'
 import type { MirrorRun } from './mirror-run.js'
 import type { MirrorOutcome } from './mirror-stats.js'
 import { ObservedAnswer } from './observed-answer.js'
@@ -28,8 +28,8 @@ export interface CopyOwner {
  * copies, not one each); it never pauses, never writes anywhere.
  */
 export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap, Slotted {
-  /** Position in the mirror's in-flight list (Inflight). */
-  slot = -1
+  /** Position in the mirror's set of copies in flight (DenseSet). */
+  [kSlot] = -1
   readonly primary = new ObservedAnswer()
   primaryMs: number | undefined
   #primaryCut = false

@@ -5,6 +5,7 @@ import { mirrorSchema } from '../config/schema.js'
 import { AdminError } from '../errors.js'
 import type { SluiceHooks } from '../lifecycle/sluice.js'
 import type { Metrics } from '../metrics/metrics.js'
+import { DenseSet } from '../proxy/dense-set.js'
 import type { Exchange, ForwardContext } from '../proxy/forward.js'
 import type { Version } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
@@ -13,7 +14,6 @@ import { isActive, type RolloutState } from '../rollout/rollout-state.js'
 import type { ChangeMeta, Control } from '../state/control.js'
 import type { DesiredState } from '../state/desired.js'
 import { type CopyOwner, MirrorCopy } from './mirror-copy.js'
-import { Inflight } from './inflight.js'
 import { MirrorRun } from './mirror-run.js'
 import { compileMirror, type MirrorSection } from './mirror-settings.js'
 import type { MirrorOutcome, MirrorTotals } from './mirror-stats.js'
@@ -69,7 +69,7 @@ export class Mirror implements CopyOwner {
   readonly #host: MirrorHost
   readonly #now: () => number
   readonly #mismatches = new MismatchLog()
-  readonly #copies = new Inflight<MirrorCopy>()
+  readonly #copies = new DenseSet<MirrorCopy>()
   #run: MirrorRun | undefined
   #json = 'null'
   #table: RoutingTable | undefined

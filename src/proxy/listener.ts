@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { DenseSet, type Slotted } from './dense-set.js'
 import { type ForwardContext, forward } from './forward.js'
 import { listenOn } from './listen.js'
 
@@ -23,7 +24,7 @@ const STOP_IDLE_GRACE_MS = 250
 const STOP_SWEEP_MS = 25
 
 const kIdleSince = Symbol('sluice.idleSince')
-type TrackedSocket = Socket & { [kIdleSince]?: number; _httpMessage?: ServerResponse | null; parser?: unknown }
+type TrackedSocket = Socket & Slotted & { [kIdleSince]?: number; _httpMessage?: ServerResponse | null; parser?: unknown }
 
 function noop(): void {}
 
@@ -49,7 +50,7 @@ export class ProxyListener {
   #state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle'
   #closed: Promise<void> | undefined
   /** Open client connections: a graceful stop closes the idle ones itself. */
-  readonly #sockets = new Set<TrackedSocket>()
+  readonly #sockets = new DenseSet<TrackedSocket>()
 
   constructor(
     readonly ctx: ForwardContext,
@@ -121,7 +122,7 @@ export class ProxyListener {
       const sweep = setInterval(() => this.#closeIdle(performance.now()), STOP_SWEEP_MS)
       const deadline = setTimeout(() => {
         server.closeAllConnections()
-        for (const socket of this.#sockets) socket.destroy()
+        this.#sockets.forEach((socket) => socket.destroy())
         finish()
       }, timeoutMs)
       sweep.unref()
@@ -147,17 +148,17 @@ export class ProxyListener {
    * belongs to the WebSocket gateway, which closes it with 1001 itself.
    */
   #closeIdle(now: number): void {
-    for (const socket of this.#sockets) {
-      if (socket.parser === null) continue
+    this.#sockets.forEach((socket) => {
+      if (socket.parser === null) return
       const res = socket._httpMessage
       if (res && !res.writableFinished) {
         socket[kIdleSince] = undefined
-        continue
+        return
       }
       const since = socket[kIdleSince]
       if (since === undefined) socket[kIdleSince] = now
       else if (now - since >= STOP_IDLE_GRACE_MS) socket.destroy()
-    }
+    })
   }
 
   get state(): string {

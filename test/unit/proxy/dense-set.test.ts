@@ -1,21 +1,21 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { Inflight } from '../../../src/mirror/inflight.js'
+import { DenseSet, kSlot } from '../../../src/proxy/dense-set.js'
 
 interface Item {
   id: number
-  slot: number
+  [kSlot]?: number
 }
 
-const items = (n: number): Item[] => Array.from({ length: n }, (_, id) => ({ id, slot: -1 }))
+const items = (n: number): Item[] => Array.from({ length: n }, (_, id) => ({ id }))
 
-describe('the in-flight list', () => {
+describe('a dense set', () => {
   it('holds exactly what a Set would, whatever the order of adds and removes', () => {
     const op = fc.record({ add: fc.boolean(), i: fc.nat({ max: 19 }) })
     fc.assert(
       fc.property(fc.array(op, { maxLength: 200 }), (ops) => {
         const pool = items(20)
-        const list = new Inflight<Item>()
+        const list = new DenseSet<Item>()
         const model = new Set<Item>()
         for (const { add, i } of ops) {
           const item = pool[i]!
@@ -30,8 +30,8 @@ describe('the in-flight list', () => {
         for (const item of pool) expect(list.has(item)).toBe(model.has(item))
         expect(new Set(list.list())).toEqual(model)
         // Every held item knows its place; every other one is marked as held nowhere.
-        list.list().forEach((item, index) => expect(item.slot).toBe(index))
-        for (const item of pool) if (!model.has(item)) expect(item.slot).toBe(-1)
+        list.list().forEach((item, index) => expect(item[kSlot]).toBe(index))
+        for (const item of pool) if (!model.has(item)) expect(item[kSlot] ?? -1).toBe(-1)
       }),
     )
   })
@@ -40,7 +40,7 @@ describe('the in-flight list', () => {
     fc.assert(
       fc.property(fc.array(fc.boolean(), { minLength: 1, maxLength: 100 }), (removeIt) => {
         const pool = items(removeIt.length)
-        const list = new Inflight<Item>()
+        const list = new DenseSet<Item>()
         for (const item of pool) list.add(item)
         const seen: number[] = []
         list.forEach((item) => {
@@ -55,8 +55,8 @@ describe('the in-flight list', () => {
 
   it('tells an item held by another list from its own', () => {
     const [a, b] = items(2) as [Item, Item]
-    const one = new Inflight<Item>()
-    const two = new Inflight<Item>()
+    const one = new DenseSet<Item>()
+    const two = new DenseSet<Item>()
     one.add(a)
     two.add(b)
     // b sits in slot 0 of `two`, and slot 0 of `one` holds a: not b.
