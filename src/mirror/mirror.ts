@@ -145,7 +145,7 @@ export class Mirror implements CopyOwner {
     this.#stopped = true
     this.#host.forwardContext.onSent = undefined
     this.#outbox = []
-    for (const c of this.#copies.list()) c.cancel()
+    this.#copies.forEach((c) => c.cancel())
     clearInterval(this.#sweep)
     this.#sweep = undefined
   }

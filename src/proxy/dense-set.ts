@@ -34,8 +34,9 @@ export class DenseSet<T extends Slotted> {
   }
 
   has(item: T): boolean {
+    // -1 or a slot of another set reads as undefined or another member.
     const slot = item[kSlot]
-    return slot !== undefined && slot >= 0 && this.#items[slot] === item
+    return slot !== undefined && this.#items[slot] === item
   }
 
   add(item: T): void {
@@ -67,10 +68,5 @@ export class DenseSet<T extends Slotted> {
     for (let i = items.length - 1; i >= 0; i--) {
       if (i < items.length) fn(items[i]!)
     }
-  }
-
-  /** The members now, as a new array. */
-  list(): T[] {
-    return this.#items.slice()
   }
 }
