@@ -23,12 +23,17 @@
 // "on" one also sending every (100/percent)th request to green, fire and forget: the floor of
 // what a copy costs any Node proxy on undici, to judge sluice's own figure against.
 // Each round also reports the CPU per user request of the upstreams and the load generator.
+// --pin with --proxy-cpu: both capped proxies share CPU 0 (0.6 of it) and everything else runs on
+// CPU 1, so the two arms see the same core's speed and the shadow upstream never runs on a proxy's
+// core, as a real shadow on another host would not.
 // --pairs N repeats the whole measurement on N fresh off/on process pairs and reports the median of
 // the pairs' ratios. One process keeps its speed for its whole life, and two identical sluice
 // processes started together differed by up to 10% for all their rounds (JIT decisions, where the
 // scheduler put them), so more rounds on one pair cannot average that away; more pairs can.
+// --settle S (default 40): seconds of load on each fresh pair before its first round, so V8 has
+// finished optimising (a capped proxy gets only a fraction of those seconds of CPU).
 //   npm run build && node bench/mirror.js --duration 8 --rounds 5 --connections 50 --percent 10 \
-//     [--pin | --proxy-cpu 0.3] [--pairs 8] [--mismatch] [--bare]
+//     [--pin] [--proxy-cpu 0.3] [--pairs 8] [--settle 40] [--mismatch] [--bare]
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -55,6 +60,7 @@ const opts = {
   duration: Number(flag(args, 'duration', '8')),
   rounds: Number(flag(args, 'rounds', '5')),
   warmup: Number(flag(args, 'warmup', '1')),
+  settle: Number(flag(args, 'settle', '40')),
   connections: Number(flag(args, 'connections', '50')),
   keys: Number(flag(args, 'keys', '1000')),
   bodyBytes: Number(flag(args, 'body-bytes', '128')),
@@ -65,7 +71,7 @@ const opts = {
   bare: hasFlag(args, 'bare'),
   pairs: Number(flag(args, 'pairs', '1')),
 }
-if (opts.pin && opts.proxyCpu > 0) throw new Error('--pin and --proxy-cpu are two different layouts: give one')
+if (!(opts.settle >= 0)) throw new Error('--settle must be a number of seconds >= 0')
 for (const name of ['pairs', 'rounds']) {
   if (!Number.isInteger(opts[name]) || opts[name] < 1) throw new Error(`--${name} must be a whole number >= 1`)
 }
@@ -88,12 +94,17 @@ try {
   const runs = []
   /** Per fresh process pair: the median of its rounds' on/off ratios. */
   const pairRatios = []
+  /** The same for CPU per user request: the copies' cost, whether or not the proxy was the bottleneck. */
+  const pairCpuRatios = []
   const figures = []
   for (let pair = 0; pair < opts.pairs; pair++) {
     const targets = await startTargets(upstream, blue, green)
     try {
-      // Fresh processes: compiled code and connection pools warmed up before anything is counted.
-      await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, 5))))
+      // Fresh processes: compiled code and connection pools settled before anything is counted. Under
+      // a CPU cap this takes far longer than it looks: at 0.3 CPU, 5 s of load gave each proxy 1.5 s
+      // of CPU, and V8 was still compiling all through the rounds (its compiler threads used 5% of the
+      // "off" proxy's CPU and 6.5% of the "on" one's, which has more code to optimise).
+      await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, opts.settle))))
       const pairRuns = []
       for (let round = 0; round < opts.rounds; round++) {
         const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
@@ -115,6 +126,7 @@ try {
       }
       runs.push(...pairRuns)
       pairRatios.push(median(roundRatios(pairRuns)))
+      pairCpuRatios.push(median(roundRatios(pairRuns, 'cpuUsPerReq')))
       if (!opts.bare) figures.push((await (await fetch(`${targets.on.admin}/v1/state`, { headers: auth() })).json()).mirror)
     } finally {
       await stopTargets(targets)
@@ -141,10 +153,11 @@ try {
     allRoundsRps: median(rounds),
     p99: summary.on.p99 / summary.off.p99,
     cpuPerReq: summary.on.cpuUsPerReq / summary.off.cpuUsPerReq,
+    pairedCpuPerReq: median(pairCpuRatios),
   }
   const after = machine().loadavg
   await stopAll()
-  const result = { machine: info, loadavgAfter: after, options: opts, runs, summary, ratios, roundRatios: rounds, pairRatios, mirror: sumFigures(figures) }
+  const result = { machine: info, loadavgAfter: after, options: opts, runs, summary, ratios, roundRatios: rounds, pairRatios, pairCpuRatios, mirror: sumFigures(figures) }
   const file = join(outDir, `mirror-${info.date.replace(/[:.]/g, '-')}.json`)
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
   console.log(`\nresults: ${file}\n`)
@@ -228,12 +241,12 @@ async function measure(targets, upstream, names) {
   })
 }
 
-/** on/off req/s of each round, matched by process pair and round. */
-function roundRatios(runs) {
+/** on/off of `figure` (req/s unless told) in each round, matched by process pair and round. */
+function roundRatios(runs, figure = 'rps') {
   const ratios = []
   for (const on of runs.filter((r) => r.target === 'on')) {
     const off = runs.find((r) => r.target === 'off' && r.round === on.round && r.pair === on.pair)
-    if (off !== undefined) ratios.push(on.rps / off.rps)
+    if (off !== undefined && off[figure] !== undefined && on[figure] !== undefined) ratios.push(on[figure] / off[figure])
   }
   return ratios
 }
@@ -256,7 +269,8 @@ function sumFigures(list) {
 
 function layout(o) {
   if (o.proxyCpu > 0) {
-    return `, each proxy capped at ${o.proxyCpu} of a CPU (CFS quota) and both loaded at the same time, the rest unconstrained`
+    const where = o.pin ? 'both pinned to CPU 0, load generator and upstreams to CPU 1' : 'the rest unconstrained'
+    return `, each proxy capped at ${o.proxyCpu} of a CPU (CFS quota) and both loaded at the same time, ${where}`
   }
   return o.pin ? ', sluice pinned to CPU 0, load generator and upstreams to CPU 1' : ', nothing pinned'
 }
@@ -291,14 +305,14 @@ async function load(url, seconds) {
   return JSON.parse(stdout)
 }
 
-function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, roundRatios: rounds, pairRatios, mirror }) {
+function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, roundRatios: rounds, pairRatios, pairCpuRatios, mirror }) {
   const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
   const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a')
   const lines = [
     `### ${m.date.slice(0, 10)}: ${o.bare ? 'bare pass-through copying' : 'mirroring'} ${o.percent}%: ` +
       `${m.cpu}, ${m.cores} cores, Node ${m.node}`,
     '',
-    `${o.pairs > 1 ? `${o.pairs} fresh process pairs, each ` : ''}${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
+    `${o.pairs > 1 ? `${o.pairs} fresh process pairs, each ` : ''}${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each, and ${o.settle} s of load on each fresh process pair before its first), ${o.connections} connections, ` +
       `GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, ` +
       `${o.bare ? 'copies fire and forget' : 'compare on'}, ` +
       `${o.mismatch ? 'green answering a different body (every copy a mismatch)' : 'both versions answering the same body'}` +
@@ -320,7 +334,8 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, round
         `median of all ${rounds.length} rounds ${f2(ratios.allRoundsRps)}; ratio of the medians ${f2(ratios.rps)}), `
       : `- on / off req/s, median of the per-round pairs: ${f2(ratios.pairedRps)} (target >= 0.9: ` +
         `${ratios.pairedRps >= 0.9 ? 'meets it' : 'below it'}; pairs ${rounds.map(f2).join(' ')}; ratio of the medians ${f2(ratios.rps)}), `) +
-      `p99 ${f2(ratios.p99)}, CPU per request ${f2(ratios.cpuPerReq)}`,
+      `p99 ${f2(ratios.p99)}, CPU per request ${f2(ratios.cpuPerReq)} ` +
+      `(paired like req/s: ${f2(ratios.pairedCpuPerReq)}; per pair ${pairCpuRatios.map(f2).join(' ')})`,
   ]
   if (mirror) {
     lines.push(
