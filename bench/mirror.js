@@ -23,15 +23,16 @@
 // "on" one also sending every (100/percent)th request to green, fire and forget: the floor of
 // what a copy costs any Node proxy on undici, to judge sluice's own figure against.
 // Each round also reports the CPU per user request of the upstreams and the load generator.
-// --pin with --proxy-cpu: both capped proxies share CPU 0 (0.6 of it) and everything else runs on
+// --pin with --proxy-cpu: both capped proxies share CPU 0 (twice the cap of it) and everything else runs on
 // CPU 1, so the two arms see the same core's speed and the shadow upstream never runs on a proxy's
 // core, as a real shadow on another host would not.
 // --pairs N repeats the whole measurement on N fresh off/on process pairs and reports the median of
 // the pairs' ratios. One process keeps its speed for its whole life, and two identical sluice
 // processes started together differed by up to 10% for all their rounds (JIT decisions, where the
 // scheduler put them), so more rounds on one pair cannot average that away; more pairs can.
-// --settle S (default 40): seconds of load on each fresh pair before its first round, so V8 has
-// finished optimising (a capped proxy gets only a fraction of those seconds of CPU).
+// --settle S (default 40): seconds of load on each fresh pair before its first round, so V8's
+// compiling is over before anything is counted (a capped proxy gets only a fraction of those
+// seconds of CPU).
 //   npm run build && node bench/mirror.js --duration 8 --rounds 5 --connections 50 --percent 10 \
 //     [--pin] [--proxy-cpu 0.3] [--pairs 8] [--settle 40] [--mismatch] [--bare]
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -102,8 +103,8 @@ try {
     try {
       // Fresh processes: compiled code and connection pools settled before anything is counted. Under
       // a CPU cap this takes far longer than it looks: at 0.3 CPU, 5 s of load gave each proxy 1.5 s
-      // of CPU, and V8 was still compiling all through the rounds (its compiler threads used 5% of the
-      // "off" proxy's CPU and 6.5% of the "on" one's, which has more code to optimise).
+      // of CPU, and in the 15 s after 8 s of load V8's compiler threads still used 5% of the "off"
+      // proxy's CPU and 6.5% of the "on" one's (more code to optimise); after 40 s, 4% each.
       await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, opts.settle))))
       const pairRuns = []
       for (let round = 0; round < opts.rounds; round++) {
