@@ -103,7 +103,11 @@ describe('a rollout driven by the analysis', () => {
     const entry = await auditEntry(proxy, 'rollout.rollback')
     console.log(`+300 ms canary: rolled back after it served ${green.arrivals.length} requests: ${entry.reason}`)
     expect(entry.source).toBe('analysis')
-    expect(entry.reason).toMatch(/^canary p95 3\d\d\.\d ms exceeds baseline p95 .* x 1\.5 and \+ 100 ms/)
+    expect(entry.reason).toMatch(/^canary p95 \d+\.\d ms exceeds baseline p95 .* x 1\.5 and \+ 100 ms/)
+    // The histogram reads a latency back within ~1.6% (a real 301 ms can read 299.0), so not /^3\d\d/.
+    const p95 = Number(/^canary p95 (\d+\.\d) ms/.exec(entry.reason)?.[1])
+    expect(p95).toBeGreaterThanOrEqual(290)
+    expect(p95).toBeLessThan(450)
     expect((await rollout(proxy)).step).toBe(0)
   }, 60_000)
 
