@@ -30,11 +30,18 @@
 // the pairs' ratios. One process keeps its speed for its whole life, and two identical sluice
 // processes started together differed by up to 10% for all their rounds (JIT decisions, where the
 // scheduler put them), so more rounds on one pair cannot average that away; more pairs can.
+// --crossover (with --proxy-cpu, sluice only): both processes of a pair start alike and mirroring is
+// switched through the admin API (PUT /v1/mirror), on in one process and off in the other, then the
+// other way round; each round is the two windows, and its figure sqrt(on/off in window 1 x on/off
+// in window 2). A process's own speed (one ran 12% faster than its twin for its whole life) then
+// cancels out, and so does the machine's drift (both windows load both processes at once). In the
+// first run the two pairs' medians were 0.92 and 0.92, where fresh off/on pairs spread 0.80-1.02.
+// The price: an "off" window runs in a process that has mirrored, with whatever V8 compiled for it.
 // --settle S (default 40): seconds of load on each fresh pair before its first round, so V8's
 // compiling is over before anything is counted (a capped proxy gets only a fraction of those
 // seconds of CPU).
 //   npm run build && node bench/mirror.js --duration 8 --rounds 5 --connections 50 --percent 10 \
-//     [--pin] [--proxy-cpu 0.3] [--pairs 8] [--settle 40] [--mismatch] [--bare]
+//     [--pin] [--proxy-cpu 0.3] [--pairs 8] [--settle 40] [--crossover] [--mismatch] [--bare]
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -71,6 +78,10 @@ const opts = {
   proxyCpu: Number(flag(args, 'proxy-cpu', '0')),
   bare: hasFlag(args, 'bare'),
   pairs: Number(flag(args, 'pairs', '1')),
+  crossover: hasFlag(args, 'crossover'),
+}
+if (opts.crossover && (opts.bare || !(opts.proxyCpu > 0))) {
+  throw new Error('--crossover needs --proxy-cpu (both processes loaded at once) and sluice (not --bare)')
 }
 if (!(opts.settle >= 0)) throw new Error('--settle must be a number of seconds >= 0')
 for (const name of ['pairs', 'rounds']) {
@@ -107,28 +118,37 @@ try {
       // proxy's CPU and 6.5% of the "on" one's (more code to optimise); after 40 s, 4% each.
       await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, opts.settle))))
       const pairRuns = []
-      for (let round = 0; round < opts.rounds; round++) {
+      for (let round = 0; round < opts.rounds && opts.crossover; round++) {
+        // A B, then B A: which process mirrors first alternates from round to round.
+        const first = round % 2 === 0 ? 'off' : 'on'
+        for (let window = 0; window < 2; window++) {
+          const mirroring = window === 0 ? first : first === 'off' ? 'on' : 'off'
+          for (const name of ['off', 'on']) await setMirror(targets[name], name === mirroring)
+          for (const r of await measure(targets, upstream, ['off', 'on'])) {
+            const run = { pair, round, window, process: r.target, ...r, target: r.target === mirroring ? 'on' : 'off' }
+            pairRuns.push(run)
+            logRound(pair, round, run, ` (process ${r.target === 'off' ? 'A' : 'B'})`)
+          }
+          // Switching off ends a mirroring run (its figures with it): read them before.
+          figures.push(await mirrorFigures(targets[mirroring]))
+        }
+      }
+      for (let round = 0; round < opts.rounds && !opts.crossover; round++) {
         const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
         // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
         const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
         for (const names of batches) {
           for (const r of await measure(targets, upstream, names)) {
-            pairRuns.push({ pair, round, ...r })
-            console.log(
-              `${opts.pairs > 1 ? `pair ${pair + 1}/${opts.pairs} ` : ''}` +
-                `round ${round + 1}/${opts.rounds} mirror ${r.target.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
-                `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU µs/req: proxy ${r.cpuUsPerReq?.toFixed(1) ?? 'n/a'} ` +
-                `upstreams ${r.upstreamUsPerReq?.toFixed(1) ?? 'n/a'} load ${r.loadGenUsPerReq.toFixed(1)}` +
-                (r.quotaUsed === undefined ? '' : `  quota used ${(r.quotaUsed * 100).toFixed(0)}%`) +
-                (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
-            )
+            const run = { pair, round, window: 0, ...r }
+            pairRuns.push(run)
+            logRound(pair, round, run, '')
           }
         }
       }
       runs.push(...pairRuns)
       pairRatios.push(median(roundRatios(pairRuns)))
       pairCpuRatios.push(median(roundRatios(pairRuns, 'cpuUsPerReq')))
-      if (!opts.bare) figures.push((await (await fetch(`${targets.on.admin}/v1/state`, { headers: auth() })).json()).mirror)
+      if (!opts.bare && !opts.crossover) figures.push(await mirrorFigures(targets.on))
     } finally {
       await stopTargets(targets)
     }
@@ -179,7 +199,8 @@ async function startTargets(upstream, blue, green) {
       const copies = name === 'on' ? ['--copy-to', green, '--copy-every', String(Math.round(100 / opts.percent))] : []
       child = startChild(`bare-${name}`, [join(root, 'bench/bare-passthrough.js'), blue, ...copies])
     } else {
-      const mirror = name === 'on' ? { version: 'green', percent: opts.percent, ignore: ['x-upstream'] } : undefined
+      // Crossover: both start alike (mirroring on) and are switched per window.
+      const mirror = name === 'on' || opts.crossover ? { version: 'green', percent: opts.percent, ignore: ['x-upstream'] } : undefined
       const file = join(outDir, `mirror-bench-${name}.json`)
       await writeFile(file, JSON.stringify(sluiceConfig(blue, green, mirror), null, 2))
       child = startChild(`sluice-${name}`, [join(root, 'dist/cli/main.js'), 'serve', '--config', file])
@@ -242,14 +263,52 @@ async function measure(targets, upstream, names) {
   })
 }
 
-/** on/off of `figure` (req/s unless told) in each round, matched by process pair and round. */
+/**
+ * on/off of `figure` (req/s unless told) in each round, matched by process pair, round and window;
+ * a crossover round's two windows give the geometric mean of their ratios.
+ */
 function roundRatios(runs, figure = 'rps') {
   const ratios = []
-  for (const on of runs.filter((r) => r.target === 'on')) {
-    const off = runs.find((r) => r.target === 'off' && r.round === on.round && r.pair === on.pair)
-    if (off !== undefined && off[figure] !== undefined && on[figure] !== undefined) ratios.push(on[figure] / off[figure])
+  for (const on of runs.filter((r) => r.target === 'on' && r.window === 0)) {
+    let product = 1
+    let windows = 0
+    for (const on2 of runs.filter((r) => r.target === 'on' && r.pair === on.pair && r.round === on.round)) {
+      const off = runs.find((r) => r.target === 'off' && r.pair === on.pair && r.round === on.round && r.window === on2.window)
+      if (off === undefined || off[figure] === undefined || on2[figure] === undefined) continue
+      product *= on2[figure] / off[figure]
+      windows++
+    }
+    if (windows > 0) ratios.push(product ** (1 / windows))
   }
   return ratios
+}
+
+function logRound(pair, round, r, note) {
+  console.log(
+    `${opts.pairs > 1 ? `pair ${pair + 1}/${opts.pairs} ` : ''}` +
+      `round ${round + 1}/${opts.rounds} mirror ${r.target.padEnd(3)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
+      `p50 ${r.p50} ms  p99 ${r.p99} ms  CPU µs/req: proxy ${r.cpuUsPerReq?.toFixed(1) ?? 'n/a'} ` +
+      `upstreams ${r.upstreamUsPerReq?.toFixed(1) ?? 'n/a'} load ${r.loadGenUsPerReq.toFixed(1)}` +
+      (r.quotaUsed === undefined ? '' : `  quota used ${(r.quotaUsed * 100).toFixed(0)}%`) +
+      (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : '') +
+      note,
+  )
+}
+
+async function mirrorFigures(target) {
+  return (await (await fetch(`${target.admin}/v1/state`, { headers: auth() })).json()).mirror
+}
+
+/** Crossover: mirroring on (the bench's settings) or off in one running sluice, through the admin API. */
+async function setMirror(target, on) {
+  const body = on ? { version: 'green', percent: opts.percent, ignore: ['x-upstream'] } : null
+  const res = await fetch(`${target.admin}/v1/mirror`, {
+    method: 'PUT',
+    headers: { ...auth(), 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
+  if (!res.ok) throw new Error(`PUT /v1/mirror on ${target.url}: ${res.status} ${await res.text()}`)
+  await res.arrayBuffer()
 }
 
 /** The mirror figures of every "on" process, added up (p95s: the median of the processes'). */
@@ -313,7 +372,7 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, round
     `### ${m.date.slice(0, 10)}: ${o.bare ? 'bare pass-through copying' : 'mirroring'} ${o.percent}%: ` +
       `${m.cpu}, ${m.cores} cores, Node ${m.node}`,
     '',
-    `${o.pairs > 1 ? `${o.pairs} fresh process pairs, each ` : ''}${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each, and ${o.settle} s of load on each fresh process pair before its first), ${o.connections} connections, ` +
+    `${o.pairs > 1 ? `${o.pairs} fresh process pairs, each ` : ''}${o.rounds} ${o.crossover ? 'crossover rounds (mirroring switched on in one process and off in the other, then the other way round) of 2 windows' : 'interleaved rounds'} x ${o.duration} s (after ${o.warmup} s warm-up each, and ${o.settle} s of load on each fresh process pair before its first), ${o.connections} connections, ` +
       `GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, ` +
       `${o.bare ? 'copies fire and forget' : 'compare on'}, ` +
       `${o.mismatch ? 'green answering a different body (every copy a mismatch)' : 'both versions answering the same body'}` +
