@@ -117,34 +117,9 @@ try {
       // of CPU, and in the 15 s after 8 s of load V8's compiler threads still used 5% of the "off"
       // proxy's CPU and 6.5% of the "on" one's (more code to optimise); after 40 s, 4% each.
       await Promise.all(Object.values(targets).map((t) => load(t.url, Math.max(opts.warmup, opts.settle))))
-      const pairRuns = []
-      for (let round = 0; round < opts.rounds && opts.crossover; round++) {
-        // A B, then B A: which process mirrors first alternates from round to round.
-        const first = round % 2 === 0 ? 'off' : 'on'
-        for (let window = 0; window < 2; window++) {
-          const mirroring = window === 0 ? first : first === 'off' ? 'on' : 'off'
-          for (const name of ['off', 'on']) await setMirror(targets[name], name === mirroring)
-          for (const r of await measure(targets, upstream, ['off', 'on'])) {
-            const run = { pair, round, window, process: r.target, ...r, target: r.target === mirroring ? 'on' : 'off' }
-            pairRuns.push(run)
-            logRound(pair, round, run, ` (process ${r.target === 'off' ? 'A' : 'B'})`)
-          }
-          // Switching off ends a mirroring run (its figures with it): read them before.
-          figures.push(await mirrorFigures(targets[mirroring]))
-        }
-      }
-      for (let round = 0; round < opts.rounds && !opts.crossover; round++) {
-        const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
-        // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
-        const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
-        for (const names of batches) {
-          for (const r of await measure(targets, upstream, names)) {
-            const run = { pair, round, window: 0, ...r }
-            pairRuns.push(run)
-            logRound(pair, round, run, '')
-          }
-        }
-      }
+      const pairRuns = opts.crossover
+        ? await crossoverRounds(targets, upstream, pair, figures)
+        : await offOnRounds(targets, upstream, pair)
       runs.push(...pairRuns)
       pairRatios.push(median(roundRatios(pairRuns)))
       pairCpuRatios.push(median(roundRatios(pairRuns, 'cpuUsPerReq')))
@@ -200,7 +175,7 @@ async function startTargets(upstream, blue, green) {
       child = startChild(`bare-${name}`, [join(root, 'bench/bare-passthrough.js'), blue, ...copies])
     } else {
       // Crossover: both start alike (mirroring on) and are switched per window.
-      const mirror = name === 'on' || opts.crossover ? { version: 'green', percent: opts.percent, ignore: ['x-upstream'] } : undefined
+      const mirror = name === 'on' || opts.crossover ? mirrorSettings() : undefined
       const file = join(outDir, `mirror-bench-${name}.json`)
       await writeFile(file, JSON.stringify(sluiceConfig(blue, green, mirror), null, 2))
       child = startChild(`sluice-${name}`, [join(root, 'dist/cli/main.js'), 'serve', '--config', file])
@@ -263,6 +238,47 @@ async function measure(targets, upstream, names) {
   })
 }
 
+/** The rounds of one pair: the "off" and "on" processes loaded in turn, or at once under a quota. */
+async function offOnRounds(targets, upstream, pair) {
+  const runs = []
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = round % 2 === 0 ? ['off', 'on'] : ['on', 'off']
+    // Side by side under a quota: both arms see the same moment of a machine whose speed drifts.
+    const batches = opts.proxyCpu > 0 ? [order] : order.map((name) => [name])
+    for (const names of batches) {
+      for (const r of await measure(targets, upstream, names)) {
+        const run = { pair, round, window: 0, ...r }
+        runs.push(run)
+        logRound(pair, round, run, '')
+      }
+    }
+  }
+  return runs
+}
+
+/**
+ * The rounds of one pair by crossover: two windows per round, mirroring on in one process and off
+ * in the other, then the other way round (and which goes first alternates from round to round).
+ * Runs are labelled by whether that process mirrored in that window; `process` says which it was.
+ */
+async function crossoverRounds(targets, upstream, pair, figures) {
+  const runs = []
+  for (let round = 0; round < opts.rounds; round++) {
+    for (let window = 0; window < 2; window++) {
+      const mirroring = (round + window) % 2 === 0 ? 'off' : 'on'
+      for (const name of ['off', 'on']) await setMirror(targets[name], name === mirroring)
+      for (const r of await measure(targets, upstream, ['off', 'on'])) {
+        const run = { pair, round, window, process: r.target, ...r, target: r.target === mirroring ? 'on' : 'off' }
+        runs.push(run)
+        logRound(pair, round, run, ` (process ${r.target === 'off' ? 'A' : 'B'})`)
+      }
+      // Switching off ends a mirroring run (its figures with it): read them before.
+      figures.push(await mirrorFigures(targets[mirroring]))
+    }
+  }
+  return runs
+}
+
 /**
  * on/off of `figure` (req/s unless told) in each round, matched by process pair, round and window;
  * a crossover round's two windows give the geometric mean of their ratios.
@@ -299,9 +315,14 @@ async function mirrorFigures(target) {
   return (await (await fetch(`${target.admin}/v1/state`, { headers: auth() })).json()).mirror
 }
 
+/** What "mirroring on" means here: `percent` to green, x-upstream (which names the upstream) not compared. */
+function mirrorSettings() {
+  return { version: 'green', percent: opts.percent, ignore: ['x-upstream'] }
+}
+
 /** Crossover: mirroring on (the bench's settings) or off in one running sluice, through the admin API. */
 async function setMirror(target, on) {
-  const body = on ? { version: 'green', percent: opts.percent, ignore: ['x-upstream'] } : null
+  const body = on ? mirrorSettings() : null
   const res = await fetch(`${target.admin}/v1/mirror`, {
     method: 'PUT',
     headers: { ...auth(), 'content-type': 'application/json' },
