@@ -95,7 +95,13 @@ export function formatMismatches(body: unknown): string {
   const list = listOf(body, 'mismatches', 'entries')
   if (list.length === 0) return 'no mismatches\n'
   const keys = unique(list.flatMap((e) => Object.keys(e)))
-  const rows = list.map((e) => keys.map((k) => (k === 'at' ? formatTime(e[k]) : formatValue(e[k]))))
+  // Own properties only: a key such as `valueOf` on one entry must not read Object.prototype on another.
+  const rows = list.map((e) =>
+    keys.map((k) => {
+      const v = Object.hasOwn(e, k) ? e[k] : undefined
+      return k === 'at' ? formatTime(v) : formatValue(v)
+    }),
+  )
   return formatTable(keys.map(headerOf), rows) + '\n'
 }
 
@@ -252,7 +258,8 @@ export function formatValue(v: unknown): string {
   if (typeof v === 'number' || typeof v === 'boolean') return String(v)
   const o = asObj(v)
   const flat = o && Object.values(o).every((x) => x === null || ['number', 'string', 'boolean'].includes(typeof x))
-  const text = flat ? formatWeights(o) : JSON.stringify(v)
+  // JSON.stringify answers undefined for functions and symbols, which a cell must still show.
+  const text = flat ? formatWeights(o) : (JSON.stringify(v) ?? String(v))
   return [...text].length > MAX_CELL ? [...text].slice(0, MAX_CELL - 1).join('') + '…' : text
 }
 

@@ -121,6 +121,8 @@ describe('sluice ctl state', () => {
         expect(typeof formatRolloutHistory(v)).toBe('string')
         expect(typeof formatMismatches(v)).toBe('string')
       }),
+      // Found by a random seed: a key named like an Object.prototype member on one entry only.
+      { examples: [[[{}, { valueOf: 0 }]], [[{ toString: 1 }, {}]]] },
     )
   })
 })
