@@ -16,10 +16,14 @@ export function configPath(args: readonly string[]): string | undefined | Error 
 }
 
 /** The config path of `sluice <command> --config FILE`, or undefined after printing the usage error (exit 2). */
-export function requireConfigPath(args: readonly string[], command: string): string | undefined {
+export function requireConfigPath(
+  args: readonly string[],
+  command: string,
+  stderr: (text: string) => void = (s) => process.stderr.write(s),
+): string | undefined {
   const path = configPath(args)
   if (typeof path === 'string') return path
-  process.stderr.write(
+  stderr(
     `${path instanceof Error ? path.message : '--config FILE is required'}\nusage: sluice ${command} --config FILE\n`,
   )
   return undefined

@@ -8,6 +8,7 @@ import {
   formatState,
   formatWeights,
 } from './ctl-format.js'
+import type { CliIo } from './io.js'
 
 /**
  * `sluice ctl`: a thin client of the admin API. It sends one request per
@@ -16,11 +17,7 @@ import {
  * not be reached, 2 usage error.
  */
 
-export interface CtlIo {
-  env: NodeJS.ProcessEnv
-  /** Receives whole lines, each ending in "\n" (like `process.stdout.write`). */
-  stdout: (s: string) => void
-  stderr: (s: string) => void
+export interface CtlIo extends CliIo {
   /** Wall clock for "hold left"; Date.now by default. */
   now?: () => number
 }

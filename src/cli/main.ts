@@ -2,6 +2,7 @@
 import { runCtl } from './ctl.js'
 import { runDemo } from './demo.js'
 import { runServe } from './serve.js'
+import { processIo } from './io.js'
 import { runValidate } from './validate.js'
 
 const USAGE = `usage: sluice <command>
@@ -22,11 +23,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       return runDemo(rest)
     case 'ctl':
-      return runCtl(rest, {
-        env: process.env,
-        stdout: (s) => process.stdout.write(s),
-        stderr: (s) => process.stderr.write(s),
-      })
+      return runCtl(rest, processIo)
     case '-h':
     case '--help':
     case 'help':

@@ -1,8 +1,9 @@
 import { pino } from 'pino'
 import { loadConfigFile } from '../config/load.js'
-import { ConfigError, formatProblem } from '../errors.js'
+import { ConfigError } from '../errors.js'
 import { runSluice } from '../lifecycle/run.js'
 import { requireConfigPath } from './args.js'
+import { configErrorLine } from './validate.js'
 
 /** `sluice serve --config FILE`: runs until SIGTERM/SIGINT, reloads on SIGHUP. Returns -1 while running. */
 export async function runServe(args: string[]): Promise<number> {
@@ -13,9 +14,7 @@ export async function runServe(args: string[]): Promise<number> {
     config = await loadConfigFile(path)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
-    const first = err.problems[0]
-    const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more: run sluice validate)` : ''
-    process.stderr.write(`config error: ${first ? formatProblem(first) : err.message}${more}\n`)
+    process.stderr.write(configErrorLine(err))
     return 1
   }
   // Synchronous stdout: with the asynchronous default, a log reader that went

@@ -1,6 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { execFileSync } from 'node:child_process'
-import { buildOnce, MAIN, ROOT, runCli } from '../helpers/cli.js'
+import { requireConfigPath } from '../../src/cli/args.js'
+import type { CliIo } from '../../src/cli/io.js'
+import { configErrorLine, runValidate } from '../../src/cli/validate.js'
+import { loadConfigFile } from '../../src/config/load.js'
+import { ConfigError } from '../../src/errors.js'
+import { buildOnce, type CliResult, MAIN, ROOT, runCli } from '../helpers/cli.js'
 
 const DIR = 'test/fixtures/configs'
 
@@ -62,41 +67,89 @@ function expectLines(text: string, expected: (string | RegExp)[]): void {
   })
 }
 
-describe.concurrent('bad config files', () => {
-  beforeAll(() => buildOnce(), 180_000)
+/** Runs a command in-process with its output captured, as the built CLI would write it. */
+async function inProcess(run: (io: CliIo) => Promise<number>): Promise<Omit<CliResult, 'signal'>> {
+  let stdout = ''
+  let stderr = ''
+  const io: CliIo = {
+    env: { ...process.env, ...ENV },
+    stdout: (t) => void (stdout += t),
+    stderr: (t) => void (stderr += t),
+  }
+  return { code: await run(io), stdout, stderr }
+}
 
+/** The one line `serve` prints for a bad config: the first problem, and how many more. */
+function serveLine(lines: (string | RegExp)[]): string | RegExp {
+  const first = lines[0]!
+  const more = lines.length > 1 ? ` (and ${lines.length - 1} more: run sluice validate)` : ''
+  return typeof first === 'string' ? first + more : first
+}
+
+// The fixtures run in-process (the same code the CLI runs, without a Node
+// start per file); the last describe block spawns the built CLI for real.
+describe('bad config files', () => {
   it.each(BAD)('sluice validate --config %s prints every problem and exits 1', async (file, lines) => {
-    const r = await runCli(['validate', '--config', `${DIR}/${file}`], ENV)
+    const r = await inProcess((io) => runValidate(['--config', `${DIR}/${file}`], io))
     expect(r.code).toBe(1)
     expectLines(r.stdout, lines)
     expect(r.stderr).toBe('')
   })
 
-  it.each(BAD)('sluice serve --config %s exits 1 with one line on stderr', async (file, lines) => {
-    const r = await runCli(['serve', '--config', `${DIR}/${file}`], ENV)
-    expect(r.code).toBe(1)
-    expect(r.stdout).toBe('')
-    const first = lines[0]!
-    const more = lines.length > 1 ? ` (and ${lines.length - 1} more: run sluice validate)` : ''
-    expectLines(r.stderr, [typeof first === 'string' ? first + more : first])
+  it.each(BAD)('sluice serve --config %s would print one line', async (file, lines) => {
+    const err = await loadConfigFile(`${DIR}/${file}`, { ...process.env, ...ENV }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(err).toBeInstanceOf(ConfigError)
+    expectLines(configErrorLine(err as ConfigError), [serveLine(lines)])
   })
 })
 
-describe.concurrent('usage errors exit 2', () => {
-  beforeAll(() => buildOnce(), 180_000)
+describe('usage errors exit 2', () => {
+  it.each([
+    [['--config'], '--config needs a file\nusage: sluice validate --config FILE\n'],
+    [['--config', 'a.yaml', '--verbose'], 'unknown argument "--verbose"\nusage: sluice validate --config FILE\n'],
+  ])('sluice validate %j', async (args, stderr) => {
+    const r = await inProcess((io) => runValidate(args, io))
+    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 2, stdout: '', stderr })
+  })
 
   it.each([
-    [['validate'], '--config FILE is required\nusage: sluice validate --config FILE\n'],
-    [['validate', '--config'], '--config needs a file\nusage: sluice validate --config FILE\n'],
-    [
-      ['validate', '--config', 'a.yaml', '--verbose'],
-      'unknown argument "--verbose"\nusage: sluice validate --config FILE\n',
-    ],
-    [['serve'], '--config FILE is required\nusage: sluice serve --config FILE\n'],
-    [['serve', 'config.yaml'], 'unknown argument "config.yaml"\nusage: sluice serve --config FILE\n'],
-  ])('sluice %j', async (args, stderr) => {
-    const r = await runCli(args)
-    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 2, stdout: '', stderr })
+    [[], '--config FILE is required\nusage: sluice serve --config FILE\n'],
+    [['config.yaml'], 'unknown argument "config.yaml"\nusage: sluice serve --config FILE\n'],
+  ])('sluice serve %j', (args, stderr) => {
+    let out = ''
+    expect(requireConfigPath(args, 'serve', (t) => void (out += t))).toBeUndefined()
+    expect(out).toBe(stderr)
+  })
+})
+
+describe.concurrent('the built CLI, spawned', () => {
+  beforeAll(() => buildOnce(), 180_000)
+
+  it('sluice serve with a bad config exits 1 with one line on stderr', async () => {
+    const [file, lines] = BAD.find(([f]) => f === 'many-problems.yaml')!
+    const r = await runCli(['serve', '--config', `${DIR}/${file}`], ENV)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe('')
+    expectLines(r.stderr, [serveLine(lines)])
+  })
+
+  it('sluice validate with a bad config exits 1 and prints every problem on stdout', async () => {
+    const [file, lines] = BAD.find(([f]) => f === 'unset-env.yaml')!
+    const r = await runCli(['validate', '--config', `${DIR}/${file}`], ENV)
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: '' })
+    expectLines(r.stdout, lines)
+  })
+
+  it('sluice validate without --config exits 2 with the usage', async () => {
+    const r = await runCli(['validate'])
+    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: '--config FILE is required\nusage: sluice validate --config FILE\n',
+    })
   })
 
   it('an unknown command prints the usage', async () => {
