@@ -18,9 +18,14 @@ export type CommitResult = { ok: true; pending?: boolean; warning?: string } | {
  * contract test suite (test/unit/state/store-contract.ts).
  */
 export interface StateStore {
-  readonly kind: 'memory' | 'redis'
+  readonly kind: 'memory' | 'file' | 'redis'
   /** Loads the shared state, seeding it with `seed` if the store is empty. */
   init(seed: DesiredState): Promise<DesiredState>
+  /**
+   * Set by `init` when the state came from this process's durable copy (the
+   * state file) rather than the seed: the file and the revision loaded.
+   */
+  readonly restored?: { readonly from: string; readonly revision: number }
   /** The latest state this process knows (never blocks). */
   current(): DesiredState
   /**
