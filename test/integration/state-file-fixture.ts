@@ -1,7 +1,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type ServeProcess, startServe } from '../helpers/cli.js'
+import { afterAll, beforeAll } from 'vitest'
+import { buildOnce, type ServeProcess, startServe } from '../helpers/cli.js'
 import { admin, TEST_TOKEN } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
@@ -83,4 +84,15 @@ export async function stateFileFixture(extraYaml: string[] = [], opts: { stateFi
       rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** One fixture for the enclosing `describe`: built before its tests, closed after; read it inside a test. */
+export function useStateFileFixture(...args: Parameters<typeof stateFileFixture>): () => StateFileFixture {
+  let f: StateFileFixture | undefined
+  beforeAll(async () => {
+    await buildOnce()
+    f = await stateFileFixture(...args)
+  }, 180_000)
+  afterAll(() => f?.close())
+  return () => f!
 }

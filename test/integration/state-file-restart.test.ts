@@ -1,21 +1,16 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildOnce, runCli } from '../helpers/cli.js'
-import { type StateFileFixture, stateFileFixture } from './state-file-fixture.js'
+import { describe, expect, it } from 'vitest'
+import { runCli } from '../helpers/cli.js'
+import { useStateFileFixture } from './state-file-fixture.js'
 
 const MEMORY_ONLY = 'state is in memory only'
 
 describe('state.file: a restart keeps what the admin API changed', () => {
-  let f: StateFileFixture
-
-  beforeAll(async () => {
-    await buildOnce()
-    f = await stateFileFixture()
-  }, 180_000)
-  afterAll(() => f?.close())
+  const fixture = useStateFileFixture()
 
   it('weights, drains and the audit list survive SIGTERM and a start; the start is audited', async () => {
+    const f = fixture()
     const a = await f.start()
     expect(a.lines.some((l) => l.includes(MEMORY_ONLY))).toBe(false)
     expect((await a.admin('PUT', '/v1/weights', { blue: 30, green: 70 })).status).toBe(200)
@@ -48,6 +43,7 @@ describe('state.file: a restart keeps what the admin API changed', () => {
   })
 
   it('POST /v1/reload keeps the runtime state (the file does not turn back into the seed)', async () => {
+    const f = fixture()
     const c = await f.start()
     try {
       const reloaded = await c.admin('POST', '/v1/reload')
@@ -64,15 +60,10 @@ describe('state.file: a restart keeps what the admin API changed', () => {
 })
 
 describe('state.file: blue-to-green cutover through the admin API, then a crash', () => {
-  let f: StateFileFixture
-
-  beforeAll(async () => {
-    await buildOnce()
-    f = await stateFileFixture()
-  }, 180_000)
-  afterAll(() => f?.close())
+  const fixture = useStateFileFixture()
 
   it('after SIGKILL and a start, traffic still goes to green and blue is still draining', async () => {
+    const f = fixture()
     const a = await f.start()
     expect(await a.versionsServing(20)).toEqual(new Set(['blue']))
     expect((await a.admin('PUT', '/v1/weights', { blue: 0, green: 100 })).status).toBe(200)
@@ -94,19 +85,14 @@ describe('state.file: blue-to-green cutover through the admin API, then a crash'
 })
 
 describe('state.file: a file sluice cannot trust stops the start', () => {
-  let f: StateFileFixture
-
-  beforeAll(async () => {
-    await buildOnce()
-    f = await stateFileFixture()
-  }, 180_000)
-  afterAll(() => f?.close())
+  const fixture = useStateFileFixture()
 
   it.each([
     ['truncated JSON', '{"format":1,"writtenAt":"x","state":{"revision":', 'not valid JSON'],
     ['another format', '{"format":2}', 'format 2 is not 1'],
     ['a state that fails the schema', '{"format":1,"writtenAt":"x","state":{},"audit":[],"rollouts":[]}', 'invalid at state.revision'],
   ])('%s: exit 1 and one line on stderr naming the file; the file is left alone', async (_what, text, problem) => {
+    const f = fixture()
     writeFileSync(f.stateFile, text)
     const r = await runCli(['serve', '--config', f.config])
     expect(r.code).toBe(1)
@@ -119,6 +105,7 @@ describe('state.file: a file sluice cannot trust stops the start', () => {
   })
 
   it('a state file in a directory that does not exist: exit 1 naming it (a volume not mounted)', async () => {
+    const f = fixture()
     const config = join(f.dir, 'no-dir.yaml')
     writeFileSync(config, readFileSync(f.config, 'utf8').replace(f.stateFile, join(f.dir, 'absent', 'state.json')))
     const r = await runCli(['serve', '--config', config])
@@ -130,15 +117,10 @@ describe('state.file: a file sluice cannot trust stops the start', () => {
 })
 
 describe('without state.file and without redis', () => {
-  let f: StateFileFixture
-
-  beforeAll(async () => {
-    await buildOnce()
-    f = await stateFileFixture([], { stateFile: false })
-  }, 180_000)
-  afterAll(() => f?.close())
+  const fixture = useStateFileFixture([], { stateFile: false })
 
   it('serve warns at start that runtime changes are lost on restart', async () => {
+    const f = fixture()
     const a = await f.start()
     try {
       const warning = a.lines.map((l) => JSON.parse(l)).find((e) => String(e.msg).startsWith(MEMORY_ONLY))
