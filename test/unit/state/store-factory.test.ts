@@ -29,8 +29,13 @@ describe('choosing the state store from the config', () => {
     const store = createStore(buildConfig({ ...base, state }, undefined), log)
     expect(store.kind).toBe('file')
     await store.close()
-    const both = createStore(buildConfig({ ...base, state, redis: { url: 'redis://127.0.0.1:1' } }, undefined), log)
+    const lines: string[] = []
+    const capture = pino({ level: 'info' }, { write: (line: string) => lines.push(line) })
+    const both = createStore(buildConfig({ ...base, state, redis: { url: 'redis://127.0.0.1:1' } }, undefined), capture)
     expect(both.kind).toBe('redis')
+    expect(lines.map((l) => JSON.parse(l))).toMatchObject([
+      { msg: 'state.file is not used: redis holds the shared state', stateFile: state.file },
+    ])
     await both.close()
     expect(() => buildConfig({ ...base, state: { file: '' } }, undefined)).toThrow(/state\.file/)
     expect(() => buildConfig({ ...base, state: { path: 'x' } }, undefined)).toThrow()
