@@ -87,10 +87,11 @@ export class RolloutDriver {
   /** Starts the periodic verdicts, and the config's rollout when `rollout.autoStart` asks for it. */
   async start(): Promise<void> {
     if (this.#stopped || this.#timer) return
+    let cur = this.state
+    // Before the first verdict, which must not judge a hold that began before the restart.
+    if (this.#s.store.restored && cur.status === 'progressing') cur = await this.#holdAgain(cur)
     this.#schedule()
     const r = this.#s.config.rollout
-    let cur = this.state
-    if (this.#s.store.restored && cur.status === 'progressing') cur = await this.#holdAgain(cur)
     // A shared store may already hold this rollout (another proxy started it,
     // or it ended before this proxy restarted): never start it twice.
     const ranBefore = cur.canary === r?.canary && cur.baseline === r?.baseline
