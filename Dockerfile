@@ -1,13 +1,17 @@
 # syntax=docker/dockerfile:1
 # sluice: build with `docker build -t sluice .`, run with
 #   docker run --rm -p 8080:8080 -e SLUICE_ADMIN_TOKEN=... \
-#     -v "$PWD/my.yaml:/etc/sluice/sluice.yaml:ro" --stop-timeout 35 sluice
+#     -v "$PWD/my.yaml:/etc/sluice/sluice.yaml:ro" -v sluice-state:/var/lib/sluice \
+#     --stop-timeout 35 sluice
 # The built-in default is config/blue-green.yaml: an example whose upstream
 # URLs point at the container's own loopback, so mount your own config. It
 # reads ${SLUICE_ADMIN_TOKEN}; an unset variable is a config error.
 # The proxy drains for up to drain.timeoutMs (30 s by default) on SIGTERM, so give
 # `docker stop` more than that. For the admin API to be reachable through the
 # published 9901, the config must set admin.host: 0.0.0.0 and an admin token.
+# Runtime changes (weights, drains, rollouts) survive a restart through the
+# state file: set `state: { file: /var/lib/sluice/state.json }` in your config
+# (the default config does) and keep /var/lib/sluice on a named volume.
 ARG NODE_VERSION=24
 
 FROM node:${NODE_VERSION}-bookworm-slim AS build
@@ -29,6 +33,10 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/config ./config
 # The default config, when the repository has one; mount your own over it.
 COPY --from=build /out/etc-sluice/ /etc/sluice/
+# The state file's directory, writable by the unprivileged user; a volume so
+# the state outlives the container (an anonymous one when nothing is mounted).
+RUN mkdir -p /var/lib/sluice && chown node:node /var/lib/sluice
+VOLUME /var/lib/sluice
 USER node
 EXPOSE 8080 9901
 # Liveness from the admin listener (inside the container, so 127.0.0.1 works);

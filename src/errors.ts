@@ -131,3 +131,19 @@ export class RolloutInvalidError extends SluiceError {
     if (path !== undefined) this.path = path
   }
 }
+
+/**
+ * The state file cannot be read, is invalid, or a change could not be
+ * written to it. At start it stops the start (never a silent reset); on a
+ * change the change is refused and the state stays as it was.
+ */
+export class StateFileError extends SluiceError {
+  readonly code = 'SLUICE_STATE_FILE'
+  readonly status = 503
+  constructor(
+    readonly file: string,
+    problem: string,
+  ) {
+    super(`state file ${file}: ${problem}`)
+  }
+}

@@ -21,6 +21,9 @@ export async function runServe(args: string[]): Promise<number> {
   // away (EPIPE) left pino's exit-time flush retrying forever, so a SIGTERM
   // never ended the process. Lifecycle logs are few; the access log is opt-in.
   const log = pino({ level: config.log.level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }))
+  if (!config.redis && config.state.file === undefined) {
+    log.warn('state is in memory only: runtime changes (weights, drains, rollouts) are lost on restart; set state.file')
+  }
   // Signals are handled from before the "listening" line: a script that reacts
   // to that line at once must never meet Node's default (exit) for SIGHUP.
   let running: Awaited<ReturnType<typeof runSluice>> | undefined

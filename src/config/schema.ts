@@ -187,6 +187,8 @@ export const configSchema = z
         leaseMs: z.number().int().min(100).max(60_000).default(2000),
       })
       .optional(),
+    /** The embedded store's durable copy (README "State file"); absent: in memory only. */
+    state: z.strictObject({ file: z.string().min(1).optional() }).prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

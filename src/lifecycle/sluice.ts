@@ -127,6 +127,13 @@ export class Sluice {
     const mirror = this.config.mirror ? { ...this.config.mirror } : null
     const state = await this.store.init({ ...initialState(this.config.weights), mirror })
     this.#applyDesired(state)
+    const restored = this.store.restored
+    if (restored) {
+      // The file's state won over the config's seed: the audit says so, where from and at which revision.
+      const reason = `state loaded from ${restored.from} at revision ${restored.revision}`
+      const loaded = { file: restored.from, revision: restored.revision }
+      await this.control.change('start', { source: 'system', reason }, (s) => ({ next: s, before: null, after: loaded }))
+    }
     if (this.config.health) {
       this.prober = new Prober(this.config.health, this.log, () => this.rebuild())
       void this.prober.sync(this.#allInstances()).then(() => {
@@ -407,6 +414,8 @@ function reloadProblems(prev: Config, next: Config): Problem[] {
     out.push({ path: 'admin', message: 'host and port cannot change on reload (restart the proxy)' })
   if (JSON.stringify(prev.redis) !== JSON.stringify(next.redis))
     out.push({ path: 'redis', message: 'cannot change on reload (restart the proxy)' })
+  if (prev.state.file !== next.state.file)
+    out.push({ path: 'state.file', message: 'cannot change on reload (restart the proxy)' })
   return out
 }
 

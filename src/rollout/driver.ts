@@ -7,7 +7,13 @@ import type { Version } from '../routing/instance.js'
 import type { ChangeSource, DesiredState } from '../state/desired.js'
 import type { RolloutRecord } from '../state/store.js'
 import { feedFigures, type RolloutFigures, startFigures } from './rollout-figures.js'
-import { type MirrorFigures, type RolloutEvent, type RolloutTransition, transition } from './rollout-machine.js'
+import {
+  type MirrorFigures,
+  type RolloutEvent,
+  type RolloutTransition,
+  transition,
+  where,
+} from './rollout-machine.js'
 import { buildReport, type RolloutReport } from './rollout-report.js'
 import { idleRollout, isActive, type OnBreach, type RolloutState, type RolloutStep } from './rollout-state.js'
 import { rolloutVerdict } from './rollout-verdict.js'
@@ -81,9 +87,11 @@ export class RolloutDriver {
   /** Starts the periodic verdicts, and the config's rollout when `rollout.autoStart` asks for it. */
   async start(): Promise<void> {
     if (this.#stopped || this.#timer) return
+    let cur = this.state
+    // Before the first verdict, which must not judge a hold that began before the restart.
+    if (this.#s.store.restored && cur.status === 'progressing') cur = await this.#holdAgain(cur)
     this.#schedule()
     const r = this.#s.config.rollout
-    const cur = this.state
     // A shared store may already hold this rollout (another proxy started it,
     // or it ended before this proxy restarted): never start it twice.
     const ranBefore = cur.canary === r?.canary && cur.baseline === r?.baseline
@@ -94,6 +102,27 @@ export class RolloutDriver {
         this.#s.log.error({ err }, 'rollout.autoStart failed')
       }
     }
+  }
+
+  /**
+   * A rollout this process loaded from its state file after a restart goes
+   * on at its step; its hold starts again, as after a resume: the analysis
+   * windows start empty, so the time before the restart proves nothing.
+   */
+  async #holdAgain(state: RolloutState): Promise<RolloutState> {
+    const now = this.#now()
+    const next: RolloutState = { ...state, holdStartedAt: now, revision: state.revision + 1 }
+    const hold = state.phase === 'mirror' ? state.mirror?.holdMs : state.steps[state.step]?.holdMs
+    const reason = `sluice restarted: the rollout goes on ${where(state)}; the hold of ${hold} ms starts again`
+    await this.#s.control.change('rollout.restart', { source: 'system', reason }, (s) => {
+      if (rolloutOf(s).revision !== state.revision) throw new StaleRollout('the rollout changed meanwhile')
+      return {
+        next: { ...s, rollout: next as unknown as Record<string, unknown> },
+        before: { rollout: brief(state) },
+        after: { rollout: brief(next) },
+      }
+    })
+    return next
   }
 
   /** Stops the timer; waits for a verdict being applied. Safe to call twice. */

@@ -217,7 +217,8 @@ function rollBack(
   return out
 }
 
-function where(state: RolloutState): string {
+/** Where a rollout stands, for reasons in the audit. */
+export function where(state: RolloutState): string {
   return state.phase === 'mirror' ? 'in the mirror phase' : `at step ${state.step} (weight ${weightOf(state)})`
 }
 

@@ -18,7 +18,9 @@ export interface DesiredState {
   configGeneration: number
 }
 
-export type ChangeSource = 'admin' | 'rollout' | 'analysis' | 'reload' | 'peer'
+/** Who made a change; `system` is sluice itself (a start that loaded the state file). */
+export const CHANGE_SOURCES = ['admin', 'rollout', 'analysis', 'reload', 'peer', 'system'] as const
+export type ChangeSource = (typeof CHANGE_SOURCES)[number]
 
 export interface AuditEntry {
   at: string

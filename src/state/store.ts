@@ -12,15 +12,21 @@ export type RolloutRecord = Record<string, unknown> & { id: string }
 export type CommitResult = { ok: true; pending?: boolean; warning?: string } | { ok: false; state: DesiredState }
 
 /**
- * Where the desired state lives: in process (the default) or in Redis
- * (several proxies as one). Asynchronous and message-shaped, so a
- * cluster-local store fits beside these two. Both implementations pass one
- * contract test suite (test/unit/state/store-contract.ts).
+ * Where the desired state lives: in process (the default; kind `file` when
+ * it is also kept in a state file) or in Redis (several proxies as one).
+ * Asynchronous and message-shaped, so a cluster-local store fits beside
+ * these. Every kind passes one contract test suite
+ * (test/unit/state/store-contract.ts).
  */
 export interface StateStore {
-  readonly kind: 'memory' | 'redis'
+  readonly kind: 'memory' | 'file' | 'redis'
   /** Loads the shared state, seeding it with `seed` if the store is empty. */
   init(seed: DesiredState): Promise<DesiredState>
+  /**
+   * Set by `init` when the state came from this process's durable copy (the
+   * state file) rather than the seed: the file and the revision loaded.
+   */
+  readonly restored?: { readonly from: string; readonly revision: number }
   /** The latest state this process knows (never blocks). */
   current(): DesiredState
   /**
