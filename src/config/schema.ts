@@ -118,6 +118,8 @@ export const configSchema = z
       .strictObject({
         consecutiveFailures: z.number().int().min(0).default(5),
         ejectionMs: ms.default(30000),
+        /** Of a version's instances ejected at once; at least one may be when it has two or more. */
+        maxEjectionPercent: z.number().int().min(1).max(100).default(50),
       })
       .prefault({}),
     timeouts: z
