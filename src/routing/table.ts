@@ -222,7 +222,9 @@ export class RoutingTable {
 /** Off the hot path (a retry): the usable instance with the least in flight, never `exclude`. */
 function leastInflightUsable(instances: readonly Instance[], exclude: Instance): Instance | undefined {
   let best: Instance | undefined
-  for (const i of instances) if (i !== exclude && i.usable && (best === undefined || i.inflight < best.inflight)) best = i
+  for (const i of instances) {
+    if (i !== exclude && i.usable && (best === undefined || i.inflight < best.inflight)) best = i
+  }
   return best
 }
 

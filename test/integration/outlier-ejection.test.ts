@@ -26,7 +26,7 @@ async function state(): Promise<any> {
 }
 
 describe('outlier ejection under load', () => {
-  it('one bad instance is ejected after its consecutiveFailures and takes no share while ejected; its version keeps its own', async () => {
+  it('one bad instance is ejected after consecutiveFailures, takes no share while ejected; its version keeps its own', async () => {
     f = await startDeployFixture(
       { blue: [{ name: 'b1', handler: faulty('b1', ALWAYS) }, { name: 'b2' }], green: [{ name: 'g1' }] },
       { weights: { blue: 90, green: 10 }, outlier: { consecutiveFailures: 5, ejectionMs: 30_000 } },
@@ -54,7 +54,8 @@ describe('outlier ejection under load', () => {
     expect(await metric(f.proxy, 'sluice_outlier_ejections_total{version="blue"}')).toBe(1)
 
     const hitsBefore = { b1: b1!.hits, b2: b2!.hits }
-    const load = recordedLoad({ url: f.proxy.url, concurrency: 8, keyFor: (loop, n) => (loop % 2 ? `k-${n % 97}` : undefined) })
+    const keyFor = (loop: number, n: number) => (loop % 2 ? `k-${n % 97}` : undefined)
+    const load = recordedLoad({ url: f.proxy.url, concurrency: 8, keyFor })
     await moreRequests(load.records, 2_000)
     const records = await load.stop()
     const b1While = b1!.hits - hitsBefore.b1
@@ -70,7 +71,7 @@ describe('outlier ejection under load', () => {
     expect(Math.abs(share(w!, 'green') - 10)).toBeLessThan(5)
   })
 
-  it("a version's one instance is never ejected: its failures stay with its own users, for the analysis to judge", async () => {
+  it("a version's one instance is never ejected: its failures stay with its users, for the analysis", async () => {
     f = await startDeployFixture(
       { blue: [{ name: 'b1' }, { name: 'b2' }], green: [{ name: 'g1', handler: faulty('g1', ALWAYS) }] },
       { weights: { blue: 90, green: 10 }, outlier: { consecutiveFailures: 3, ejectionMs: 30_000 } },
@@ -89,7 +90,7 @@ describe('outlier ejection under load', () => {
     expect(s.analysis.blue.errors).toBe(0)
   })
 
-  it('with all 4 instances of a version failing, no more than maxEjectionPercent (50: 2) are ejected at once', async () => {
+  it('with all 4 instances of a version failing, at most maxEjectionPercent (50: 2) are ejected at once', async () => {
     const blue = ['b1', 'b2', 'b3', 'b4'].map((name) => ({ name, handler: faulty(name, ALWAYS) }))
     f = await startDeployFixture(
       { blue, green: [{ name: 'g1' }] },

@@ -26,7 +26,7 @@ interface Snapshot {
 }
 
 describe('a rollout under uniform faults', () => {
-  it("is judged on both versions' real traffic: each step's split is the weights', and the analysis sees both", async () => {
+  it("is judged on both versions' real traffic: each step's split is its weight, the analysis sees both", async () => {
     f = await startDeployFixture(faultySpecs({ blue: 2, green: 1 }, { kind: '500', rate: 0.3 }), {
       weights: { blue: 100, green: 0 },
       outlier: { consecutiveFailures: 3, ejectionMs: 300 },
@@ -61,7 +61,8 @@ describe('a rollout under uniform faults', () => {
     const records = await load.stop()
     const last = snapshots.at(-1)!
     const report = (await admin(proxy, 'GET', '/v1/rollouts')).body.at(-1)
-    const ejections = (await admin(proxy, 'GET', '/metrics')).body as string
+    const metrics = (await admin(proxy, 'GET', '/metrics')).body as string
+    const ejections = /sluice_outlier_ejections_total\{version="blue"\} (\d+)/.exec(metrics)?.[1]
 
     // While the canary had part of the traffic (from 400 ms into a step), the analysis had both versions' requests.
     const stepStart = (weight: number) => snapshots.find((s) => s.green === weight)!.t
@@ -86,7 +87,7 @@ describe('a rollout under uniform faults', () => {
     }
     console.log(
       `rollout under 30% 500s everywhere: ${measured.join('; ')}; ended ${last.status}; report figures ` +
-        `${JSON.stringify(report.figures)}; ${/sluice_outlier_ejections_total\{version="blue"\} (\d+)/.exec(ejections)?.[1]} blue ejections`,
+        `${JSON.stringify(report.figures)}; ${ejections} blue ejections`,
     )
     expect(last.status).toBe('promoted')
     expect(report.figures.baseline.requests).toBeGreaterThan(0)
