@@ -10,15 +10,22 @@
 // The upstreams and autocannon run here, the proxy in its own process; all
 // on 127.0.0.1 with ephemeral ports.
 //   npm run bench:deploy            (env: DURATION_S, CONNECTIONS, RATE req/s, 0 = closed loop)
+//   npm run bench:deploy -- --uniform-faults
+//                                   the split under a fault on every instance alike (bench/deploy-uniform-faults.js)
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { machine, median, startChild } from './lib.js'
+import { uniformFaults } from './deploy-uniform-faults.js'
+import { hasFlag, machine, median, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+if (hasFlag(process.argv, 'uniform-faults')) {
+  await uniformFaults(root)
+  process.exit()
+}
 const DURATION_S = Number(process.env.DURATION_S ?? 20)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 8)
 const RATE = Number(process.env.RATE ?? 0)
