@@ -8,12 +8,9 @@
 // (retries included) next to its weight, and the ejections; the target is
 // that green stays within 5 points of 10 for the whole run.
 //   env: DURATION_S (per fault kind, default 10), CONNECTIONS (default 16), FAULT, FAULT_RATE (default 0.3)
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import autocannon from 'autocannon'
-import { machine, startChild } from './lib.js'
+import { machine, serveBlueGreen } from './lib.js'
 
 const TOKEN = 'bench-token'
 const KINDS = ['500', 'reset', 'timeout']
@@ -76,36 +73,17 @@ async function runOne(root, kind, opts) {
     blue: [await faultyUpstream('b1', 'blue', fault, counts), await faultyUpstream('b2', 'blue', fault, counts)],
     green: [await faultyUpstream('g1', 'green', fault, counts)],
   }
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-faults-'))
-  const configFile = join(dir, 'sluice.json')
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0, token: TOKEN },
-      versions: {
-        blue: { instances: ups.blue.map((u) => ({ url: u.url })) },
-        green: { instances: ups.green.map((u) => ({ url: u.url })) },
-      },
-      weights: { blue: 90, green: 10 },
-      sticky: { keys: ['header:x-user-id'] },
-      // Generous probes: the upstreams share this process with autocannon, and a busy loop must not read as down.
-      health: { intervalMs: 2_000, timeoutMs: 2_000, unhealthyThreshold: 3 },
-      outlier: { consecutiveFailures: 3, ejectionMs: 1_000 },
-      timeouts: { upstreamMs: 200 },
-      log: { level: 'error' },
-    }),
-  )
-  const proxy = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configFile])
+  const sluice = await serveBlueGreen(root, ups, TOKEN, {
+    weights: { blue: 90, green: 10 },
+    sticky: { keys: ['header:x-user-id'] },
+    // Generous probes: the upstreams share this process with autocannon, and a busy loop must not read as down.
+    health: { intervalMs: 2_000, timeoutMs: 2_000, unhealthyThreshold: 3 },
+    outlier: { consecutiveFailures: 3, ejectionMs: 1_000 },
+    timeouts: { upstreamMs: 200 },
+    log: { level: 'error' },
+  })
+  const { adminUrl } = sluice
   try {
-    const { port, adminPort } = await proxy.ready
-    const adminUrl = `http://127.0.0.1:${adminPort}`
-    for (let i = 0; i < 100; i++) {
-      const s = await fetch(`${adminUrl}/readyz`)
-      await s.text()
-      if (s.status === 200) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
     // Half the requests carry one of 1000 sticky keys drawn at random (a short run still sees many keys), half none.
     const requests = [
       {
@@ -121,7 +99,7 @@ async function runOne(root, kind, opts) {
     const connections = kind === 'timeout' ? opts.connections * 4 : opts.connections
     counts.measuring = true
     const result = await autocannon({
-      url: `http://127.0.0.1:${port}`,
+      url: sluice.url,
       connections,
       pipelining: 1,
       duration: opts.durationS,
@@ -159,9 +137,8 @@ async function runOne(root, kind, opts) {
       ok: worst < 5 && ejections.green === 0,
     }
   } finally {
-    await proxy.stop()
+    await sluice.stop()
     for (const u of [...ups.blue, ...ups.green]) await u.close()
-    rmSync(dir, { recursive: true, force: true })
   }
 }
 
