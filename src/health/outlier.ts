@@ -1,11 +1,14 @@
 import type { Logger } from 'pino'
 import type { Instance, Version } from '../routing/instance.js'
+import { type PeerOptions, peerOutliers } from './peer-outliers.js'
 
 export interface OutlierOptions {
   consecutiveFailures: number
   ejectionMs: number
   /** Most of a version's instances ejected at once, percent (at least one when it has two or more). */
   maxEjectionPercent: number
+  /** The second signal: an instance failing clearly more than its version's other instances (absent: off). */
+  peers?: PeerOptions | undefined
 }
 
 export interface OutlierEvents {
@@ -28,35 +31,72 @@ export interface OutlierEvents {
  * and drains can take a version out of the split. Envoy bounds the same
  * mechanism with max_ejection_percent per cluster; here a version plays the
  * cluster's part, because versions are what the weights divide.
+ *
+ * With `peers`, a sweep every `peers.intervalMs` also ejects an instance
+ * that failed clearly more than its version's other instances (see
+ * peer-outliers.ts), under the same limits.
  */
 export class OutlierDetector {
   readonly #timers = new Map<Instance, NodeJS.Timeout>()
+  readonly #sweep: NodeJS.Timeout | undefined
 
   constructor(
     readonly opts: OutlierOptions,
     readonly log: Logger,
     readonly events: OutlierEvents,
-  ) {}
+    /** The versions the peer sweep looks at. */
+    readonly versions: () => readonly Version[] = () => [],
+  ) {
+    if (opts.peers) {
+      this.#sweep = setInterval(() => this.sweep(), opts.peers.intervalMs)
+      this.#sweep.unref()
+    }
+  }
 
-  /** Hot path: one compare and an increment or a store. */
+  /** Hot path: increments, one compare and a store. */
   observe(instance: Instance, failed: boolean): void {
+    instance.windowRequests++
     if (!failed) {
       if (instance.consecutiveFailures !== 0) instance.consecutiveFailures = 0
       return
     }
+    instance.windowFailures++
     const limit = this.opts.consecutiveFailures
     if (limit === 0) return
     if (++instance.consecutiveFailures < limit || instance.ejectedUntil !== 0) return
     if (!this.#mayEject(instance)) return
+    this.#eject(instance, { mode: 'consecutive', failures: instance.consecutiveFailures })
+  }
+
+  /**
+   * The peer comparison of the interval just ended, then a fresh interval.
+   * Runs on its own timer with `peers`; public for tests.
+   */
+  sweep(): void {
+    const peers = this.opts.peers
+    if (!peers) return
+    for (const v of this.versions()) {
+      for (const o of peerOutliers(v.instances, peers)) {
+        if (!this.#mayEject(o.instance)) continue
+        this.#eject(o.instance, {
+          mode: 'peers',
+          failureRate: round(o.rate),
+          peersFailureRate: round(o.peersRate),
+          requests: o.instance.windowRequests,
+        })
+      }
+      for (const i of v.instances) {
+        i.windowRequests = 0
+        i.windowFailures = 0
+      }
+    }
+  }
+
+  #eject(instance: Instance, why: Record<string, unknown>): void {
     const until = Date.now() + this.opts.ejectionMs
     instance.ejectedUntil = until
     this.log.warn(
-      {
-        instance: instance.url,
-        version: instance.version.name,
-        failures: instance.consecutiveFailures,
-        until: new Date(until).toISOString(),
-      },
+      { instance: instance.url, version: instance.version.name, ...why, until: new Date(until).toISOString() },
       'instance ejected',
     )
     const t = setTimeout(() => this.#readmit(instance, 'instance back from ejection'), this.opts.ejectionMs)
@@ -112,6 +152,7 @@ export class OutlierDetector {
   }
 
   stop(): void {
+    clearInterval(this.#sweep)
     for (const t of this.#timers.values()) clearTimeout(t)
     this.#timers.clear()
   }
@@ -125,6 +166,10 @@ export class OutlierDetector {
 export function ejectionCap(count: number, maxPercent: number): number {
   if (count < 2) return 0
   return Math.max(1, Math.floor((count * maxPercent) / 100))
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000
 }
 
 function versionsOf(instances: Iterable<Instance>): Set<Version> {

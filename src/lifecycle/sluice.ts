@@ -79,10 +79,15 @@ export class Sluice {
       rollout: () => rolloutGauge(this.desired.rollout),
       storeUp: () => (this.store.up ? 1 : 0),
     })
-    this.outlier = new OutlierDetector(config.outlier, this.log, {
-      onChange: () => this.rebuild(),
-      onEjected: (i) => this.metrics.outlierEjections.inc({ version: i.version.name }),
-    })
+    this.outlier = new OutlierDetector(
+      config.outlier,
+      this.log,
+      {
+        onChange: () => this.rebuild(),
+        onEjected: (i) => this.metrics.outlierEjections.inc({ version: i.version.name }),
+      },
+      () => this.versions,
+    )
     this.outcomes = new Outcomes(this.metrics, this.outlier, {
       windowMs: config.analysis.windowMs,
       sliceMs: config.analysis.intervalMs,
