@@ -10,15 +10,20 @@
 // The upstreams and autocannon run here, the proxy in its own process; all
 // on 127.0.0.1 with ephemeral ports.
 //   npm run bench:deploy            (env: DURATION_S, CONNECTIONS, RATE req/s, 0 = closed loop)
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+//   npm run bench:deploy -- --uniform-faults
+//                                   the split under a fault on every instance alike (bench/deploy-uniform-faults.js)
 import { createServer } from 'node:http'
-import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { machine, median, startChild } from './lib.js'
+import { uniformFaults } from './deploy-uniform-faults.js'
+import { hasFlag, machine, median, serveBlueGreen } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+if (hasFlag(process.argv, 'uniform-faults')) {
+  await uniformFaults(root)
+  process.exit()
+}
 const DURATION_S = Number(process.env.DURATION_S ?? 20)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 8)
 const RATE = Number(process.env.RATE ?? 0)
@@ -86,31 +91,19 @@ console.log(
     `half the requests with a sticky key; ${WARMUP_S} s unmeasured warm-up; changes from ${CHANGES_AT / 1000} s`,
 )
 
-const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-deploy-'))
 const ups = {
   blue: [await upstream('blue'), await upstream('blue')],
   green: [await upstream('green'), await upstream('green')],
 }
-const configFile = join(dir, 'sluice.json')
-writeFileSync(
-  configFile,
-  JSON.stringify({
-    listen: { host: '127.0.0.1', port: 0 },
-    admin: { host: '127.0.0.1', port: 0, token: TOKEN },
-    versions: {
-      blue: { instances: ups.blue.map((u) => ({ url: u.url })) },
-      green: { instances: ups.green.map((u) => ({ url: u.url })) },
-    },
-    weights: { blue: 100, green: 0 },
-    sticky: { keys: ['header:x-user-id'] },
-    health: { intervalMs: 500, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 },
-    // A short ejection so the killed instance is back within the run once restarted.
-    outlier: { consecutiveFailures: 5, ejectionMs: 2_000 },
-    drain: { timeoutMs: 5_000 },
-    log: { level: 'info' },
-  }),
-)
-const proxy = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configFile])
+const sluice = await serveBlueGreen(root, ups, TOKEN, {
+  weights: { blue: 100, green: 0 },
+  sticky: { keys: ['header:x-user-id'] },
+  health: { intervalMs: 500, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 },
+  // A short ejection so the killed instance is back within the run once restarted.
+  outlier: { consecutiveFailures: 5, ejectionMs: 2_000 },
+  drain: { timeoutMs: 5_000 },
+  log: { level: 'info' },
+})
 
 let failedDuring = 0
 let failedBefore = 0
@@ -123,15 +116,7 @@ let t0 = 0
 const at = () => performance.now() - t0
 
 try {
-  const { port, adminPort } = await proxy.ready
-  const url = `http://127.0.0.1:${port}`
-  const adminUrl = `http://127.0.0.1:${adminPort}`
-  for (let i = 0; i < 100; i++) {
-    const s = await fetch(`${adminUrl}/readyz`)
-    await s.text()
-    if (s.status === 200) break
-    await new Promise((r) => setTimeout(r, 100))
-  }
+  const { url, adminUrl } = sluice
 
   // Every other request carries one of 200 sticky keys.
   const requests = []
@@ -254,7 +239,6 @@ try {
   )
   process.exitCode = failedTotal === 0 ? 0 : 1
 } finally {
-  await proxy.stop()
+  await sluice.stop()
   for (const u of [...ups.blue, ...ups.green]) await u.close()
-  rmSync(dir, { recursive: true, force: true })
 }

@@ -1,8 +1,9 @@
 // Shared pieces of the end-to-end benches: flags, child processes that announce
 // their ports with a JSON "listening" line on stdout, medians, machine facts.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
-import { cpus, loadavg, totalmem } from 'node:os'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 
 /** `--name value` from an argv list, or the fallback. */
@@ -110,6 +111,47 @@ export function stickyRequests(keys) {
     path: '/api/items',
     headers: { 'x-user-id': `user-${(i * 7919) % 100_003}` },
   }))
+}
+
+/**
+ * `sluice serve` (dist/ under `root`) in a child process, on a temporary JSON
+ * config with loopback listeners, the blue and green upstreams of `ups` and
+ * `settings` (weights, health, outlier...); resolves once /readyz answers 200.
+ */
+export async function serveBlueGreen(root, ups, token, settings) {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'))
+  const configFile = join(dir, 'sluice.json')
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      listen: { host: '127.0.0.1', port: 0 },
+      admin: { host: '127.0.0.1', port: 0, token },
+      versions: {
+        blue: { instances: ups.blue.map((u) => ({ url: u.url })) },
+        green: { instances: ups.green.map((u) => ({ url: u.url })) },
+      },
+      ...settings,
+    }),
+  )
+  const proxy = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configFile])
+  const stop = async () => {
+    await proxy.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    const { port, adminPort } = await proxy.ready
+    const adminUrl = `http://127.0.0.1:${adminPort}`
+    for (let i = 0; i < 100; i++) {
+      const s = await fetch(`${adminUrl}/readyz`)
+      await s.text()
+      if (s.status === 200) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    return { proxy, url: `http://127.0.0.1:${port}`, adminUrl, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
 }
 
 /** Waits until `url` answers 200 (a sticky key set), or throws after 15 s. */

@@ -15,6 +15,7 @@ export function stateView(s: Sluice): Record<string, unknown> {
         healthy: i.healthy,
         draining: i.draining || v.draining,
         ejected: i.ejected,
+        ejectedUntil: i.ejected ? new Date(i.ejectedUntil).toISOString() : null,
         usable: i.usable,
         inflight: i.inflight,
         websockets: i.websockets,

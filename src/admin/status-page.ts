@@ -248,6 +248,11 @@ const SCRIPT = `
     return el('span', { class: 'pill ' + (on ? (bad ? 'bad' : 'warn') : ''), text: on ? yes : no });
   }
 
+  function ejectedText(i) {
+    var until = typeof i.ejectedUntil === 'string' ? new Date(i.ejectedUntil) : null;
+    return until && isFinite(until.getTime()) ? 'ejected until ' + until.toLocaleTimeString() : 'ejected';
+  }
+
   function renderInstances(versions) {
     var rows = [];
     Object.keys(versions).forEach(function (v) {
@@ -258,7 +263,7 @@ const SCRIPT = `
           el('td', { 'data-field': 'healthy' }, [i.healthy === undefined ? el('span', { text: '-' })
             : el('span', { class: 'pill ' + (i.healthy ? 'ok' : 'bad'), text: i.healthy ? 'healthy' : 'unhealthy' })]),
           el('td', { 'data-field': 'draining' }, [pill(i.draining, 'draining', 'no', false)]),
-          el('td', { 'data-field': 'ejected' }, [pill(i.ejected, 'ejected', 'no', true)]),
+          el('td', { 'data-field': 'ejected' }, [pill(i.ejected, ejectedText(i), 'no', true)]),
           el('td', { class: 'num', 'data-field': 'inflight', text: fmtCount(num(i.inflight)) }),
           el('td', { class: 'num', 'data-field': 'websockets', text: fmtCount(num(i.websockets)) })
         ]));

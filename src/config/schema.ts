@@ -118,6 +118,16 @@ export const configSchema = z
       .strictObject({
         consecutiveFailures: z.number().int().min(0).default(5),
         ejectionMs: ms.default(30000),
+        /** Of a version's instances ejected at once; at least one may be when it has two or more. */
+        maxEjectionPercent: z.number().int().min(1).max(100).default(50),
+        /** Eject an instance failing clearly more than its version's others (absent: off). */
+        peers: z
+          .strictObject({
+            intervalMs: positiveMs.default(10000),
+            minRequests: z.number().int().min(1).default(50),
+            abovePeersPercent: z.number().gt(0).max(100).default(20),
+          })
+          .optional(),
       })
       .prefault({}),
     timeouts: z

@@ -1,67 +1,140 @@
 import type { Logger } from 'pino'
 import type { Instance, Version } from '../routing/instance.js'
+import { type PeerOptions, peerOutliers } from './peer-outliers.js'
 
 export interface OutlierOptions {
   consecutiveFailures: number
   ejectionMs: number
+  /** Most of a version's instances ejected at once, percent (at least one when it has two or more). */
+  maxEjectionPercent: number
+  /** The second signal: an instance failing clearly more than its version's other instances (absent: off). */
+  peers?: PeerOptions | undefined
+}
+
+export interface OutlierEvents {
+  /** An instance was ejected or came back: the owner rebuilds the routing table. */
+  onChange(instance: Instance): void
+  /** Counted once per ejection (the metrics). */
+  onEjected?(instance: Instance): void
 }
 
 /**
  * Passive ejection from live traffic: `consecutiveFailures` connect errors,
  * resets, timeouts or 5xx in a row eject an instance for `ejectionMs`, after
- * which it takes traffic again. The last usable instance of all versions is
- * never ejected (fail open, like Envoy's max ejection percent): a struggling
- * instance beats a certain 503.
+ * which it takes traffic again.
+ *
+ * Ejection works inside a version (README "Outlier ejection"): it never
+ * ejects a version's last usable instance and never more than
+ * `maxEjectionPercent` of its instances, so it can never empty a version and
+ * pass its share to the others. A fault that hits every instance alike (a
+ * shared dependency down) leaves the split as the weights say; only probes
+ * and drains can take a version out of the split. Envoy bounds the same
+ * mechanism with max_ejection_percent per cluster; here a version plays the
+ * cluster's part, because versions are what the weights divide.
+ *
+ * With `peers`, a sweep every `peers.intervalMs` also ejects an instance
+ * that failed clearly more than its version's other instances (see
+ * peer-outliers.ts), under the same limits.
  */
 export class OutlierDetector {
   readonly #timers = new Map<Instance, NodeJS.Timeout>()
+  readonly #sweep: NodeJS.Timeout | undefined
 
   constructor(
     readonly opts: OutlierOptions,
-    readonly versions: () => readonly Version[],
     readonly log: Logger,
-    readonly onChange: (instance: Instance) => void,
-    /** Current weights: ejection never leaves the weighted versions without a usable instance. */
-    readonly weights: () => Readonly<Record<string, number>> = () => ({}),
-  ) {}
+    readonly events: OutlierEvents,
+    /** The versions the peer sweep looks at. */
+    readonly versions: () => readonly Version[] = () => [],
+  ) {
+    if (opts.peers) {
+      this.#sweep = setInterval(() => this.sweep(), opts.peers.intervalMs)
+      this.#sweep.unref()
+    }
+  }
 
-  /** Hot path: one compare and an increment or a store. */
+  /** Hot path: increments, one compare and a store. */
   observe(instance: Instance, failed: boolean): void {
+    instance.windowRequests++
     if (!failed) {
       if (instance.consecutiveFailures !== 0) instance.consecutiveFailures = 0
       return
     }
+    instance.windowFailures++
     const limit = this.opts.consecutiveFailures
     if (limit === 0) return
     if (++instance.consecutiveFailures < limit || instance.ejectedUntil !== 0) return
-    if (!this.#othersUsable(instance)) return
-    instance.ejectedUntil = Date.now() + this.opts.ejectionMs
+    if (!this.#mayEject(instance)) return
+    this.#eject(instance, { mode: 'consecutive', failures: instance.consecutiveFailures })
+  }
+
+  /**
+   * The peer comparison of the interval just ended, then a fresh interval.
+   * Runs on its own timer with `peers`; public for tests.
+   */
+  sweep(): void {
+    const peers = this.opts.peers
+    if (!peers) return
+    for (const v of this.versions()) {
+      for (const o of peerOutliers(v.instances, peers)) {
+        if (!this.#mayEject(o.instance)) continue
+        this.#eject(o.instance, {
+          mode: 'peers',
+          failureRate: round(o.rate),
+          peersFailureRate: round(o.peersRate),
+          requests: o.instance.windowRequests,
+        })
+      }
+      for (const i of v.instances) {
+        i.windowRequests = 0
+        i.windowFailures = 0
+      }
+    }
+  }
+
+  #eject(instance: Instance, why: Record<string, unknown>): void {
+    const until = Date.now() + this.opts.ejectionMs
+    instance.ejectedUntil = until
     this.log.warn(
-      { instance: instance.url, version: instance.version.name, failures: instance.consecutiveFailures },
+      { instance: instance.url, version: instance.version.name, ...why, until: new Date(until).toISOString() },
       'instance ejected',
     )
     const t = setTimeout(() => this.#readmit(instance, 'instance back from ejection'), this.opts.ejectionMs)
     t.unref()
     this.#timers.set(instance, t)
-    this.onChange(instance)
+    this.events.onEjected?.(instance)
+    this.events.onChange(instance)
+  }
+
+  /** The ejection budget of one version: the cap, and never its last usable instance. */
+  #mayEject(instance: Instance): boolean {
+    const all = instance.version.instances
+    let ejected = 0
+    let otherUsable = false
+    for (const i of all) {
+      if (i.ejectedUntil !== 0) ejected++
+      else if (i !== instance && i.usable) otherUsable = true
+    }
+    return otherUsable && ejected < ejectionCap(all.length, this.opts.maxEjectionPercent)
   }
 
   /**
-   * Keeps "never eject the last usable instance" true after the ejection:
-   * when probes or drains have since taken every other instance away, the
-   * ejected ones that are healthy and not draining serve again at once.
+   * Keeps "never eject a version's last usable instance" true after the
+   * ejection: when probes or drains have since left a version with nothing
+   * else usable, its ejected instances that are healthy and not draining
+   * serve again at once (the version keeps its share; an instance that is
+   * merely failing beats passing the version's users to another version).
    * The owner calls it before each routing table rebuild. Returns whether it
    * readmitted any (no onChange call: the caller is rebuilding anyway).
    */
   failOpen(): boolean {
     if (this.#timers.size === 0) return false
-    const versions = this.#weighted()
-    for (const v of versions) for (const i of v.instances) if (i.usable) return false
     let readmitted = false
-    for (const v of versions) {
+    for (const v of versionsOf(this.#timers.keys())) {
+      if (v.draining || v.instances.some((i) => i.usable)) continue
       for (const i of v.instances) {
-        if (i.ejectedUntil === 0 || !i.healthy || i.draining || v.draining) continue
-        this.#readmit(i, 'ejection ended early: no other instance is usable', false)
+        if (i.ejectedUntil === 0 || !i.healthy || i.draining) continue
+        this.#readmit(i, 'ejection ended early: no other instance of its version is usable', false)
         readmitted = true
       }
     }
@@ -75,29 +148,32 @@ export class OutlierDetector {
     instance.consecutiveFailures = 0
     instance.usableSince = Date.now()
     this.log.info({ instance: instance.url, version: instance.version.name }, msg)
-    if (notify) this.onChange(instance)
-  }
-
-  /**
-   * Whether traffic has somewhere to go without this instance. Only versions
-   * with weight count: ejecting blue's last instance must not push users onto
-   * a zero-weight green that was never meant to serve them.
-   */
-  #othersUsable(instance: Instance): boolean {
-    for (const v of this.#weighted()) for (const i of v.instances) if (i !== instance && i.usable) return true
-    return false
-  }
-
-  /** Versions with weight, or all of them when none has (weights unknown). */
-  #weighted(): readonly Version[] {
-    const w = this.weights()
-    const all = this.versions()
-    const weighted = all.filter((v) => (w[v.name] ?? 0) > 0)
-    return weighted.length > 0 ? weighted : all
+    if (notify) this.events.onChange(instance)
   }
 
   stop(): void {
+    clearInterval(this.#sweep)
     for (const t of this.#timers.values()) clearTimeout(t)
     this.#timers.clear()
   }
+}
+
+/**
+ * How many of a version's `count` instances may be ejected at once: the
+ * percent rounded down, but at least one when there are two or more (a lone
+ * instance is its version's last one and never ejected anyway).
+ */
+export function ejectionCap(count: number, maxPercent: number): number {
+  if (count < 2) return 0
+  return Math.max(1, Math.floor((count * maxPercent) / 100))
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000
+}
+
+function versionsOf(instances: Iterable<Instance>): Set<Version> {
+  const out = new Set<Version>()
+  for (const i of instances) out.add(i.version)
+  return out
 }

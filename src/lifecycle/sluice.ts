@@ -81,10 +81,12 @@ export class Sluice {
     })
     this.outlier = new OutlierDetector(
       config.outlier,
-      () => this.versions,
       this.log,
-      () => this.rebuild(),
-      () => this.desired.weights,
+      {
+        onChange: () => this.rebuild(),
+        onEjected: (i) => this.metrics.outlierEjections.inc({ version: i.version.name }),
+      },
+      () => this.versions,
     )
     this.outcomes = new Outcomes(this.metrics, this.outlier, {
       windowMs: config.analysis.windowMs,

@@ -243,7 +243,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return
     }
     if (this.#retryable(err)) {
-      const next = this.table.chooseRetry(this.route, this.key, instance)
+      const next = this.table.chooseRetry(this.route, this.key, instance, CONNECT_PHASE.has(errorCode(err)))
       if (next !== undefined) {
         this.#release()
         this.ctx.sink.tryFailed(instance, err)

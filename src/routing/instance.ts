@@ -19,6 +19,9 @@ export class Instance {
   /** Passive ejection from live traffic, until this epoch ms (0 = not ejected). */
   ejectedUntil = 0
   consecutiveFailures = 0
+  /** Requests and failures since outlier detection's last peer comparison. */
+  windowRequests = 0
+  windowFailures = 0
   /** When it last became usable (epoch ms), for slow start. */
   usableSince = 0
   /** Set by the upstream pool registry. */

@@ -189,10 +189,21 @@ export class RoutingTable {
     return best
   }
 
-  /** For a retry: the same version if it has another usable instance, else any live version's. */
-  chooseRetry(route: VersionRoute, key: number, failed: Instance): Instance | undefined {
+  /**
+   * For a retry: another usable instance of the same version; when it has
+   * none, the failed instance again while it is still usable (a try that
+   * failed moves no request to another version), unless it refused the
+   * connection (`refused`: it is down, probes will take it out) and only
+   * then any live version's instance. This table may be older than an
+   * ejection or return that came since the request began, so the live
+   * facts of the failed instance's version decide.
+   */
+  chooseRetry(route: VersionRoute, key: number, failed: Instance, refused = false): Instance | undefined {
     const same = this.chooseInstance(route, key, failed)
-    if (same !== undefined) return same
+    if (same?.usable) return same
+    const other = leastInflightUsable(failed.version.instances, failed)
+    if (other !== undefined) return other
+    if (!refused && failed.usable) return failed
     for (const r of this.#live) {
       if (r === route) continue
       const other = this.chooseInstance(r, key, failed)
@@ -206,6 +217,15 @@ export class RoutingTable {
     for (const r of this.routes) for (let i = 0; i < r.factors.length; i++) if (r.factors[i]! < 1) return true
     return false
   }
+}
+
+/** Off the hot path (a retry): the usable instance with the least in flight, never `exclude`. */
+function leastInflightUsable(instances: readonly Instance[], exclude: Instance): Instance | undefined {
+  let best: Instance | undefined
+  for (const i of instances) {
+    if (i !== exclude && i.usable && (best === undefined || i.inflight < best.inflight)) best = i
+  }
+  return best
 }
 
 function slowStartFactor(inst: Instance, slowStartMs: number, now: number): number {

@@ -274,7 +274,7 @@ describe('sticky instance choice', () => {
     expect([...seen.values()]).toEqual([10, 10, 10])
   })
 
-  it('a retry never picks the instance that just failed', () => {
+  it('a retry picks another instance of the version when it has one, and stays in the version', () => {
     const versions = makeVersions({ blue: 2, green: 1 })
     const t = table(versions, { blue: 50, green: 50 })
     const blue = t.routes[0]!
@@ -284,10 +284,26 @@ describe('sticky instance choice', () => {
       expect(retry.url).not.toBe(first.url)
       expect(retry.version.name).toBe('blue')
     }
-    // With one instance in the version, the retry goes to another version.
+    // With one instance in the version, the retry stays on it; only a refused connection goes to another version.
     const green = t.routes[1]!
     const only = green.usable[0]!
-    expect(t.chooseRetry(green, KEYS[0]!, only)!.version.name).toBe('blue')
+    expect(t.chooseRetry(green, KEYS[0]!, only)).toBe(only)
+    expect(t.chooseRetry(green, KEYS[0]!, only, true)!.version.name).toBe('blue')
+  })
+
+  it('a retry follows the live facts of its version, not the table it began with', () => {
+    const versions = makeVersions({ blue: 2, green: 1 })
+    const t = table(versions, { blue: 90, green: 10 })
+    const blue = t.routes[0]!
+    const [b1, b2] = blue.usable as [Instance, Instance]
+    // Since the table was built, b1 was ejected: a retry after b2 fails goes to b2 again, never to green.
+    b1.ejectedUntil = Date.now() + 1_000
+    for (const k of [NO_KEY, ...KEYS.slice(0, 50)]) expect(t.chooseRetry(blue, k, b2)).toBe(b2)
+    // And back: b1 returned while the request ran on a table built without it.
+    const stale = table(versions, { blue: 90, green: 10 })
+    expect(stale.routes[0]!.usable).toEqual([b2])
+    b1.ejectedUntil = 0
+    expect(stale.chooseRetry(stale.routes[0]!, NO_KEY, b2)).toBe(b1)
   })
 })
 
