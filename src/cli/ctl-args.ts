@@ -6,7 +6,7 @@ import { VERSION_NAME } from '../config/schema.js'
  */
 
 export type DrainTarget = { version: string } | { url: string }
-export type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort'
+export type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
 export type OnBreach = 'pause' | 'rollback'
 
 export type CtlCommand =
@@ -47,6 +47,7 @@ export const CTL_USAGE = `usage: sluice ctl <command> [--json]
   audit                                  recent changes: at, action, source, actor, before -> after, reason
   rollout start <canary> [--baseline B] [--on-breach pause|rollback] [--steps W[:HOLDMS],...]
   rollout pause|resume|promote|abort     control the active rollout (abort rolls back)
+  rollout approve                        let a step that awaits an approval go on
   rollout status                         the active rollout
   rollout history                        past and current rollouts with their reports
   mirror start <version> <percent>       copy a share of eligible requests to a version
@@ -64,7 +65,7 @@ environment:
 exit codes: 0 success, 1 the API answered an error or could not be reached, 2 usage error
 `
 
-const ROLLOUT_ACTIONS: readonly string[] = ['pause', 'resume', 'promote', 'abort']
+const ROLLOUT_ACTIONS: readonly string[] = ['pause', 'resume', 'promote', 'abort', 'approve']
 
 export function parseCtlArgs(argv: readonly string[]): ParseResult {
   let json = false
@@ -128,7 +129,7 @@ function parseTarget(verb: string, args: readonly string[]): Part<DrainTarget> {
 
 function parseRollout(args: readonly string[]): Part<CtlCommand> {
   const [sub, ...rest] = args
-  if (sub === undefined) return fail('rollout needs start|pause|resume|promote|abort|status|history')
+  if (sub === undefined) return fail('rollout needs start|pause|resume|promote|abort|approve|status|history')
   if (sub === 'start') return parseRolloutStart(rest)
   if (ROLLOUT_ACTIONS.includes(sub))
     return noMore(rest, `rollout ${sub}`) ?? { ok: true, value: { verb: 'rollout', action: sub as RolloutAction } }
