@@ -103,7 +103,7 @@ describe('sluice ctl arguments', () => {
   })
 
   test('rollout controls, status and history', () => {
-    for (const action of ['pause', 'resume', 'promote', 'abort'] as const) {
+    for (const action of ['pause', 'resume', 'promote', 'abort', 'approve'] as const) {
       expect(command(['rollout', action]).command).toEqual({ verb: 'rollout', action })
     }
     expect(command(['rollout', 'status']).command).toEqual({ verb: 'rollout-status' })
