@@ -27,6 +27,7 @@ export type CtlCommand =
 export interface RolloutStep {
   weight: number
   holdMs?: number
+  approval?: boolean
 }
 
 export interface ParsedCtl {
@@ -45,7 +46,7 @@ export const CTL_USAGE = `usage: sluice ctl <command> [--json]
   undrain <version|url>                  take it back into service
   reload                                 re-read the config file
   audit                                  recent changes: at, action, source, actor, before -> after, reason
-  rollout start <canary> [--baseline B] [--on-breach pause|rollback] [--steps W[:HOLDMS],...]
+  rollout start <canary> [--baseline B] [--on-breach pause|rollback] [--steps W[:HOLDMS][:approve],...]
   rollout pause|resume|promote|abort     control the active rollout (abort rolls back)
   rollout approve                        let a step that awaits an approval go on
   rollout status                         the active rollout
@@ -171,22 +172,26 @@ function parseRolloutStart(args: readonly string[]): Part<CtlCommand> {
   return { ok: true, value: { verb: 'rollout-start', canary, ...cmd } }
 }
 
-/** `5:60000,25,100`: canary weights in order, each with an optional hold in ms. */
+/** `5:60000,25:60000:approve,100`: canary weights in order, each with an optional hold in ms and approval. */
 function parseSteps(s: string): Part<RolloutStep[]> {
   const steps: RolloutStep[] = []
   for (const part of s.split(',')) {
-    const [w, hold, extra] = part.split(':')
+    const fields = part.split(':')
+    const approval = fields.length > 1 && fields.at(-1) === 'approve'
+    if (approval) fields.pop()
+    const [w, hold, extra] = fields
     const weight = parsePercent(w ?? '')
     if (weight === undefined || extra !== undefined)
-      return fail(`rollout start: --steps "${part}" is not W or W:HOLDMS`)
-    if (hold === undefined) {
-      steps.push({ weight })
-      continue
+      return fail(`rollout start: --steps "${part}" is not W[:HOLDMS][:approve]`)
+    const step: RolloutStep = { weight }
+    if (hold !== undefined) {
+      const holdMs = parseNonNegativeInt(hold)
+      if (holdMs === undefined)
+        return fail(`rollout start: --steps "${part}" has a hold that is not a whole number of ms`)
+      step.holdMs = holdMs
     }
-    const holdMs = parseNonNegativeInt(hold)
-    if (holdMs === undefined)
-      return fail(`rollout start: --steps "${part}" has a hold that is not a whole number of ms`)
-    steps.push({ weight, holdMs })
+    if (approval) step.approval = true
+    steps.push(step)
   }
   return { ok: true, value: steps }
 }
