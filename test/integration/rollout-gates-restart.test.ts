@@ -1,27 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers/wait.js'
 import { startReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js'
-import { type Served, useStateFileFixture } from './state-file-fixture.js'
-
-/** Requests until stopped, so the analysis has traffic on both versions. */
-function traffic(p: Served): { stop(): Promise<void> } {
-  let on = true
-  const loop = (async () => {
-    for (let i = 0; on; i++) {
-      try {
-        await (await fetch(`${p.url}/`, { headers: { 'x-user-id': `user-${i % 500}` } })).text()
-      } catch {
-        return // killed under the load
-      }
-    }
-  })()
-  return {
-    async stop() {
-      on = false
-      await loop
-    },
-  }
-}
+import { traffic, useStateFileFixture } from './state-file-fixture.js'
 
 describe('state.file: a rollout that awaits an approval survives SIGKILL', () => {
   const fixture = useStateFileFixture(['analysis: { intervalMs: 100, windowMs: 5000, minRequests: 20 }'])
