@@ -2,8 +2,9 @@ import type { RolloutState } from './rollout-state.js'
 
 /**
  * The rollout as `/v1/state`, notifications and webhook gates show it: the
- * stored state with the values of gate and notification headers hidden,
- * since those carry tokens (`authorization: Bearer ${CI_TOKEN}`).
+ * stored state with the values of gate and notification headers and the
+ * paths of notification URLs hidden, since those carry tokens
+ * (`authorization: Bearer ${CI_TOKEN}`, a Slack webhook's path).
  */
 export function rolloutView(state: RolloutState): Record<string, unknown> {
   if (!state.gates?.length && !state.notify?.length) return state as unknown as Record<string, unknown>
@@ -14,7 +15,8 @@ export function rolloutView(state: RolloutState): Record<string, unknown> {
       ...(g.webhook && { webhook: { ...g.webhook, headers: hide(g.webhook.headers) } }),
       ...(g.prometheus && { prometheus: { ...g.prometheus, headers: hide(g.prometheus.headers) } }),
     })),
-    notify: state.notify?.map((n) => ({ ...n, headers: hide(n.headers) })),
+    // A Slack incoming webhook URL is itself the credential: only its origin shows.
+    notify: state.notify?.map((n) => ({ ...n, url: `${new URL(n.url).origin}/(hidden)`, headers: hide(n.headers) })),
   }
 }
 

@@ -241,6 +241,7 @@ describe('the whole setup: 5 -> 25 (approval) -> 50 (approval, webhook, Promethe
       ],
     })
     expect(started.status).toBe(201)
+    expect(started.body.rollout.notify[1].url).toBe(`${receiver.url}/(hidden)`)
     for (const weight of [25, 50]) {
       await until(proxy, `awaiting approval at ${weight}`, (r) => r.awaiting === 'approval' && r.steps[r.step].weight === weight)
       expect((await admin(proxy, 'POST', '/v1/rollout/approve')).status).toBe(200)
