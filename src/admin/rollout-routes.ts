@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { onBreachSchema, stepSchema } from '../config/schema.js'
 import type { Sluice } from '../lifecycle/sluice.js'
 import type { RolloutCommand, RolloutDriver } from '../rollout/driver.js'
+import { gateKeys } from '../rollout/gates-schema.js'
 import { parseBody } from './routes.js'
 import type { AdminServer } from './server.js'
 import { stateView } from './state-view.js'
@@ -12,10 +13,11 @@ const startBody = z
     baseline: z.string().min(1).optional(),
     steps: z.array(stepSchema).min(1, 'needs at least one step').optional(),
     onBreach: onBreachSchema.optional(),
+    ...gateKeys,
   })
   .optional()
 
-const COMMANDS: readonly RolloutCommand[] = ['pause', 'resume', 'promote', 'abort']
+const COMMANDS: readonly RolloutCommand[] = ['pause', 'resume', 'promote', 'abort', 'approve']
 
 /**
  * The rollout routes of CONTRACT section 3. Each answers with the whole

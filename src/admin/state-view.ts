@@ -1,4 +1,6 @@
 import type { Sluice } from '../lifecycle/sluice.js'
+import type { RolloutState } from '../rollout/rollout-state.js'
+import { rolloutView } from '../rollout/rollout-view.js'
 
 /** The JSON of GET /v1/state (CONTRACT section 3), built from the live objects. */
 export function stateView(s: Sluice): Record<string, unknown> {
@@ -39,7 +41,9 @@ export function stateView(s: Sluice): Record<string, unknown> {
     ready: s.ready,
     weights: desired.weights,
     versions,
-    rollout: desired.rollout ?? { status: 'idle', baseline: null, canary: null, step: null, reason: null },
+    rollout: desired.rollout
+      ? rolloutView(desired.rollout as unknown as RolloutState)
+      : { status: 'idle', baseline: null, canary: null, step: null, reason: null },
     analysis,
     mirror: s.mirror.view(),
     store: { kind: s.store.kind, up: s.store.up, leader: s.store.leader, id: s.store.id },

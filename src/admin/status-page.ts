@@ -294,7 +294,26 @@ const SCRIPT = `
     $('rollout-hold-row').hidden = hold === null;
     $('rollout-hold').textContent = hold === null ? '' : Math.ceil(hold / 1000) + ' s';
     $('rollout-reason').textContent = r && r.reason ? String(r.reason) : '-';
+    var awaiting = r && typeof r.awaiting === 'string' ? r.awaiting : null;
+    $('rollout-awaiting-row').hidden = awaiting === null;
+    $('rollout-awaiting').textContent = awaiting === null ? '' : 'step ' + step + ' awaits ' + (awaiting === 'approval' ? 'an approval' : awaiting);
+    $('rollout-approve').hidden = awaiting !== 'approval';
   }
+
+  // An approval is the one change this page makes: the step waits for a person, who is looking at it.
+  $('rollout-approve').addEventListener('click', function () {
+    var headers = { accept: 'application/json' };
+    if (token) headers.authorization = 'Bearer ' + token;
+    $('rollout-approve-msg').textContent = '';
+    fetch(new URL('v1/rollout/approve', location.href), { method: 'POST', headers: headers, cache: 'no-store' })
+      .then(function (res) {
+        return res.json().then(function (body) {
+          $('rollout-approve-msg').textContent = res.ok ? 'approved' : (body && body.error && body.error.message) || 'HTTP ' + res.status;
+        });
+      })
+      .catch(function (err) { $('rollout-approve-msg').textContent = String((err && err.message) || err); })
+      .finally(tick);
+  });
 
   // holdRemainingMs if the API computes it, else holdUntil, else the step's holdMs from holdStartedAt.
   function holdLeft(r, now) {
@@ -409,6 +428,9 @@ const BODY = `
       <dt>canary</dt><dd id="rollout-versions" data-testid="rollout-versions">-</dd>
       <dt>step</dt><dd id="rollout-step" data-testid="rollout-step">-</dd>
       <div id="rollout-hold-row" hidden><dt>hold left</dt><dd id="rollout-hold" data-testid="rollout-hold"></dd></div>
+      <div id="rollout-awaiting-row" hidden><dt>awaiting</dt><dd><span id="rollout-awaiting" data-testid="rollout-awaiting"></span>
+        <button id="rollout-approve" type="button" data-testid="rollout-approve" hidden>approve</button>
+        <span id="rollout-approve-msg" data-testid="rollout-approve-msg"></span></dd></div>
       <dt>reason</dt><dd id="rollout-reason" data-testid="rollout-reason">-</dd>
     </dl>
   </section>

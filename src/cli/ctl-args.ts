@@ -6,7 +6,7 @@ import { VERSION_NAME } from '../config/schema.js'
  */
 
 export type DrainTarget = { version: string } | { url: string }
-export type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort'
+export type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
 export type OnBreach = 'pause' | 'rollback'
 
 export type CtlCommand =
@@ -27,6 +27,7 @@ export type CtlCommand =
 export interface RolloutStep {
   weight: number
   holdMs?: number
+  approval?: boolean
 }
 
 export interface ParsedCtl {
@@ -45,8 +46,9 @@ export const CTL_USAGE = `usage: sluice ctl <command> [--json]
   undrain <version|url>                  take it back into service
   reload                                 re-read the config file
   audit                                  recent changes: at, action, source, actor, before -> after, reason
-  rollout start <canary> [--baseline B] [--on-breach pause|rollback] [--steps W[:HOLDMS],...]
+  rollout start <canary> [--baseline B] [--on-breach pause|rollback] [--steps W[:HOLDMS][:approve],...]
   rollout pause|resume|promote|abort     control the active rollout (abort rolls back)
+  rollout approve                        let a step that awaits an approval go on
   rollout status                         the active rollout
   rollout history                        past and current rollouts with their reports
   mirror start <version> <percent>       copy a share of eligible requests to a version
@@ -64,7 +66,7 @@ environment:
 exit codes: 0 success, 1 the API answered an error or could not be reached, 2 usage error
 `
 
-const ROLLOUT_ACTIONS: readonly string[] = ['pause', 'resume', 'promote', 'abort']
+const ROLLOUT_ACTIONS: readonly string[] = ['pause', 'resume', 'promote', 'abort', 'approve']
 
 export function parseCtlArgs(argv: readonly string[]): ParseResult {
   let json = false
@@ -128,7 +130,7 @@ function parseTarget(verb: string, args: readonly string[]): Part<DrainTarget> {
 
 function parseRollout(args: readonly string[]): Part<CtlCommand> {
   const [sub, ...rest] = args
-  if (sub === undefined) return fail('rollout needs start|pause|resume|promote|abort|status|history')
+  if (sub === undefined) return fail('rollout needs start|pause|resume|promote|abort|approve|status|history')
   if (sub === 'start') return parseRolloutStart(rest)
   if (ROLLOUT_ACTIONS.includes(sub))
     return noMore(rest, `rollout ${sub}`) ?? { ok: true, value: { verb: 'rollout', action: sub as RolloutAction } }
@@ -170,22 +172,26 @@ function parseRolloutStart(args: readonly string[]): Part<CtlCommand> {
   return { ok: true, value: { verb: 'rollout-start', canary, ...cmd } }
 }
 
-/** `5:60000,25,100`: canary weights in order, each with an optional hold in ms. */
+/** `5:60000,25:60000:approve,100`: canary weights in order, each with an optional hold in ms and approval. */
 function parseSteps(s: string): Part<RolloutStep[]> {
   const steps: RolloutStep[] = []
   for (const part of s.split(',')) {
-    const [w, hold, extra] = part.split(':')
+    const fields = part.split(':')
+    const approval = fields.length > 1 && fields.at(-1) === 'approve'
+    if (approval) fields.pop()
+    const [w, hold, extra] = fields
     const weight = parsePercent(w ?? '')
     if (weight === undefined || extra !== undefined)
-      return fail(`rollout start: --steps "${part}" is not W or W:HOLDMS`)
-    if (hold === undefined) {
-      steps.push({ weight })
-      continue
+      return fail(`rollout start: --steps "${part}" is not W[:HOLDMS][:approve]`)
+    const step: RolloutStep = { weight }
+    if (hold !== undefined) {
+      const holdMs = parseNonNegativeInt(hold)
+      if (holdMs === undefined)
+        return fail(`rollout start: --steps "${part}" has a hold that is not a whole number of ms`)
+      step.holdMs = holdMs
     }
-    const holdMs = parseNonNegativeInt(hold)
-    if (holdMs === undefined)
-      return fail(`rollout start: --steps "${part}" has a hold that is not a whole number of ms`)
-    steps.push({ weight, holdMs })
+    if (approval) step.approval = true
+    steps.push(step)
   }
   return { ok: true, value: steps }
 }

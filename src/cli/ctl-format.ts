@@ -170,6 +170,7 @@ function formatRolloutPairs(value: unknown, now: number): string {
   const hold = holdRemainingMs(r, now)
   if (hold !== undefined) pairs.push(['hold left', `${Math.ceil(hold / 1000)} s`])
   if (r['onBreach'] !== undefined) pairs.push(['on breach', str(r['onBreach']) ?? '-'])
+  if (typeof r['awaiting'] === 'string') pairs.push(['awaiting', str(r['awaiting'])!])
   pairs.push(['reason', str(r['reason']) ?? '-'])
   return formatPairs(pairs, '  ')
 }

@@ -140,7 +140,7 @@ function render(c: Exclude<CtlCommand, { verb: 'help' }>, body: unknown, now: nu
     case 'rollout-start':
       return 'rollout started\n' + formatRollout(rolloutIn(body), now)
     case 'rollout': {
-      const done = { pause: 'paused', resume: 'resumed', promote: 'promoted', abort: 'aborted' }[c.action]
+      const done = { pause: 'paused', resume: 'resumed', promote: 'promoted', abort: 'aborted', approve: 'approved' }[c.action]
       const r = rolloutIn(body)
       return `rollout ${done}\n` + (r ? formatRollout(r, now) : '')
     }

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { gateKeys } from '../rollout/gates-schema.js'
 
 /**
  * One zod schema for the whole configuration file (CONTRACT section 2).
@@ -40,6 +41,8 @@ const overrideMatch = z.union([
 export const stepSchema = z.strictObject({
   weight: percent,
   holdMs: ms.default(60000),
+  /** After its hold the step waits for an operator's approval (README "Rollout gates, windows and notifications"). */
+  approval: z.boolean().optional(),
 })
 
 export const onBreachSchema = z.enum(['rollback', 'pause'])
@@ -162,6 +165,7 @@ export const configSchema = z
         onBreach: onBreachSchema.default('rollback'),
         autoStart: z.boolean().default(false),
         mirror: rolloutMirrorSchema.optional(),
+        ...gateKeys,
       })
       .optional(),
     websocket: z

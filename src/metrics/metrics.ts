@@ -38,6 +38,8 @@ export class Metrics {
   readonly mirrorRequests: Counter<'version' | 'outcome'>
   readonly handoffs: Counter<'version'>
   readonly outlierEjections: Counter<'version'>
+  readonly gateChecks: Counter<'gate' | 'result'>
+  readonly notificationsFailed: Counter
   /** By version index. prom-client's label children hash their labels on every call; these are array stores. */
   readonly #counts: (VersionCounts | undefined)[] = []
   readonly #unrouted = new Float64Array(CODE_SLOTS)
@@ -72,6 +74,17 @@ export class Metrics {
       name: 'sluice_rollbacks_total',
       help: 'Rollouts rolled back, by canary version.',
       labelNames: ['version'],
+      registers,
+    })
+    this.gateChecks = new Counter({
+      name: 'sluice_gate_checks_total',
+      help: 'Rollout gate checks by gate and result (pass, fail, error).',
+      labelNames: ['gate', 'result'],
+      registers,
+    })
+    this.notificationsFailed = new Counter({
+      name: 'sluice_notifications_failed_total',
+      help: 'Rollout notifications given up on after their retries.',
       registers,
     })
     this.mirrorRequests = new Counter({

@@ -8,6 +8,8 @@ import type { ChangeSource, DesiredState } from '../state/desired.js'
 import type { RolloutRecord } from '../state/store.js'
 import { feedFigures, type RolloutFigures, startFigures } from './rollout-figures.js'
 import {
+  type GateCheck,
+  gatesDue,
   type MirrorFigures,
   type RolloutEvent,
   type RolloutTransition,
@@ -15,6 +17,13 @@ import {
   where,
 } from './rollout-machine.js'
 import { buildReport, type RolloutReport } from './rollout-report.js'
+import { type DeployWindow } from './deploy-window.js'
+import { checkPrometheus } from './gate-prometheus.js'
+import { checkWebhook } from './gate-webhook.js'
+import type { Gate, NotifyTarget } from './gates-schema.js'
+import { Notifier } from './notifier.js'
+import { notifyEvents } from './rollout-events.js'
+import { rolloutView } from './rollout-view.js'
 import { idleRollout, isActive, type OnBreach, type RolloutState, type RolloutStep } from './rollout-state.js'
 import { rolloutVerdict } from './rollout-verdict.js'
 
@@ -24,9 +33,16 @@ export interface RolloutSpec {
   baseline?: string
   steps?: readonly RolloutStep[]
   onBreach?: OnBreach
+  gates?: readonly Gate[]
+  gateTimeoutMs?: number
+  windows?: readonly DeployWindow[]
+  notify?: readonly NotifyTarget[]
 }
 
-export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort'
+export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
+
+/** How long a gate may keep failing after a step's hold before it counts as a breach, unless told. */
+export const DEFAULT_GATE_TIMEOUT_MS = 1_800_000
 
 export interface RolloutDriverOptions {
   /** Clock of the rollout's holds and times; the windows keep their own. */
@@ -36,6 +52,8 @@ export interface RolloutDriverOptions {
    * several proxies sharing a store will pass the slices merged over all.
    */
   slices?: (version: Version) => SliceSnapshot[] | Promise<SliceSnapshot[]>
+  /** Notification retry waits (1, 2, 4 s unless told). */
+  notifyRetryDelaysMs?: readonly number[]
 }
 
 /** One archived rollout: its report plus the raw totals a later driver carries on from. */
@@ -71,11 +89,19 @@ export class RolloutDriver {
   /** Totals of the rollout this driver follows, by its id. */
   #figures: { id: string; figures: RolloutFigures } | undefined
   #saves: Promise<void> = Promise.resolve()
+  readonly #notifier: Notifier
+  /** The rollout state notifications were last derived from. */
+  #seen: RolloutState | undefined
 
   constructor(sluice: Sluice, opts: RolloutDriverOptions = {}) {
     this.#s = sluice
     this.#now = opts.now ?? Date.now
     this.#slices = opts.slices ?? ((v) => sluice.outcomes.window(v).exportSlices())
+    this.#notifier = new Notifier({
+      log: sluice.log,
+      onFailed: () => sluice.metrics.notificationsFailed.inc(),
+      ...(opts.notifyRetryDelaysMs && { retryDelaysMs: opts.notifyRetryDelaysMs }),
+    })
     sluice.hooks.push({ onStop: () => this.stop() })
   }
 
@@ -88,6 +114,7 @@ export class RolloutDriver {
   async start(): Promise<void> {
     if (this.#stopped || this.#timer) return
     let cur = this.state
+    this.#seen = cur
     // Before the first verdict, which must not judge a hold that began before the restart.
     if (this.#s.store.restored && cur.status === 'progressing') cur = await this.#holdAgain(cur)
     this.#schedule()
@@ -128,6 +155,7 @@ export class RolloutDriver {
   /** Stops the timer; waits for a verdict being applied. Safe to call twice. */
   async stop(): Promise<void> {
     this.#stopped = true
+    this.#notifier.stop()
     clearTimeout(this.#timer)
     this.#timer = undefined
     await this.#ticking
@@ -158,11 +186,16 @@ export class RolloutDriver {
       actor: who.actor,
       versions: this.#s.versions.map((v) => v.name),
       source: who.source ?? 'admin',
+      // The config is deeply read-only; the machine copies these into the state.
+      gates: (spec.gates ?? c?.gates ?? []) as readonly Gate[],
+      gateTimeoutMs: spec.gateTimeoutMs ?? c?.gateTimeoutMs ?? DEFAULT_GATE_TIMEOUT_MS,
+      windows: (spec.windows ?? c?.windows ?? []) as readonly DeployWindow[],
+      notify: (spec.notify ?? c?.notify ?? []) as readonly NotifyTarget[],
     }
     return (await this.#apply(event)).state
   }
 
-  /** An operator's pause, resume, promote or abort. RolloutConflictError (409) when nothing to act on. */
+  /** An operator's pause, resume, promote, abort or approve. RolloutConflictError (409) when nothing to act on. */
   async command(type: RolloutCommand, actor: string | null): Promise<RolloutState> {
     return (await this.#apply({ type, actor })).state
   }
@@ -174,6 +207,8 @@ export class RolloutDriver {
    */
   async tick(): Promise<Verdict | undefined> {
     const state = this.state
+    // Changes made through other proxies (an approval, a pause) reach the driver through the store.
+    this.#observe(state, null)
     if (!isActive(state)) return undefined
     // With a shared store one proxy at a time drives the rollout. While the
     // store is unreachable every proxy judges its own traffic and may roll
@@ -201,8 +236,48 @@ export class RolloutDriver {
       canaryUsable: usable(canary),
       limits: this.#s.config.analysis,
     })
-    if (verdict.outcome !== 'wait') await this.#apply({ type: 'verdict', verdict })
+    if (verdict.outcome === 'pass' && gatesDue(state, this.#now())) {
+      await this.#apply({ type: 'verdict', verdict, gates: await this.#checkGates(state) })
+    } else if (verdict.outcome !== 'wait') await this.#apply({ type: 'verdict', verdict })
     return verdict
+  }
+
+  /** Runs every gate of the rollout at once and counts each check. */
+  async #checkGates(state: RolloutState): Promise<GateCheck[]> {
+    const canary = state.canary!
+    const baseline = state.baseline!
+    const context = { rollout: rolloutView(state), step: state.step, canary, baseline }
+    const checks = await Promise.all(
+      (state.gates ?? []).map((g) =>
+        g.webhook
+          ? checkWebhook({ name: g.name, ...g.webhook }, context)
+          : checkPrometheus({ name: g.name, ...g.prometheus! }, canary, baseline),
+      ),
+    )
+    for (const c of checks) this.#s.metrics.gateChecks.inc({ gate: c.gate, result: c.result })
+    return checks
+  }
+
+  /**
+   * Derives the notification events from the last state this driver saw to
+   * `next` and queues them. Only the leader sends; the others keep up with
+   * the state, so a proxy that becomes leader does not repeat old events.
+   */
+  #observe(next: RolloutState, reason: string | null): void {
+    const seen = this.#seen
+    if (seen !== undefined && next.revision <= seen.revision) return
+    this.#seen = next
+    if (seen === undefined || !this.#s.store.leader || !next.notify?.length) return
+    const at = new Date(this.#now()).toISOString()
+    const rollout = rolloutView(next)
+    for (const event of notifyEvents(seen, next)) {
+      this.#notifier.send(next.notify, { event, at, rollout, reason: reason ?? next.reason })
+    }
+  }
+
+  /** Waits until every queued notification was sent or given up on (tests, a graceful stop). */
+  notificationsIdle(): Promise<void> {
+    return this.#notifier.idle()
   }
 
   /** A non-leader cut off from the store: a rollback on its own verdict, nothing else. */
@@ -323,6 +398,8 @@ export class RolloutDriver {
   /** Bookkeeping of a committed transition: totals, the rollback counter, the stored record. */
   async #after(before: RolloutState, t: RolloutTransition): Promise<void> {
     const state = t.state
+    this.#seen ??= before
+    this.#observe(state, t.audit?.reason ?? null)
     if (state.id === null) return
     if (this.#figures?.id !== state.id) this.#figures = { id: state.id, figures: startFigures(state.startedAt!) }
     if (state.status === 'rolled_back' && before.status !== 'rolled_back') {

@@ -1,6 +1,8 @@
 import type { Verdict } from '../analysis/verdict.js'
 import { stepProblems } from '../config/schema.js'
 import { RolloutConflictError, RolloutInvalidError } from '../errors.js'
+import { type DeployWindow, inAnyWindow } from './deploy-window.js'
+import type { Gate, NotifyTarget } from './gates-schema.js'
 import {
   isActive,
   type OnBreach,
@@ -35,12 +37,27 @@ export type RolloutEvent =
       versions?: readonly string[]
       /** Audit source, `admin` unless told (`rollout` for the config's autoStart). */
       source?: AuditSource
+      gates?: readonly Gate[]
+      gateTimeoutMs?: number | null
+      windows?: readonly DeployWindow[]
+      notify?: readonly NotifyTarget[]
     }
-  | { type: 'pause' | 'resume' | 'promote' | 'abort'; actor?: string | null }
-  /** The analysis verdict of this interval (send every `analysis.intervalMs`). */
-  | { type: 'verdict'; verdict: Verdict }
+  | { type: 'pause' | 'resume' | 'promote' | 'abort' | 'approve'; actor?: string | null }
+  /**
+   * The analysis verdict of this interval (send every `analysis.intervalMs`),
+   * with the gates' checks when `gatesDue` said they were due.
+   */
+  | { type: 'verdict'; verdict: Verdict; gates?: readonly GateCheck[] }
   /** The mirror figures of this interval, during the mirror phase. */
   | { type: 'mirror'; figures: MirrorFigures }
+
+/** One gate check's outcome: `error` when the check itself failed (unreachable, timeout, bad answer). */
+export interface GateCheck {
+  gate: string
+  result: 'pass' | 'fail' | 'error'
+  /** Names the gate and what it saw, e.g. `gate conversion: 0.91 below min 0.95`. */
+  reason: string
+}
 
 export type AuditSource = 'admin' | 'rollout' | 'analysis'
 
@@ -52,6 +69,8 @@ export type RolloutAction =
   | 'rollout.resume'
   | 'rollout.rollback'
   | 'rollout.abort'
+  | 'rollout.approve'
+  | 'rollout.await'
 
 export interface RolloutAudit {
   action: RolloutAction
@@ -108,8 +127,10 @@ export function transition(state: RolloutState, event: RolloutEvent, now: number
       return promote(state, event.actor ?? null, now)
     case 'abort':
       return abort(state, event.actor ?? null, now)
+    case 'approve':
+      return approve(state, event.actor ?? null)
     case 'verdict':
-      return onVerdict(state, event.verdict, now)
+      return onVerdict(state, event.verdict, now, event.gates)
     case 'mirror':
       return onMirror(state, event.figures, now)
   }
@@ -122,7 +143,7 @@ function start(state: RolloutState, e: StartEvent, now: number): RolloutTransiti
     throw new RolloutConflictError(`a rollout of "${state.canary}" is already ${state.status}`)
   }
   validateStart(e)
-  const steps = e.steps.map((s) => ({ weight: s.weight, holdMs: s.holdMs }))
+  const steps = e.steps.map((s) => (s.approval ? { weight: s.weight, holdMs: s.holdMs, approval: true } : { weight: s.weight, holdMs: s.holdMs }))
   const mirror = e.mirror ? { ...e.mirror } : null
   const onBreach = e.onBreach ?? 'rollback'
   const actor = e.actor ?? null
@@ -144,6 +165,13 @@ function start(state: RolloutState, e: StartEvent, now: number): RolloutTransiti
     holdStartedAt: now,
     reached: mirror ? [{ step: -1, weight: 0, at: now }] : [],
     revision: state.revision + 1,
+    awaiting: null,
+    approvedStep: null,
+    gateFailingSince: null,
+    gates: (e.gates ?? []).map((g) => structuredClone(g)),
+    gateTimeoutMs: e.gateTimeoutMs ?? null,
+    windows: (e.windows ?? []).map((w) => structuredClone(w)),
+    notify: (e.notify ?? []).map((n) => structuredClone(n)),
   }
   const plan = `${e.canary} against ${e.baseline} in steps ${steps.map((s) => s.weight).join(', ')}`
   const first = mirror ? `, after a ${mirror.percent}% mirror phase of ${mirror.holdMs} ms` : ''
@@ -185,10 +213,11 @@ function validateStart(e: StartEvent): void {
 function enterStep(state: RolloutState, index: number, now: number, leavingMirror: boolean): RolloutTransition {
   const weight = state.steps[index]!.weight
   const reached = [...state.reached, { step: index, weight, at: now }]
+  const fresh = { awaiting: null, gateFailingSince: null }
   const next: RolloutState =
     weight >= 100
-      ? { ...state, status: 'promoted', step: index, phase: 'steps', endedAt: now, reached }
-      : { ...state, step: index, phase: 'steps', stepStartedAt: now, holdStartedAt: now, reached }
+      ? { ...state, ...fresh, status: 'promoted', step: index, phase: 'steps', endedAt: now, reached }
+      : { ...state, ...fresh, step: index, phase: 'steps', stepStartedAt: now, holdStartedAt: now, reached }
   next.revision = state.revision + 1
   const out: RolloutTransition = { state: next, changed: true, weights: rolloutWeights(next)! }
   if (leavingMirror) out.mirror = null
@@ -205,7 +234,14 @@ function rollBack(
   source: AuditSource,
   actor: string | null,
 ): RolloutTransition {
-  const next: RolloutState = { ...state, status: 'rolled_back', reason, endedAt: now, revision: state.revision + 1 }
+  const next: RolloutState = {
+    ...state,
+    status: 'rolled_back',
+    reason,
+    endedAt: now,
+    awaiting: null,
+    revision: state.revision + 1,
+  }
   const out: RolloutTransition = {
     state: next,
     changed: true,
@@ -246,7 +282,15 @@ function resume(state: RolloutState, actor: string | null, now: number): Rollout
   const hold = state.phase === 'mirror' ? state.mirror!.holdMs : state.steps[state.step]!.holdMs
   const reason = `resumed by ${actor ?? 'an operator'} ${where(state)}; the hold of ${hold} ms starts again`
   return {
-    state: { ...state, status: 'progressing', reason: null, holdStartedAt: now, revision: state.revision + 1 },
+    state: {
+      ...state,
+      status: 'progressing',
+      reason: null,
+      holdStartedAt: now,
+      awaiting: null,
+      gateFailingSince: null,
+      revision: state.revision + 1,
+    },
     changed: true,
     audit: { action: 'rollout.resume', source: 'admin', actor, reason },
   }
@@ -263,6 +307,7 @@ function promote(state: RolloutState, actor: string | null, now: number): Rollou
     phase: 'steps',
     reason,
     endedAt: now,
+    awaiting: null,
     reached: [...state.reached, { step: last, weight: 100, at: now }],
     revision: state.revision + 1,
   }
@@ -283,26 +328,99 @@ function abort(state: RolloutState, actor: string | null, now: number): RolloutT
   return rollBack(state, now, reason, 'rollout.abort', 'admin', actor)
 }
 
+function approve(state: RolloutState, actor: string | null): RolloutTransition {
+  if (!isActive(state) || state.awaiting !== 'approval') {
+    const what = !isActive(state)
+      ? state.status === 'idle'
+        ? 'no rollout'
+        : `the rollout of "${state.canary}" is ${state.status}`
+      : `the rollout of "${state.canary}" ${state.awaiting ? `awaits ${state.awaiting}` : 'is holding'} ${where(state)}`
+    throw new RolloutConflictError(`nothing to approve: ${what}, not awaiting an approval`)
+  }
+  const reason = `approved by ${actor ?? 'an operator'} ${where(state)}`
+  return {
+    state: { ...state, awaiting: null, approvedStep: state.step, reason: null, revision: state.revision + 1 },
+    changed: true,
+    audit: { action: 'rollout.approve', source: 'admin', actor, reason },
+  }
+}
+
+/**
+ * Whether the driver should check the gates before this interval's verdict:
+ * the rollout is progressing through its steps, the hold has passed and any
+ * approval the step asks for was given. The order on a step is hold,
+ * approval, gates, window.
+ */
+export function gatesDue(state: RolloutState, now: number): boolean {
+  if (state.status !== 'progressing' || state.phase !== 'steps' || (state.gates ?? []).length === 0) return false
+  const step = state.steps[state.step]
+  if (!step || now - state.holdStartedAt! < step.holdMs) return false
+  return !step.approval || state.approvedStep === state.step
+}
+
 const unchanged = (state: RolloutState): RolloutTransition => ({ state, changed: false })
 
-function onVerdict(state: RolloutState, verdict: Verdict, now: number): RolloutTransition {
-  if (!isActive(state) || state.phase !== 'steps') return unchanged(state)
-  if (verdict.outcome === 'breach') {
-    const reason = `${verdict.reason} ${where(state)}`
-    if (state.onBreach === 'rollback') return rollBack(state, now, reason, 'rollout.rollback', 'analysis', null)
-    if (state.status === 'paused') return unchanged(state)
-    return {
-      state: { ...state, status: 'paused', reason, revision: state.revision + 1 },
-      changed: true,
-      audit: { action: 'rollout.pause', source: 'analysis', actor: null, reason },
-    }
+/** A breach of the analysis or of a gate's timeout: rolls back or pauses, as `onBreach` says. */
+function breach(state: RolloutState, reason: string, now: number): RolloutTransition {
+  if (state.onBreach === 'rollback') return rollBack(state, now, reason, 'rollout.rollback', 'analysis', null)
+  if (state.status === 'paused') return unchanged(state)
+  return {
+    state: { ...state, status: 'paused', reason, awaiting: null, revision: state.revision + 1 },
+    changed: true,
+    audit: { action: 'rollout.pause', source: 'analysis', actor: null, reason },
   }
+}
+
+/** Holds the step awaiting `what`; changes the state only when what it awaits, or why, changed. */
+function wait(state: RolloutState, what: string, reason: string, gateFailingSince: number | null): RolloutTransition {
+  const since = state.gateFailingSince ?? null
+  if (state.awaiting === what && state.reason === reason && since === gateFailingSince) return unchanged(state)
+  const out: RolloutTransition = {
+    state: { ...state, awaiting: what, reason, gateFailingSince, revision: state.revision + 1 },
+    changed: true,
+  }
+  // The audit records the start of a wait, not every check while it lasts.
+  if (state.awaiting !== what) out.audit = { action: 'rollout.await', source: 'rollout', actor: null, reason }
+  return out
+}
+
+function onVerdict(
+  state: RolloutState,
+  verdict: Verdict,
+  now: number,
+  checks: readonly GateCheck[] | undefined,
+): RolloutTransition {
+  if (!isActive(state) || state.phase !== 'steps') return unchanged(state)
+  if (verdict.outcome === 'breach') return breach(state, `${verdict.reason} ${where(state)}`, now)
   if (verdict.outcome !== 'pass' || state.status !== 'progressing') return unchanged(state)
-  const hold = state.steps[state.step]!.holdMs
+  const step = state.steps[state.step]!
+  const hold = step.holdMs
   if (now - state.holdStartedAt! < hold) return unchanged(state)
+  if (step.approval && state.approvedStep !== state.step) {
+    return wait(state, 'approval', `step ${state.step} (weight ${step.weight}) held ${hold} ms: awaits an approval`, null)
+  }
+  let gateText = ''
+  if ((state.gates ?? []).length > 0) {
+    // Gates are due but were not checked this interval: nothing to decide on.
+    if (checks === undefined) return unchanged(state)
+    const failing = checks.find((c) => c.result !== 'pass')
+    if (failing) {
+      const since = state.gateFailingSince ?? now
+      const limit = state.gateTimeoutMs
+      if (limit != null && now - since >= limit) {
+        return breach(state, `${failing.reason}, still failing after ${limit} ms ${where(state)}`, now)
+      }
+      return wait(state, `gate:${failing.gate}`, `${failing.reason} ${where(state)}`, since)
+    }
+    gateText = `; gates passed: ${checks.map((c) => c.reason).join('; ')}`
+  }
+  if (!inAnyWindow(state.windows ?? [], now)) {
+    return wait(state, 'window', `outside every deploy window ${where(state)}`, null)
+  }
   const out = enterStep(state, state.step + 1, now, false)
   const promoted = out.state.status === 'promoted'
-  const reason = `step ${state.step} (weight ${weightOf(state)}) held ${hold} ms with no breach: ${verdict.reason}`
+  const approved = step.approval ? ', approved' : ''
+  const reason = `step ${state.step} (weight ${weightOf(state)}) held ${hold} ms with no breach${approved}: ${verdict.reason}${gateText}`
   out.state.reason = promoted ? `promoted: ${reason}` : null
   out.audit = {
     action: promoted ? 'rollout.promote' : 'rollout.step',

@@ -12,6 +12,9 @@
  * receives copies of the baseline's requests).
  */
 
+import type { DeployWindow } from './deploy-window.js'
+import type { Gate, NotifyTarget } from './gates-schema.js'
+
 export type RolloutStatus = 'idle' | 'progressing' | 'paused' | 'promoted' | 'rolled_back'
 export type RolloutPhase = 'mirror' | 'steps'
 export type OnBreach = 'rollback' | 'pause'
@@ -21,6 +24,8 @@ export interface RolloutStep {
   weight: number
   /** How long the step must hold with no breach before the next one. Ignored on the last step. */
   holdMs: number
+  /** After its hold the step waits for `POST /v1/rollout/approve`. */
+  approval?: boolean
 }
 
 /** `rollout.mirror` of the config: a shadow phase before the first weighted step. */
@@ -65,6 +70,17 @@ export interface RolloutState {
   reached: StepReached[]
   /** Bumped on every change, so stores can keep the newest. */
   revision: number
+  /** What the current step waits for once its hold passed: `approval`, `gate:NAME`, `window`, or null. */
+  awaiting?: string | null
+  /** The step an operator approved (index), null when none. */
+  approvedStep?: number | null
+  /** When the gates began failing on this step (the first failing check after the hold), null while none fails. */
+  gateFailingSince?: number | null
+  /** Checks before a step advances, their timeout, the deploy windows and the notification targets. */
+  gates?: Gate[]
+  gateTimeoutMs?: number | null
+  windows?: DeployWindow[]
+  notify?: NotifyTarget[]
 }
 
 export function idleRollout(): RolloutState {
@@ -86,6 +102,13 @@ export function idleRollout(): RolloutState {
     holdStartedAt: null,
     reached: [],
     revision: 0,
+    awaiting: null,
+    approvedStep: null,
+    gateFailingSince: null,
+    gates: [],
+    gateTimeoutMs: null,
+    windows: [],
+    notify: [],
   }
 }
 

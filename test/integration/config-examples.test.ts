@@ -9,8 +9,10 @@ const ENV = {
   SLUICE_ADMIN_TOKEN: 'admin-secret',
   SLUICE_DEPLOY_TOKEN: 'deploy-secret',
   REDIS_URL: 'redis://127.0.0.1:6390/2',
+  CI_TOKEN: 'ci-secret',
+  SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T000/B000/XXXX',
 }
-const EXAMPLES = ['blue-green.yaml', 'canary-rollout.yaml', 'redis-cluster.yaml']
+const EXAMPLES = ['blue-green.yaml', 'canary-rollout.yaml', 'redis-cluster.yaml', 'canary-gates.yaml']
 const file = (name: string) => `${ROOT}config/${name}`
 
 /** Key paths of a zod schema, down through objects, defaults and arrays of objects (records are leaves). */
@@ -59,6 +61,21 @@ describe('the example configs in config/', () => {
     expect(c.rollout).toMatchObject({ baseline: 'blue', canary: 'green', onBreach: 'rollback', autoStart: false })
     expect(c.rollout!.steps.map((s) => s.weight)).toEqual([5, 25, 50, 100])
     expect(c.weights).toEqual({ blue: 100, green: 0 })
+  })
+
+  it('canary-gates.yaml waits for approvals at 25 and 50, checks two gates in working hours and tells Slack', async () => {
+    const c = await loadConfigFile(file('canary-gates.yaml'), ENV)
+    const r = c.rollout!
+    expect(r.steps.map((s) => [s.weight, s.approval ?? false])).toEqual([
+      [5, false],
+      [25, true],
+      [50, true],
+      [100, false],
+    ])
+    expect(r.gates!.map((g) => g.name)).toEqual(['smoke', 'conversion'])
+    expect(r.gates![0]!.webhook!.headers).toEqual({ authorization: 'Bearer ci-secret' })
+    expect(r.windows![0]).toMatchObject({ timeZone: 'Europe/Berlin', from: '09:00', to: '16:00' })
+    expect(r.notify![0]).toMatchObject({ url: ENV.SLACK_WEBHOOK_URL, format: 'slack' })
   })
 
   it('redis-cluster.yaml takes Redis and its tokens from the environment', async () => {

@@ -96,3 +96,25 @@ export function useStateFileFixture(...args: Parameters<typeof stateFileFixture>
   afterAll(() => f?.close())
   return () => f!
 }
+
+/** Sticky requests, one after another, until stopped: the analysis needs traffic on both versions. */
+export function traffic(p: Served): { stop(): Promise<void> } {
+  let on = true
+  const loop = (async () => {
+    for (let i = 0; on; i++) {
+      try {
+        const res = await fetch(`${p.url}/`, { headers: { 'x-user-id': `user-${i % 500}` } })
+        await res.text()
+      } catch {
+        // The process was killed under the load: the test goes on with the next one.
+        return
+      }
+    }
+  })()
+  return {
+    async stop() {
+      on = false
+      await loop
+    },
+  }
+}

@@ -1,27 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { type Served, useStateFileFixture } from './state-file-fixture.js'
-
-/** Sticky requests, one after another, until stopped: the analysis needs traffic on both versions. */
-function traffic(p: Served): { stop(): Promise<void> } {
-  let on = true
-  const loop = (async () => {
-    for (let i = 0; on; i++) {
-      try {
-        const res = await fetch(`${p.url}/`, { headers: { 'x-user-id': `user-${i % 500}` } })
-        await res.text()
-      } catch {
-        // The process was killed under the load: the test goes on with the next one.
-        return
-      }
-    }
-  })()
-  return {
-    async stop() {
-      on = false
-      await loop
-    },
-  }
-}
+import { traffic, useStateFileFixture } from './state-file-fixture.js'
 
 describe('state.file: a running rollout survives SIGKILL', () => {
   const fixture = useStateFileFixture(['analysis: { intervalMs: 100, windowMs: 5000, minRequests: 20 }'])

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { STATUS_PAGE_CSP } from '../../src/admin/status-page.js'
 import { buildConfig } from '../../src/config/load.js'
 import { type Running, runSluice } from '../../src/lifecycle/run.js'
+import { steadyLoad } from '../helpers/load.js'
 
 /**
  * The status page in a real Chromium against the real proxy: token prompt,
@@ -219,6 +220,35 @@ describe('status page', () => {
     await page.getByTestId('mirror-panel').waitFor({ state: 'visible' })
     await post('/v1/mirror', null)
     await page.getByTestId('mirror-panel').waitFor({ state: 'hidden' })
+  }, 40_000)
+
+  test('shows a step that awaits an approval, with an approve button that approves it', async () => {
+    // Enough traffic for a passing verdict, which the step needs before it awaits.
+    const load = steadyLoad({ url: proxyUrl, concurrency: 4 })
+    try {
+      const res = await fetch(adminUrl + '/v1/rollout', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          baseline: 'blue',
+          canary: 'green',
+          steps: [{ weight: 20, holdMs: 200, approval: true }, { weight: 100 }],
+        }),
+      })
+      expect(res.status).toBe(201)
+      await res.text()
+      await page.getByTestId('rollout-approve').waitFor({ state: 'visible', timeout: 20_000 })
+      expect(await textOf('[data-testid="rollout-awaiting"]')).toBe('step 0 awaits an approval')
+      expect(await textOf('[data-testid="rollout-reason"]')).toContain('awaits an approval')
+      await page.getByTestId('rollout-approve').click()
+      await waitForText('rollout-approve-msg', 'approved')
+      await waitForText('rollout-status', 'promoted')
+      expect(await page.getByTestId('rollout-approve').isHidden()).toBe(true)
+      const audit = (await admin('GET', '/v1/audit')) as { action: string; actor: string | null }[]
+      expect(audit.findLast((e) => e.action === 'rollout.approve')?.actor).toBe('admin')
+    } finally {
+      await load.stop()
+    }
   }, 40_000)
 
   test('keeps the token for the tab: a reload needs no new prompt', async () => {

@@ -92,18 +92,27 @@ describe('sluice ctl arguments', () => {
     })
   })
 
+  test('--steps marks the steps that wait for an approval', () => {
+    expect(command(['rollout', 'start', 'green', '--steps', '5:1000,25:2000:approve,50:approve,100']).command).toEqual({
+      verb: 'rollout-start',
+      canary: 'green',
+      steps: [{ weight: 5, holdMs: 1000 }, { weight: 25, holdMs: 2000, approval: true }, { weight: 50, approval: true }, { weight: 100 }],
+    })
+  })
+
   test('a malformed rollout start is a usage error', () => {
     expect(usageError(['rollout', 'start'])).toBe('rollout start needs a <canary> version')
     expect(usageError(['rollout', 'start', 'green', 'blue'])).toContain('unexpected "blue"')
     expect(usageError(['rollout', 'start', 'green', '--on-breach', 'explode'])).toContain('pause or rollback')
     expect(usageError(['rollout', 'start', 'green', '--baseline'])).toContain('--baseline needs a value')
     expect(usageError(['rollout', 'start', 'green', '--canary', 'x'])).toContain('unknown option --canary')
-    expect(usageError(['rollout', 'start', 'green', '--steps', '5,x'])).toContain('"x" is not W or W:HOLDMS')
+    expect(usageError(['rollout', 'start', 'green', '--steps', '5,x'])).toContain('"x" is not W[:HOLDMS][:approve]')
+    expect(usageError(['rollout', 'start', 'green', '--steps', '5:1:2'])).toContain('is not W[:HOLDMS][:approve]')
     expect(usageError(['rollout', 'start', 'green', '--steps', '5:1s'])).toContain('hold')
   })
 
   test('rollout controls, status and history', () => {
-    for (const action of ['pause', 'resume', 'promote', 'abort'] as const) {
+    for (const action of ['pause', 'resume', 'promote', 'abort', 'approve'] as const) {
       expect(command(['rollout', action]).command).toEqual({ verb: 'rollout', action })
     }
     expect(command(['rollout', 'status']).command).toEqual({ verb: 'rollout-status' })
