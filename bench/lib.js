@@ -187,3 +187,30 @@ export async function startBlueGreen(root, children, bodyBytes, extraArgs = []) 
   const { ports } = await upstream.ready
   return { upstream, blue: `http://127.0.0.1:${ports.blue}`, green: `http://127.0.0.1:${ports.green}` }
 }
+
+/** Resident set size of `pid` in KiB (VmRSS from /proc, Linux), or undefined when it cannot be read. */
+export function rssKiB(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * `sluice serve` (from dist/) in front of one upstream: one version, one instance, token-protected
+ * admin, config written to `configPath`. Registered in `children`; answers the child and its URL.
+ */
+export async function startSluiceFor(root, children, upstream, configPath, execArgv = []) {
+  const config = {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0, token: 'bench-token' },
+    versions: { app: { instances: [{ url: upstream }] } },
+    log: { level: 'info' },
+  }
+  writeFileSync(configPath, JSON.stringify(config))
+  const child = startChild('sluice', [`${root}/dist/cli/main.js`, 'serve', '--config', configPath], { execArgv })
+  children.push(child)
+  return { child, url: `http://127.0.0.1:${(await child.ready).port}` }
+}

@@ -63,6 +63,16 @@ const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 
 const kExchange = Symbol('sluice.exchange')
 type TaggedResponse = ServerResponse & { [kExchange]?: Exchange }
 
+/**
+ * How much of a response may wait in the client's socket buffer before the
+ * upstream read pauses. Node's own mark (16 KiB) is below one socket read
+ * (64 KiB), so pausing at it stopped the upstream read after every chunk and
+ * a large body went through in stop-and-go, at a third of nginx's rate; a
+ * few reads' worth keeps both sockets busy and still bounds memory per
+ * request.
+ */
+const CLIENT_BUFFER_BYTES = 256 * 1024
+
 /** Client went away: status recorded in metrics (nginx's convention), never counted as an error. */
 export const CLIENT_CLOSED = 499
 
@@ -208,11 +218,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#clientGone) return
     if (this.tap !== undefined) this.tap.data(chunk)
-    if (!this.res.write(chunk)) {
+    const res = this.res
+    if (!res.write(chunk) && res.writableLength >= CLIENT_BUFFER_BYTES) {
       controller.pause()
       if (!this.#drainHooked) {
         this.#drainHooked = true
-        this.res.on('drain', onResponseDrain)
+        res.on('drain', onResponseDrain)
       }
     }
   }

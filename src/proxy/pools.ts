@@ -7,6 +7,8 @@ export interface PoolOptions {
   bodyIdleMs: number
 }
 
+const UPSTREAM_SOCKET_BUFFER = 256 * 1024
+
 /**
  * One keep-alive connection pool per instance. Idle upstream connections are
  * closed before the typical upstream keep-alive timeout (Node's default is
@@ -14,8 +16,13 @@ export interface PoolOptions {
  * undici also honours an upstream's `Keep-Alive: timeout=` hint.
  */
 export function openPool(instance: Instance, opts: PoolOptions): Pool {
+  // A request body arrives in 64 KiB reads; at undici's 64 KiB mark every one of them filled the
+  // socket and paused the client's upload until the next tick (a large upload went through at
+  // half of nginx's rate). A few reads of room keeps it streaming; it is still bounded. (net.Socket
+  // takes highWaterMark; undici's types do not list it.)
+  const connect = { timeout: opts.connectMs, noDelay: true, highWaterMark: UPSTREAM_SOCKET_BUFFER }
   const pool = new Pool(instance.url, {
-    connect: { timeout: opts.connectMs, noDelay: true },
+    connect,
     headersTimeout: opts.upstreamMs,
     bodyTimeout: opts.bodyIdleMs,
     keepAliveTimeout: 4_000,
