@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util'
 import hdr from 'hdr-histogram-js'
 import { Pool } from 'undici'
 import { HAPROXY, NGINX, startHaproxy, startNginx, versionOf } from './edge-peers.js'
-import { announce, median, startChild, startSluiceFor } from './lib.js'
+import { announce, median, pace, startChild, startSluiceFor } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
@@ -43,41 +43,20 @@ const info = announce()
 console.log(`${versionOf(NGINX)}; ${versionOf(HAPROXY)}`)
 console.log(`${RATE} req/s over ${CONNECTIONS} connections, ${opts.duration} s per target, ${opts.rounds} rounds\n`)
 
-/**
- * Sends GET / at a fixed rate for `seconds`: every millisecond tick sends what is due (a late timer
- * catches up, it never skips). Answers the histogram of latencies in microseconds and the error count.
- */
+/** Sends GET / at the fixed rate for `seconds`; answers the latencies (microseconds, HDR) and the error count. */
 async function paced(pool, seconds) {
   const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 })
-  const total = Math.round(RATE * seconds)
-  let sent = 0
-  let done = 0
   let errors = 0
-  const start = performance.now()
-  await new Promise((resolve) => {
-    const one = () => {
-      const t0 = performance.now()
-      pool
-        .request({ path: '/', method: 'GET' })
-        .then(async (res) => {
-          await res.body.dump()
-          if (res.statusCode !== 200) errors++
-          h.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)))
-        })
-        .catch(() => errors++)
-        .finally(() => {
-          if (++done === total) resolve()
-        })
+  await pace(RATE, Math.round(RATE * seconds), async () => {
+    const t0 = performance.now()
+    try {
+      const res = await pool.request({ path: '/', method: 'GET' })
+      await res.body.dump()
+      if (res.statusCode !== 200) errors++
+      h.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)))
+    } catch {
+      errors++
     }
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * RATE) + 1)
-      while (sent < due) {
-        sent++
-        one()
-      }
-      if (sent < total) setTimeout(tick, 1)
-    }
-    tick()
   })
   return { h, errors }
 }

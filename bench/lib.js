@@ -214,3 +214,25 @@ export async function startSluiceFor(root, children, upstream, configPath, execA
   children.push(child)
   return { child, url: `http://127.0.0.1:${(await child.ready).port}` }
 }
+
+/**
+ * Calls `one(i)` for i = 0..total-1 at `rate` per second: every millisecond tick starts what is due
+ * (a late timer catches up, nothing is skipped). Resolves once every promise `one` returned settled.
+ */
+export function pace(rate, total, one) {
+  return new Promise((resolve) => {
+    if (total === 0) return resolve()
+    const start = performance.now()
+    let sent = 0
+    let settled = 0
+    const done = () => {
+      if (++settled === total) resolve()
+    }
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1)
+      while (sent < due) one(sent++).then(done, done)
+      if (sent < total) setTimeout(tick, 1)
+    }
+    tick()
+  })
+}
