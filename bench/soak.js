@@ -52,11 +52,14 @@ const info = announce()
 console.log(`${REQUESTS} requests at ${RATE}/s over ${opts.connections} connections (warm-up ${opts.warmup})\n`)
 
 const outcomes = {}
+/** Longest client-side wait per kind, ms: a stuck request shows here before anything else does. */
+const slowest = {}
 let healthyFailed = 0
 /** Sends request i of the mix; never rejects (outcomes are counted by kind). */
 async function one(pool, i) {
   const kind = KINDS[i % 100]
   const ac = kind === 'abort' ? new AbortController() : undefined
+  const t0 = performance.now()
   let result
   try {
     const res = await pool.request({
@@ -78,14 +81,19 @@ async function one(pool, i) {
   }
   const key = `${kind} ${result}`
   outcomes[key] = (outcomes[key] ?? 0) + 1
+  slowest[kind] = Math.max(slowest[kind] ?? 0, Math.round(performance.now() - t0))
   if ((kind === 'ok' || kind === 'post') && result !== '200') healthyFailed++
 }
 
-/** sluice_requests_total summed over its labels, the sum of sluice_inflight_requests, and the codes. */
+/**
+ * sluice_requests_total summed over its labels, the sum of sluice_inflight_requests, the codes, and the
+ * V8 heap in use (to tell retained garbage from a leak when RSS moves).
+ */
 async function metrics(adminUrl) {
   const text = await (await fetch(`${adminUrl}/metrics`)).text()
   let requests = 0
   let inflight = 0
+  let heapUsed = 0
   const codes = {}
   for (const line of text.split('\n')) {
     if (line.startsWith('sluice_requests_total{')) {
@@ -94,8 +102,9 @@ async function metrics(adminUrl) {
       const code = /code="(\d+)"/.exec(line)?.[1]
       codes[code] = (codes[code] ?? 0) + n
     } else if (line.startsWith('sluice_inflight_requests{')) inflight += Number(line.slice(line.lastIndexOf(' ') + 1))
+    else if (line.startsWith('nodejs_heap_size_used_bytes ')) heapUsed = Number(line.slice(line.lastIndexOf(' ') + 1))
   }
-  return { requests, inflight, codes }
+  return { requests, inflight, codes, heapUsed }
 }
 
 const fds = (pid) => readdirSync(`/proc/${pid}/fd`).length
@@ -156,8 +165,10 @@ try {
   await pool.close()
   const before = await quiet(pid, adminUrl)
   for (const k of Object.keys(outcomes)) delete outcomes[k]
+  for (const k of Object.keys(slowest)) delete slowest[k]
   healthyFailed = 0
-  console.log(`start: ${before.fds} fds, RSS ${(before.rssKiB / 1024).toFixed(1)} MiB, in flight ${before.inflight}`)
+  const heap = (m) => `heap used ${(m.heapUsed / 2 ** 20).toFixed(1)} MiB`
+  console.log(`start: ${before.fds} fds, RSS ${(before.rssKiB / 1024).toFixed(1)} MiB, ${heap(before)}, in flight ${before.inflight}`)
 
   pool = client()
   const t0 = performance.now()
@@ -190,12 +201,13 @@ try {
   }
   console.log(`\n${REQUESTS} requests in ${seconds.toFixed(0)} s (${(REQUESTS / seconds).toFixed(0)}/s achieved)`)
   console.log(`counted by code: ${JSON.stringify(codes)}`)
+  console.log(`end: ${heap(after)}; slowest client wait by kind, ms: ${JSON.stringify(slowest)}`)
   console.log(`client outcomes (kind result): ${JSON.stringify(Object.fromEntries(Object.entries(outcomes).sort()))}`)
   for (const [what, pass] of Object.entries(checks)) console.log(`${pass ? 'PASS' : 'FAIL'} ${what}`)
   ok = Object.values(checks).every(Boolean)
   await writeFile(
     join(outDir, 'soak.json'),
-    JSON.stringify({ machine: info, opts, seconds, before, after, codes, outcomes, checks }, null, 2),
+    JSON.stringify({ machine: info, opts, seconds, before, after, codes, outcomes, slowest, checks }, null, 2),
   )
 } finally {
   await stopAll()

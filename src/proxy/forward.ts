@@ -66,10 +66,9 @@ type TaggedResponse = ServerResponse & { [kExchange]?: Exchange }
 /**
  * How much of a response may wait in the client's socket buffer before the
  * upstream read pauses. Node's own mark (16 KiB) is below one socket read
- * (64 KiB), so pausing at it stopped the upstream read after every chunk and
- * a large body went through in stop-and-go, at a third of nginx's rate; a
- * few reads' worth keeps both sockets busy and still bounds memory per
- * request.
+ * (64 KiB), so pausing at it stopped and restarted the upstream read after
+ * every chunk of a large body; a few reads' worth keeps both sockets busy and
+ * still bounds memory per request (bench/RESULTS.md, large bodies).
  */
 const CLIENT_BUFFER_BYTES = 256 * 1024
 

@@ -17,9 +17,8 @@ const UPSTREAM_SOCKET_BUFFER = 256 * 1024
  */
 export function openPool(instance: Instance, opts: PoolOptions): Pool {
   // A request body arrives in 64 KiB reads; at undici's 64 KiB mark every one of them filled the
-  // socket and paused the client's upload until the next tick (a large upload went through at
-  // half of nginx's rate). A few reads of room on the writing side keeps it streaming, still
-  // bounded; the reading side keeps 64 KiB. (undici sets highWaterMark, which would win over both;
+  // socket and paused the client's upload until the next tick. A few reads of room on the writing
+  // side keeps it streaming, still bounded; the reading side keeps 64 KiB. (undici sets highWaterMark, which would win over both;
   // its types do not list these net.Socket options.)
   const connect = {
     timeout: opts.connectMs,
