@@ -63,15 +63,6 @@ const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 
 const kExchange = Symbol('sluice.exchange')
 type TaggedResponse = ServerResponse & { [kExchange]?: Exchange }
 
-/**
- * How much of a response may wait in the client's socket buffer before the
- * upstream read pauses. Node's own mark (16 KiB) is below one socket read
- * (64 KiB), so pausing at it stopped and restarted the upstream read after
- * every chunk of a large body; a few reads' worth keeps both sockets busy and
- * still bounds memory per request (bench/RESULTS.md, large bodies).
- */
-const CLIENT_BUFFER_BYTES = 256 * 1024
-
 /** Client went away: status recorded in metrics (nginx's convention), never counted as an error. */
 export const CLIENT_CLOSED = 499
 
@@ -217,12 +208,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#clientGone) return
     if (this.tap !== undefined) this.tap.data(chunk)
-    const res = this.res
-    if (!res.write(chunk) && res.writableLength >= CLIENT_BUFFER_BYTES) {
+    if (!this.res.write(chunk)) {
       controller.pause()
       if (!this.#drainHooked) {
         this.#drainHooked = true
-        res.on('drain', onResponseDrain)
+        this.res.on('drain', onResponseDrain)
       }
     }
   }

@@ -7,8 +7,6 @@ export interface PoolOptions {
   bodyIdleMs: number
 }
 
-const UPSTREAM_SOCKET_BUFFER = 256 * 1024
-
 /**
  * One keep-alive connection pool per instance. Idle upstream connections are
  * closed before the typical upstream keep-alive timeout (Node's default is
@@ -16,19 +14,8 @@ const UPSTREAM_SOCKET_BUFFER = 256 * 1024
  * undici also honours an upstream's `Keep-Alive: timeout=` hint.
  */
 export function openPool(instance: Instance, opts: PoolOptions): Pool {
-  // A request body arrives in 64 KiB reads; at undici's 64 KiB mark every one of them filled the
-  // socket and paused the client's upload until the next tick. A few reads of room on the writing
-  // side keeps it streaming, still bounded; the reading side keeps 64 KiB. (undici sets highWaterMark, which would win over both;
-  // its types do not list these net.Socket options.)
-  const connect = {
-    timeout: opts.connectMs,
-    noDelay: true,
-    highWaterMark: undefined,
-    readableHighWaterMark: 64 * 1024,
-    writableHighWaterMark: UPSTREAM_SOCKET_BUFFER,
-  }
   const pool = new Pool(instance.url, {
-    connect,
+    connect: { timeout: opts.connectMs, noDelay: true },
     headersTimeout: opts.upstreamMs,
     bodyTimeout: opts.bodyIdleMs,
     keepAliveTimeout: 4_000,
