@@ -229,3 +229,52 @@ export async function startBlueGreen(root, children, bodyBytes, extraArgs = []) 
   const { ports } = await upstream.ready
   return { upstream, blue: `http://127.0.0.1:${ports.blue}`, green: `http://127.0.0.1:${ports.green}` }
 }
+
+/** Resident set size of `pid` in KiB (VmRSS from /proc, Linux), or undefined when it cannot be read. */
+export function rssKiB(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * `sluice serve` (from dist/) in front of one upstream: one version, one instance, token-protected
+ * admin, config written to `configPath`. Registered in `children`; answers the child and its URL.
+ */
+export async function startSluiceFor(root, children, upstream, configPath, execArgv = []) {
+  const config = {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0, token: 'bench-token' },
+    versions: { app: { instances: [{ url: upstream }] } },
+    log: { level: 'info' },
+  }
+  writeFileSync(configPath, JSON.stringify(config))
+  const child = startChild('sluice', [`${root}/dist/cli/main.js`, 'serve', '--config', configPath], { execArgv })
+  children.push(child)
+  return { child, url: `http://127.0.0.1:${(await child.ready).port}` }
+}
+
+/**
+ * Calls `one(i)` for i = 0..total-1 at `rate` per second: every millisecond tick starts what is due
+ * (a late timer catches up, nothing is skipped). Resolves once every promise `one` returned settled.
+ */
+export function pace(rate, total, one) {
+  return new Promise((resolve) => {
+    if (total === 0) return resolve()
+    const start = performance.now()
+    let sent = 0
+    let settled = 0
+    const done = () => {
+      if (++settled === total) resolve()
+    }
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1)
+      while (sent < due) one(sent++).then(done, done)
+      if (sent < total) setTimeout(tick, 1)
+    }
+    tick()
+  })
+}

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { AdminError, errorBody, SluiceError } from '../errors.js'
 import { listenOn } from '../proxy/listen.js'
 import type { TokenCheck } from './auth.js'
+import { BrowserGuard } from './browser-guard.js'
 
 export const MAX_BODY_BYTES = 64 * 1024
 
@@ -34,6 +35,8 @@ interface Route {
 export class AdminServer {
   readonly server: Server
   readonly #routes = new Map<string, Map<string, Route>>()
+  /** Set once bound, and only without a token: see BrowserGuard. */
+  #guard: BrowserGuard | undefined
 
   constructor(
     readonly tokens: TokenCheck,
@@ -53,8 +56,10 @@ export class AdminServer {
     return this
   }
 
-  listen(host: string, port: number): Promise<number> {
-    return listenOn(this.server, host, port)
+  async listen(host: string, port: number): Promise<number> {
+    const bound = await listenOn(this.server, host, port)
+    if (this.tokens.open) this.#guard = new BrowserGuard(host, bound)
+    return bound
   }
 
   async close(): Promise<void> {
@@ -76,6 +81,7 @@ export class AdminServer {
       }
       let actor = 'anonymous'
       if (route.auth) {
+        this.#guard?.check(req)
         const a = this.tokens.actor(req.headers.authorization)
         if (a === undefined) {
           res.setHeader('www-authenticate', 'Bearer')

@@ -205,10 +205,9 @@ async function send(target: AdminTarget, req: AdminRequest): Promise<Answer> {
   const headers: Record<string, string> = { accept: 'application/json' }
   if (target.token !== undefined) headers['authorization'] = `Bearer ${target.token}`
   const init: RequestInit = { method: req.method, headers, signal: AbortSignal.timeout(target.timeoutMs) }
-  if ('body' in req) {
-    headers['content-type'] = 'application/json'
-    init.body = JSON.stringify(req.body)
-  }
+  // Even without a body: a token-less admin refuses a POST/PUT that is not JSON (README "Admin API").
+  if (req.method !== 'GET') headers['content-type'] = 'application/json'
+  if ('body' in req) init.body = JSON.stringify(req.body)
   const res = await fetch(target.url + req.path, init)
   const text = await res.text()
   let body: unknown

@@ -1,3 +1,4 @@
+import { BlockList, isIPv4, isIPv6 } from 'node:net'
 import { z } from 'zod'
 import { gateKeys } from '../rollout/gates-schema.js'
 
@@ -214,10 +215,18 @@ export const configSchema = z
 
 type Parsed = z.output<typeof configSchema>
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]'])
+const LOOPBACK_V6 = new BlockList()
+LOOPBACK_V6.addAddress('::1', 'ipv6')
 
+/**
+ * Loopback is an address in 127.0.0.0/8, `::1`, or the name `localhost`; any
+ * other name (`127.evil.example` too) may resolve anywhere (README "Admin API").
+ */
 export function isLoopback(h: string): boolean {
-  return LOOPBACK.has(h) || h.startsWith('127.')
+  const a = h.toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  if (a === 'localhost') return true
+  if (isIPv4(a)) return a.startsWith('127.')
+  return isIPv6(a) && LOOPBACK_V6.check(a, 'ipv6')
 }
 
 /** Cross-field rules; each problem names its key path. */

@@ -48,7 +48,8 @@ export async function admin(
 ): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = {}
   if (token !== null) headers.authorization = `Bearer ${token}`
-  if (body !== undefined) headers['content-type'] = 'application/json'
+  // As `sluice ctl` does: a token-less admin refuses a POST/PUT that is not JSON, body or not.
+  if (body !== undefined || method === 'POST' || method === 'PUT') headers['content-type'] = 'application/json'
   const res = await fetch(p.adminUrl + path, {
     method,
     headers,

@@ -2,12 +2,13 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { STATUS_PAGE_CSP } from '../../src/admin/status-page.js'
 import { buildConfig } from '../../src/config/load.js'
 import { type Running, runSluice } from '../../src/lifecycle/run.js'
 import { steadyLoad } from '../helpers/load.js'
+import { CHROMIUM, launchChromium } from '../helpers/chromium.js'
 
 /**
  * The status page in a real Chromium against the real proxy: token prompt,
@@ -16,7 +17,6 @@ import { steadyLoad } from '../helpers/load.js'
  * nothing from elsewhere and no inline code beyond its own hashed script.
  */
 
-const CHROMIUM = process.env['SLUICE_CHROMIUM'] ?? '/usr/bin/chromium'
 const TOKEN = 'status-page-token'
 const ARTIFACTS = 'test-artifacts'
 
@@ -96,17 +96,7 @@ describe('status page', () => {
     running = await runSluice(config, { log: pino({ level: 'silent' }) })
     adminUrl = `http://127.0.0.1:${running.adminPort}`
     proxyUrl = `http://127.0.0.1:${running.port}`
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
+    browser = await launchChromium()
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
     page.on('pageerror', (e) => pageErrors.push(e.message))
     page.on('console', (m) => {
