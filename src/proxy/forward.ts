@@ -81,6 +81,8 @@ export const CLIENT_CLOSED = 499
 
 const kBusy = Symbol('sluice.busy')
 const kWaiting = Symbol('sluice.waiting')
+const kClosing = Symbol('sluice.closing')
+const kLast = Symbol('sluice.last')
 
 /**
  * A client connection as forward() sees it: whether one of its requests is
@@ -91,12 +93,18 @@ const kWaiting = Symbol('sluice.waiting')
 export type ClientSocket = Socket & {
   [kBusy]: boolean
   [kWaiting]: (IncomingMessage | ServerResponse)[] | undefined
+  /** A malformed request arrived: the connection closes after its answer in progress. */
+  [kClosing]: boolean
+  /** The response of the request routed last: the one in progress, if any. */
+  [kLast]: ServerResponse | undefined
 }
 
 export function trackClientSocket(socket: Socket): void {
   const s = socket as ClientSocket
   s[kBusy] = false
   s[kWaiting] = undefined
+  s[kClosing] = false
+  s[kLast] = undefined
 }
 
 /**
@@ -113,7 +121,7 @@ export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerRe
     const waiting = socket[kWaiting]
     if (waiting === undefined) {
       socket[kWaiting] = [req, res]
-      socket.pause()
+      stopReading(socket)
     } else waiting.push(req, res)
     return
   }
@@ -121,16 +129,15 @@ export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerRe
 }
 
 function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, socket: ClientSocket): void {
+  socket[kLast] = res
   if (req.url?.charCodeAt(0) !== 47 /* / */ && !toOriginForm(req)) {
-    ctx.sink.unrouted(400)
-    sendOwnAnswer(res, new BadRequestError(`cannot forward the request-target "${req.url}"`), true)
+    unrouted(ctx, res, socket, new BadRequestError(`cannot forward the request-target "${req.url}"`), true)
     return
   }
   const headers = req.headers
   if (headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) {
     // RFC 9112 3.2: a 1.1 request without Host is answered 400 (Node's own answer had no body).
-    ctx.sink.unrouted(400)
-    sendOwnAnswer(res, new BadRequestError('an HTTP/1.1 request must carry a Host header'), true)
+    unrouted(ctx, res, socket, new BadRequestError('an HTTP/1.1 request must carry a Host header'), true)
     return
   }
   const table = ctx.routing.table
@@ -138,8 +145,8 @@ function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, s
   const route = table.chooseVersion(headers, key)
   const instance = route === undefined ? undefined : table.chooseInstance(route, key)
   if (route === undefined || instance === undefined) {
-    ctx.sink.unrouted(503)
-    sendOwnAnswer(res, ctx.stopping ? new ShuttingDownError() : new NoUsableInstanceError(), ctx.stopping)
+    const err = ctx.stopping ? new ShuttingDownError() : new NoUsableInstanceError()
+    unrouted(ctx, res, socket, err, ctx.stopping)
     return
   }
   if (ctx.stopping) res.shouldKeepAlive = false
@@ -149,6 +156,47 @@ function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, s
   socket[kBusy] = true
   ctx.deadlines.watch(ex)
   ex.send(instance)
+}
+
+/** Answered by the proxy without an instance; a closing answer ends the connection's turns. */
+function unrouted(ctx: ForwardContext, res: ServerResponse, socket: ClientSocket, err: SluiceError, close: boolean): void {
+  ctx.sink.unrouted(err.status)
+  sendOwnAnswer(res, err, close)
+  if (lastOnConnection(res)) socket[kBusy] = true
+}
+
+/**
+ * Whether this response closes its connection (our own closing answer, an
+ * HTTP/1.0 or `Connection: close` client, a stop). Requests the client
+ * pipelined behind it are never forwarded then: Node still reads and hands
+ * them over, but their answers could not reach the client, so the upstream
+ * would act on requests nobody is answered for. Node's flag, set when the
+ * head is written.
+ */
+function lastOnConnection(res: ServerResponse): boolean {
+  return (res as { _last?: boolean })._last === true
+}
+
+type Pausable = ClientSocket & { _paused?: boolean; parser?: { pause(): void; resume(): void } | null }
+
+/**
+ * Stops parsing the connection the way Node's server does when a client
+ * does not read its answers: Node's `_paused` flag, which makes it pause
+ * the parser once the bytes at hand are parsed (pausing the socket alone
+ * does not stop Node's parser, which reads the socket's handle directly).
+ */
+function stopReading(socket: Pausable): void {
+  if (socket._paused === true) return
+  socket._paused = true
+  socket.pause()
+}
+
+/** Undoes stopReading, unless Node paused the connection itself for a write backlog (it resumes on drain). */
+function resumeReading(socket: Pausable): void {
+  if (socket._paused !== true || socket.destroyed || socket.writableNeedDrain) return
+  socket._paused = false
+  socket.parser?.resume()
+  socket.resume()
 }
 
 /**
@@ -168,23 +216,39 @@ function takeTurn(ctx: ForwardContext, socket: ClientSocket): void {
     const res = waiting.shift() as ServerResponse
     if (waiting.length === 0) {
       socket[kWaiting] = undefined
-      if (!socket.destroyed) socket.resume()
+      resumeReading(socket)
     }
-    if (socket.destroyed) continue // the client left: nothing to answer
+    // The client left, or ended its side (Node then aborts the requests it read): nothing to answer.
+    if (!socket.writable || req.destroyed || res.destroyed) continue
     route(ctx, req, res, socket)
   }
 }
 
 /**
- * The client's request framing broke after its head was read (bad chunk
- * syntax in the body): 400 when no response has started (otherwise the
- * connection is closed), the upstream request is cancelled. False when no
- * exchange of this connection can take it (the caller closes the socket).
+ * The client's bytes stopped parsing (bad chunk framing, a malformed
+ * pipelined request) on a connection with an answer in progress. The
+ * requests read behind it are never forwarded. If the broken bytes were the
+ * body of the request in flight, it gets 400 when no response has started
+ * (otherwise its connection is closed) and its upstream request is
+ * cancelled; if a complete request is in flight, it is answered first, then
+ * the connection closes, as nginx does (destroying the connection at once
+ * would leave that request forwarded and its answer lost). False when no
+ * answer is in progress: the caller answers 400 and closes.
  */
-export function requestBroken(res: ServerResponse | null | undefined): boolean {
-  const ex = res === null || res === undefined ? undefined : (res as TaggedResponse)[kExchange]
-  if (ex === undefined || ex.req.complete) return false
-  ex.clientFailed(new BadRequestError('malformed request body'))
+export function framingBroke(socket: Socket): boolean {
+  const s = socket as ClientSocket
+  s[kWaiting] = undefined
+  const last = s[kLast]
+  if (last === undefined || last.writableFinished) return false
+  const ex = (last as TaggedResponse)[kExchange]
+  if (ex !== undefined && !ex.req.complete) {
+    ex.clientFailed(new BadRequestError('malformed request body'))
+    return true
+  }
+  if (!s[kClosing]) {
+    s[kClosing] = true
+    last.once('finish', () => socket.end())
+  }
   return true
 }
 
@@ -478,8 +542,9 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     this.#finished = true
     this.ctx.deadlines.unwatch(this)
     const socket = this.socket
-    socket[kBusy] = false
-    if (socket[kWaiting] !== undefined) nextTurn(this.ctx, socket)
+    // A response that closes the connection ends its turns for good.
+    socket[kBusy] = lastOnConnection(this.res)
+    if (!socket[kBusy] && socket[kWaiting] !== undefined) nextTurn(this.ctx, socket)
     this.#release()
     const ms = performance.now() - this.started
     this.ctx.sink.end(this.instance, status, ms, failed)

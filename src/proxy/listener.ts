@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError, type SluiceError } from '../errors.js'
 import { DenseSet, type Slotted } from './dense-set.js'
-import { type ForwardContext, forward, requestBroken, trackClientSocket } from './forward.js'
+import { type ForwardContext, forward, framingBroke, trackClientSocket } from './forward.js'
 import { listenOn } from './listen.js'
 
 export interface ListenerOptions {
@@ -104,16 +104,12 @@ export class ProxyListener {
       socket.once('close', () => sockets.delete(socket))
     })
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: TrackedSocket) => {
-      const res = socket._httpMessage
-      if (res) {
-        // The head was read: a broken body gets its 400 through the exchange, if it can.
-        if (!socket.writable || !requestBroken(res)) socket.destroy()
-        return
-      }
       if (!socket.writable) {
         socket.destroy()
         return
       }
+      // An answer is in progress: it goes first (see framingBroke).
+      if (socket._httpMessage && framingBroke(socket)) return
       if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
         writeRawAnswer(socket, '408 Request Timeout', new RequestTimeoutError('the request head did not arrive in time'))
         return
