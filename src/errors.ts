@@ -22,7 +22,7 @@ export class NoUsableInstanceError extends SluiceError {
 /**
  * The upstream failed before a response could be relayed. The message is
  * short and the same for every client: an upstream address, port or library
- * error text never reaches the public side (README "Own answers"); `cause`
+ * error text never reaches the public side (README "Proxying rules", own answers); `cause`
  * keeps the detail for the log.
  */
 export class UpstreamFailedError extends SluiceError {
@@ -36,7 +36,7 @@ export class UpstreamFailedError extends SluiceError {
   }
 }
 
-/** No response head within the request's deadline (README "Own answers"); `cause` is for the log. */
+/** No response head within the request's deadline (README "Proxying rules", own answers); `cause` is for the log. */
 export class UpstreamTimeoutError extends SluiceError {
   readonly code = 'SLUICE_UPSTREAM_TIMEOUT'
   readonly status = 504

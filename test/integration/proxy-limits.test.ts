@@ -108,7 +108,7 @@ describe('connection caps', () => {
     const waited = performance.now() - started
     // Never written upstream: it waited in the pool's queue for connectMs plus upstreamMs.
     expect(third.status).toBe(504)
-    expect((await third.json()).error.code).toBe('SLUICE_UPSTREAM_TIMEOUT')
+    expect(((await third.json()) as { error: { code: string } }).error.code).toBe('SLUICE_UPSTREAM_TIMEOUT')
     expect(held).toHaveLength(2)
     expect(waited).toBeGreaterThanOrEqual(550)
     expect(waited).toBeLessThan(600 * 1.5)
