@@ -86,9 +86,9 @@ const kLast = Symbol('sluice.last')
 
 /**
  * A client connection as forward() sees it: whether one of its requests is
- * in flight upstream, and the pipelined requests read behind it (req, res,
- * req, res, ...). The listener sets both fields on every new connection so
- * every socket keeps one shape.
+ * in flight upstream (or its turns are over), and the pipelined requests
+ * read behind it (req, res, req, res, ...). trackClientSocket sets every
+ * field on each new connection so every socket keeps one shape.
  */
 export type ClientSocket = Socket & {
   [kBusy]: boolean

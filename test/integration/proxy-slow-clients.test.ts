@@ -40,6 +40,11 @@ describe('slow and broken request bodies, slow heads', () => {
   beforeAll(async () => {
     app = await startUpstream('blue', (req, res) => {
       uploads.push(req)
+      if (req.url === '/early') {
+        // Answers before reading the body, and keeps the response open.
+        res.write('early answer, ')
+        return
+      }
       const chunks: Buffer[] = []
       req.on('data', (c) => chunks.push(c))
       req.on('end', () => res.end(`got ${Buffer.concat(chunks).length}`))
@@ -71,6 +76,16 @@ describe('slow and broken request bodies, slow heads', () => {
     expect({ ejected: blue.instances[0]!.ejected, errors: blue.errorsTotal }).toEqual({ ejected: false, errors: 0 })
     const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text()
     expect(metrics).toMatch(/sluice_requests_total\{version="blue",code="408"\} 1/)
+  })
+
+  it('a body still arriving after timeouts.requestBodyMs once the response started: the connection is closed', async () => {
+    const r = await drip(proxy.port, 'POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n', 100)
+    expect(r.status).toBe(200)
+    expect(r.body).toContain('early answer, ')
+    expect(r.ms / REQUEST_BODY_MS).toBeLessThan(2)
+    const upload = uploads.at(-1)!
+    await waitFor(() => upload.destroyed, 'the upstream request to be cancelled')
+    expect(proxy.sluice.versions[0]!.errorsTotal).toBe(0)
   })
 
   it('a request head sent a byte at a time is closed within its deadline plus a second', async () => {
