@@ -117,12 +117,14 @@ export function trackClientSocket(socket: Socket): void {
  */
 export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse): void {
   const socket = req.socket as ClientSocket
-  if (socket[kBusy]) {
-    const waiting = socket[kWaiting]
-    if (waiting === undefined) {
-      socket[kWaiting] = [req, res]
-      stopReading(socket)
-    } else waiting.push(req, res)
+  const waiting = socket[kWaiting]
+  // Behind a waiting request too, not only a busy connection: between two
+  // turns, a request read early (Node resumes reading once its answers are
+  // written) must not overtake the ones before it.
+  if (socket[kBusy] || waiting !== undefined) {
+    if (waiting === undefined) socket[kWaiting] = [req, res]
+    else waiting.push(req, res)
+    stopReading(socket)
     return
   }
   route(ctx, req, res, socket)
