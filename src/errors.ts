@@ -19,19 +19,29 @@ export class NoUsableInstanceError extends SluiceError {
   }
 }
 
+/**
+ * The upstream failed before a response could be relayed. The message is
+ * short and the same for every client: an upstream address, port or library
+ * error text never reaches the public side (README "Proxying rules", own answers); `cause`
+ * keeps the detail for the log.
+ */
 export class UpstreamFailedError extends SluiceError {
   readonly code = 'SLUICE_UPSTREAM_FAILED'
   readonly status = 502
-  constructor(override readonly cause: unknown) {
-    super(`upstream failed: ${describeCause(cause)}`)
+  constructor(
+    override readonly cause: unknown,
+    message = 'the upstream failed to answer',
+  ) {
+    super(message)
   }
 }
 
+/** No response head within the request's deadline (README "Proxying rules", own answers); `cause` is for the log. */
 export class UpstreamTimeoutError extends SluiceError {
   readonly code = 'SLUICE_UPSTREAM_TIMEOUT'
   readonly status = 504
   constructor(override readonly cause: unknown) {
-    super(`upstream timed out: ${describeCause(cause)}`)
+    super('the upstream did not answer in time')
   }
 }
 
@@ -47,6 +57,21 @@ export class ShuttingDownError extends SluiceError {
 export class BadRequestError extends SluiceError {
   readonly code = 'SLUICE_BAD_REQUEST'
   readonly status = 400
+}
+
+/** The client took longer than `timeouts.requestBodyMs` to send its request body. */
+export class RequestTimeoutError extends SluiceError {
+  readonly code = 'SLUICE_REQUEST_TIMEOUT'
+  readonly status = 408
+  constructor(message = 'the request body did not arrive in time') {
+    super(message)
+  }
+}
+
+/** A method the proxy never forwards (CONNECT: sluice is a reverse proxy, not a tunnel). */
+export class MethodNotAllowedError extends SluiceError {
+  readonly code = 'SLUICE_METHOD_NOT_ALLOWED'
+  readonly status = 405
 }
 
 /** An upgrade request that is not a WebSocket opening handshake sluice can proxy. */
@@ -108,7 +133,8 @@ export function errorBody(err: SluiceError): ErrorBody {
   return body
 }
 
-function describeCause(cause: unknown): string {
+/** The detail of an error's cause, for the log only (library codes and addresses). */
+export function describeCause(cause: unknown): string {
   if (cause instanceof Error) {
     const code = (cause as { code?: unknown }).code
     return typeof code === 'string' ? `${code} ${cause.message}` : cause.message

@@ -142,6 +142,20 @@ export const configSchema = z
         bodyIdleMs: positiveMs.default(60000),
         /** How long an idle client keep-alive connection is kept. */
         clientIdleMs: positiveMs.default(60000),
+        /** Longest time to receive a whole request body, from the end of its head. */
+        requestBodyMs: positiveMs.default(60000),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        /** Request head (line and headers); larger gets 431. */
+        maxHeaderBytes: z.number().int().min(1024).default(16384),
+        /** Upstream response head; larger gets 502. */
+        maxResponseHeaderBytes: z.number().int().min(1024).default(16384),
+        /** Per instance: its pool's connection cap; requests beyond it wait, within timeouts.upstreamMs. */
+        upstreamConnections: z.number().int().min(1).default(512),
+        /** Open client connections (0: no cap); over it, a new connection is closed at once. */
+        clientConnections: z.number().int().min(0).default(0),
       })
       .prefault({}),
     retries: z.strictObject({ attempts: z.number().int().min(0).max(5).default(1) }).prefault({}),

@@ -6,7 +6,8 @@ import { OutlierDetector } from '../health/outlier.js'
 import { Prober } from '../health/prober.js'
 import { Metrics } from '../metrics/metrics.js'
 import { Mirror } from '../mirror/mirror.js'
-import type { ForwardContext } from '../proxy/forward.js'
+import { Deadlines, sweepEveryMs } from '../proxy/deadlines.js'
+import { type ForwardContext, failureDetail } from '../proxy/forward.js'
 import { ProxyListener } from '../proxy/listener.js'
 import { closePool, openPool, type PoolOptions, resetPool } from '../proxy/pools.js'
 import { Instance, Version } from '../routing/instance.js'
@@ -102,11 +103,20 @@ export class Sluice {
       retries: config.retries.attempts,
       headersTimeout: config.timeouts.upstreamMs,
       bodyTimeout: config.timeouts.bodyIdleMs,
+      connectMs: config.timeouts.connectMs,
+      requestBodyMs: config.timeouts.requestBodyMs,
+      deadlines: new Deadlines(sweepEveryMs(config.timeouts.upstreamMs, config.timeouts.requestBodyMs)),
+      logFailure: (err, instance) =>
+        this.log.warn({ code: err.code, instance: instance?.url, detail: failureDetail(err) }, err.message),
       proto: 'http',
       stopping: false,
       accessLog: config.log.access ? accessLogger(this.log) : undefined,
     }
-    this.listener = new ProxyListener(this.forwardContext, { clientIdleMs: config.timeouts.clientIdleMs })
+    this.listener = new ProxyListener(this.forwardContext, {
+      clientIdleMs: config.timeouts.clientIdleMs,
+      maxHeaderBytes: config.limits.maxHeaderBytes,
+      clientConnections: config.limits.clientConnections,
+    })
     this.mirror = new Mirror(this)
   }
 
@@ -392,7 +402,13 @@ export class Sluice {
 }
 
 function poolOptions(c: Config): PoolOptions {
-  return { connectMs: c.timeouts.connectMs, upstreamMs: c.timeouts.upstreamMs, bodyIdleMs: c.timeouts.bodyIdleMs }
+  return {
+    connectMs: c.timeouts.connectMs,
+    upstreamMs: c.timeouts.upstreamMs,
+    bodyIdleMs: c.timeouts.bodyIdleMs,
+    upstreamConnections: c.limits.upstreamConnections,
+    maxResponseHeaderBytes: c.limits.maxResponseHeaderBytes,
+  }
 }
 
 function normalizeUrl(url: string): string {

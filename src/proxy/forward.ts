@@ -1,9 +1,12 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
 import {
   BadRequestError,
+  describeCause,
   NoUsableInstanceError,
+  RequestTimeoutError,
   ShuttingDownError,
   type SluiceError,
   UpstreamFailedError,
@@ -11,6 +14,8 @@ import {
 } from '../errors.js'
 import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
+import type { Deadlines, Watched } from './deadlines.js'
+import { kSlot } from './dense-set.js'
 import { responseHeaderList, upstreamHeaders } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
 import { sendOwnAnswer } from './own-answer.js'
@@ -20,8 +25,16 @@ export interface ForwardContext {
   readonly routing: { table: RoutingTable }
   readonly sink: OutcomeSink
   readonly retries: number
+  /** timeouts.upstreamMs: the wait for a response head, across every try of a request. */
   readonly headersTimeout: number
   readonly bodyTimeout: number
+  /** timeouts.connectMs: added once to the head deadline (connecting, or waiting in a full pool). */
+  readonly connectMs: number
+  /** timeouts.requestBodyMs: from the end of the request head to its body's last byte. */
+  readonly requestBodyMs: number
+  readonly deadlines: Deadlines
+  /** Where the detail of an upstream failure goes (the client gets only the code and a short message). */
+  readonly logFailure: (err: SluiceError, instance: Instance | undefined) => void
   readonly proto: string
   /** Set when a graceful stop begins: responses then close their connection. */
   stopping: boolean
@@ -66,18 +79,67 @@ type TaggedResponse = ServerResponse & { [kExchange]?: Exchange }
 /** Client went away: status recorded in metrics (nginx's convention), never counted as an error. */
 export const CLIENT_CLOSED = 499
 
-/** Routes and forwards one request. The listener calls this for every request. */
+const kBusy = Symbol('sluice.busy')
+const kWaiting = Symbol('sluice.waiting')
+const kClosing = Symbol('sluice.closing')
+const kLast = Symbol('sluice.last')
+
+/**
+ * A client connection as forward() sees it: whether one of its requests is
+ * in flight upstream (or its turns are over), and the pipelined requests
+ * read behind it (req, res, req, res, ...). trackClientSocket sets every
+ * field on each new connection so every socket keeps one shape.
+ */
+export type ClientSocket = Socket & {
+  [kBusy]: boolean
+  [kWaiting]: (IncomingMessage | ServerResponse)[] | undefined
+  /** A malformed request arrived: the connection closes after its answer in progress. */
+  [kClosing]: boolean
+  /** The response of the request routed last: the one in progress, if any. */
+  [kLast]: ServerResponse | undefined
+}
+
+export function trackClientSocket(socket: Socket): void {
+  const s = socket as ClientSocket
+  s[kBusy] = false
+  s[kWaiting] = undefined
+  s[kClosing] = false
+  s[kLast] = undefined
+}
+
+/**
+ * Routes and forwards one request. The listener calls this for every
+ * request. A client connection has at most one request in flight upstream
+ * (README "Proxying rules"): Node hands over every pipelined request at
+ * once, so a request read while another of its connection is in flight
+ * waits its turn, and the connection is not read further meanwhile (as
+ * nginx does). Node writes the answers in order.
+ */
 export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket as ClientSocket
+  const waiting = socket[kWaiting]
+  // Behind a waiting request too, not only a busy connection: between two
+  // turns, a request read early (Node resumes reading once its answers are
+  // written) must not overtake the ones before it.
+  if (socket[kBusy] || waiting !== undefined) {
+    if (waiting === undefined) socket[kWaiting] = [req, res]
+    else waiting.push(req, res)
+    stopReading(socket)
+    return
+  }
+  route(ctx, req, res, socket)
+}
+
+function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, socket: ClientSocket): void {
+  socket[kLast] = res
   if (req.url?.charCodeAt(0) !== 47 /* / */ && !toOriginForm(req)) {
-    ctx.sink.unrouted(400)
-    sendOwnAnswer(res, new BadRequestError(`cannot forward the request-target "${req.url}"`), true)
+    unrouted(ctx, res, socket, new BadRequestError(`cannot forward the request-target "${req.url}"`), true)
     return
   }
   const headers = req.headers
   if (headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) {
     // RFC 9112 3.2: a 1.1 request without Host is answered 400 (Node's own answer had no body).
-    ctx.sink.unrouted(400)
-    sendOwnAnswer(res, new BadRequestError('an HTTP/1.1 request must carry a Host header'), true)
+    unrouted(ctx, res, socket, new BadRequestError('an HTTP/1.1 request must carry a Host header'), true)
     return
   }
   const table = ctx.routing.table
@@ -85,15 +147,111 @@ export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerRe
   const route = table.chooseVersion(headers, key)
   const instance = route === undefined ? undefined : table.chooseInstance(route, key)
   if (route === undefined || instance === undefined) {
-    ctx.sink.unrouted(503)
-    sendOwnAnswer(res, ctx.stopping ? new ShuttingDownError() : new NoUsableInstanceError(), ctx.stopping)
+    const err = ctx.stopping ? new ShuttingDownError() : new NoUsableInstanceError()
+    unrouted(ctx, res, socket, err, ctx.stopping)
     return
   }
   if (ctx.stopping) res.shouldKeepAlive = false
-  const ex = new Exchange(ctx, req, res, table, route, key)
+  const ex = new Exchange(ctx, req, res, table, route, key, socket)
   ;(res as TaggedResponse)[kExchange] = ex
   res.once('close', onResponseClose)
+  socket[kBusy] = true
+  ctx.deadlines.watch(ex)
   ex.send(instance)
+}
+
+/** Answered by the proxy without an instance; a closing answer ends the connection's turns. */
+function unrouted(ctx: ForwardContext, res: ServerResponse, socket: ClientSocket, err: SluiceError, close: boolean): void {
+  ctx.sink.unrouted(err.status)
+  sendOwnAnswer(res, err, close)
+  if (lastOnConnection(res)) socket[kBusy] = true
+}
+
+/**
+ * Whether this response closes its connection (our own closing answer, an
+ * HTTP/1.0 or `Connection: close` client, a stop). Requests the client
+ * pipelined behind it are never forwarded then: Node still reads and hands
+ * them over, but their answers could not reach the client, so the upstream
+ * would act on requests nobody is answered for. Node's flag, set when the
+ * head is written.
+ */
+function lastOnConnection(res: ServerResponse): boolean {
+  return (res as { _last?: boolean })._last === true
+}
+
+type Pausable = ClientSocket & { _paused?: boolean; parser?: { pause(): void; resume(): void } | null }
+
+/**
+ * Stops parsing the connection the way Node's server does when a client
+ * does not read its answers: Node's `_paused` flag, which makes it pause
+ * the parser once the bytes at hand are parsed (pausing the socket alone
+ * does not stop Node's parser, which reads the socket's handle directly).
+ */
+function stopReading(socket: Pausable): void {
+  if (socket._paused === true) return
+  socket._paused = true
+  socket.pause()
+}
+
+/** Undoes stopReading, unless Node paused the connection itself for a write backlog (it resumes on drain). */
+function resumeReading(socket: Pausable): void {
+  if (socket._paused !== true || socket.destroyed || socket.writableNeedDrain) return
+  socket._paused = false
+  socket.parser?.resume()
+  socket.resume()
+}
+
+/**
+ * The connection's request in flight ended: the next waiting one goes. Not
+ * at once: undici frees the upstream connection only after the response's
+ * callbacks return and then one event-loop turn; dispatching before that
+ * would open a second upstream connection for one client connection.
+ */
+function nextTurn(ctx: ForwardContext, socket: ClientSocket): void {
+  queueMicrotask(() => setImmediate(takeTurn, ctx, socket))
+}
+
+function takeTurn(ctx: ForwardContext, socket: ClientSocket): void {
+  const waiting = socket[kWaiting]
+  while (waiting !== undefined && !socket[kBusy] && waiting.length > 0) {
+    const req = waiting.shift() as IncomingMessage
+    const res = waiting.shift() as ServerResponse
+    if (waiting.length === 0) {
+      socket[kWaiting] = undefined
+      resumeReading(socket)
+    }
+    // The client left, or ended its side (Node then aborts the requests it read): nothing to answer.
+    if (!socket.writable || req.destroyed || res.destroyed) continue
+    route(ctx, req, res, socket)
+  }
+}
+
+/**
+ * The client's bytes stopped parsing (bad chunk framing, a malformed
+ * pipelined request) on a connection with an answer in progress. The
+ * requests read behind it are never forwarded. If the broken bytes were the
+ * body of the request in flight, it gets 400 when no response has started
+ * (otherwise its connection is closed) and its upstream request is
+ * cancelled; if a complete request is in flight, it is answered first, then
+ * the connection closes, as nginx does (destroying the connection at once
+ * would leave that request forwarded and its answer lost). False when no
+ * answer is in progress: the caller answers 400 and closes.
+ */
+export function framingBroke(socket: Socket): boolean {
+  const s = socket as ClientSocket
+  s[kWaiting] = undefined
+  const last = s[kLast]
+  if (last === undefined || last.writableFinished) return false
+  const ex = (last as TaggedResponse)[kExchange]
+  if (ex !== undefined && !ex.req.complete) {
+    ex.clientFailed(new BadRequestError('malformed request body'))
+    return true
+  }
+  if (!s[kClosing]) {
+    s[kClosing] = true
+    last.once('finish', () => socket.end())
+  }
+  return true
 }
 
 /**
@@ -126,7 +284,9 @@ function onResponseDrain(this: TaggedResponse): void {
  * the client with backpressure (the upstream read pauses while the client's
  * buffer is full).
  */
-export class Exchange implements Dispatcher.DispatchHandler {
+export class Exchange implements Dispatcher.DispatchHandler, Watched {
+  /** Its place in the deadline sweep's set. */
+  [kSlot]?: number
   instance!: Instance
   status = 0
   /** Set by mirroring for the requests it copies. */
@@ -139,6 +299,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #finished = false
   #clientGone = false
   #drainHooked = false
+  /**
+   * The response head must have come by then, across every try: until a try
+   * is first written to an upstream connection (connecting, or queued in a
+   * full pool), connectMs plus upstreamMs from the start; from then on,
+   * upstreamMs from that first write. undici's per-try timer is coarse (its
+   * fast timers tick every ~0.5 s) and restarts with each try; this one is
+   * the request's.
+   */
+  #headDeadline: number
+  #written = false
+  /** The request body must have come by then (0: no body, or it is complete). */
+  #bodyDeadline: number
 
   constructor(
     readonly ctx: ForwardContext,
@@ -147,7 +319,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     readonly table: RoutingTable,
     readonly route: VersionRoute,
     readonly key: number,
-  ) {}
+    readonly socket: ClientSocket,
+  ) {
+    this.#headDeadline = this.started + ctx.connectMs + ctx.headersTimeout
+    this.#bodyDeadline = hasBody(req.headers) ? this.started + ctx.requestBodyMs : 0
+  }
 
   /** The header list sent upstream (set once the request is sent). */
   get upstreamHeaders(): string[] | undefined {
@@ -166,13 +342,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.onResponseError(undefined, new UpstreamFailedError('instance has no connection pool'))
       return
     }
+    // A retry waits only for what is left of the request's own head deadline.
+    const headersTimeout =
+      this.#tries === 1 ? this.ctx.headersTimeout : Math.max(1, Math.ceil(this.#headDeadline - performance.now()))
     pool.dispatch(
       {
         path: req.url ?? '/',
         method: req.method ?? 'GET',
         headers: this.#headers,
-        body: hasBody(req.headers) ? req : null,
-        headersTimeout: this.ctx.headersTimeout,
+        body: this.#bodyDeadline !== 0 ? req : null,
+        headersTimeout,
         bodyTimeout: this.ctx.bodyTimeout,
       },
       this,
@@ -181,7 +360,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller
-    if (this.#clientGone) controller.abort(new Error('client closed'))
+    if (!this.#written) {
+      this.#written = true
+      const deadline = performance.now() + this.ctx.headersTimeout
+      if (deadline < this.#headDeadline) this.#headDeadline = deadline
+    }
+    if (this.#clientGone || this.#finished) controller.abort(new Error('exchange over'))
     else if (this.#tries === 1 && this.ctx.onSent !== undefined) this.ctx.onSent(this.req, this.key, this)
   }
 
@@ -192,10 +376,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     statusMessage?: string,
   ): void {
     if (statusCode < 200) return // 1xx informational: Node answers 100-continue itself
+    if (this.#finished) return
     this.#responded = true
     this.status = statusCode
     if (this.#clientGone) return
-    const list = responseHeaderList(headers)
+    const list = responseHeaderList(headers, statusCode === 204)
     if (this.tap !== undefined) this.tap.start(statusCode, list)
     const res = this.res
     if (this.ctx.stopping) res.shouldKeepAlive = false
@@ -203,10 +388,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const flat = list as string[]
     if (statusMessage) res.writeHead(statusCode, statusMessage, flat)
     else res.writeHead(statusCode, flat)
+    if (statusCode === 204 || statusCode === 304 || this.req.method === 'HEAD') {
+      // No body, whatever Content-Length says (RFC 9110 6.4.1): the exchange is
+      // complete with its head. undici may still count the announced length
+      // as missing and close its upstream connection; that is not a failure
+      // of this request, which is over.
+      res.end()
+      this.#finish(statusCode, false)
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#clientGone) return
+    if (this.#clientGone || this.#finished) return
     if (this.tap !== undefined) this.tap.data(chunk)
     if (!this.res.write(chunk)) {
       controller.pause()
@@ -217,8 +410,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
-    if (!this.#clientGone) this.res.end()
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    if (this.#finished) return
+    if (!this.#clientGone) {
+      // Trailers (chunked responses) pass as they came, without the client asking with `TE: trailers`.
+      for (const _ in trailers) {
+        this.res.addTrailers(trailers as Record<string, string>)
+        break
+      }
+      this.res.end()
+    }
     this.#finish(this.status, false)
   }
 
@@ -252,14 +453,57 @@ export class Exchange implements Dispatcher.DispatchHandler {
         return
       }
     }
-    const answer: SluiceError = TIMEOUTS.has(errorCode(err))
-      ? new UpstreamTimeoutError(err)
-      : err instanceof UpstreamFailedError
-        ? err
-        : new UpstreamFailedError(err)
+    this.#fail(upstreamAnswer(err))
+  }
+
+  #fail(answer: SluiceError): void {
+    this.ctx.logFailure(answer, this.instance)
     this.status = answer.status
     sendOwnAnswer(this.res, answer, this.ctx.stopping)
     this.#finish(answer.status, true)
+  }
+
+  /**
+   * The deadline sweep: no response head by the request's head deadline
+   * (504, the upstream request cancelled), or a request body still coming
+   * after timeouts.requestBodyMs (408). Unwatched once neither can pass.
+   */
+  check(now: number): void {
+    if (this.#finished) {
+      this.ctx.deadlines.unwatch(this)
+      return
+    }
+    if (this.#bodyDeadline !== 0) {
+      if (this.req.complete) this.#bodyDeadline = 0
+      else if (now >= this.#bodyDeadline) {
+        this.clientFailed(new RequestTimeoutError())
+        return
+      }
+    }
+    if (!this.#responded && now >= this.#headDeadline) {
+      const controller = this.#controller
+      this.#fail(new UpstreamTimeoutError(new Error('no response head by the request deadline')))
+      controller?.abort(new Error('exchange over'))
+      return
+    }
+    if (this.#responded && this.#bodyDeadline === 0) this.ctx.deadlines.unwatch(this)
+  }
+
+  /**
+   * The client is at fault (request body too slow, or its framing broken):
+   * answered with `err` when no response has started, otherwise cut; the
+   * upstream request is cancelled. A client failure: never an upstream error.
+   */
+  clientFailed(err: SluiceError): void {
+    if (this.#finished) return
+    const controller = this.#controller
+    let status = this.status
+    if (!this.#responded && !this.#clientGone) {
+      status = this.status = err.status
+      sendOwnAnswer(this.res, err, true)
+    } else if (!this.#clientGone) this.res.destroy()
+    this.#finish(status, false)
+    controller?.abort(err)
   }
 
   /** The client's connection closed before the response ended: stop the upstream work. */
@@ -274,13 +518,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /**
-   * CONTRACT section 4: tried again only when it cannot have reached the
+   * README "Proxying rules": tried again only when it cannot have reached the
    * application: refused or otherwise failed before connecting, or an
    * idempotent method with no response byte back. A request body already
    * read can never be replayed.
    */
   #retryable(err: Error): boolean {
     if (this.#tries > this.ctx.retries) return false
+    // The request's own head deadline counts every try: a try that used it up leaves none for a retry.
+    if (performance.now() >= this.#headDeadline) return false
     const req = this.req
     if (req.readableDidRead || req.destroyed) return false
     if (CONNECT_PHASE.has(errorCode(err))) return true
@@ -296,12 +542,32 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #finish(status: number, failed: boolean): void {
     if (this.#finished) return
     this.#finished = true
+    this.ctx.deadlines.unwatch(this)
+    const socket = this.socket
+    // A response that closes the connection ends its turns for good.
+    socket[kBusy] = lastOnConnection(this.res)
+    if (!socket[kBusy] && socket[kWaiting] !== undefined) nextTurn(this.ctx, socket)
     this.#release()
     const ms = performance.now() - this.started
     this.ctx.sink.end(this.instance, status, ms, failed)
     this.ctx.accessLog?.(this.req, status, ms, this.instance)
     if (this.tap !== undefined) this.tap.finish(status, failed || this.#clientGone, ms)
   }
+}
+
+/** The answer to an upstream failure: its kind by code, never its text. */
+function upstreamAnswer(err: Error): SluiceError {
+  if (err instanceof UpstreamFailedError) return err
+  const code = errorCode(err)
+  if (TIMEOUTS.has(code)) return new UpstreamTimeoutError(err)
+  if (CONNECT_PHASE.has(code)) return new UpstreamFailedError(err, 'could not connect to the upstream')
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') return new UpstreamFailedError(err, 'the upstream response head is too large')
+  return new UpstreamFailedError(err)
+}
+
+/** A log line's fields for an upstream failure: the detail the client does not get. */
+export function failureDetail(err: SluiceError): string {
+  return describeCause((err as { cause?: unknown }).cause ?? err)
 }
 
 function hasBody(h: IncomingHttpHeaders): boolean {

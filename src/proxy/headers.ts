@@ -1,8 +1,9 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 
 /**
- * Header rules (CONTRACT section 4): hop-by-hop headers and those named in
- * Connection are removed, X-Forwarded-For is appended to, X-Forwarded-Proto
+ * Header rules (README "Proxying rules"): hop-by-hop headers and those named in
+ * Connection are removed (never Host, Content-Length or Transfer-Encoding,
+ * which frame the message or name its origin), X-Forwarded-For is appended to, X-Forwarded-Proto
  * and X-Forwarded-Host are set, Host passes through. `Expect` is answered by
  * the proxy itself (undici does not forward it).
  *
@@ -25,6 +26,15 @@ const DROPPED = new Set([
 const DROPPED_LENGTHS = new Uint8Array(32)
 for (const name of DROPPED) DROPPED_LENGTHS[name.length] = 1
 
+/**
+ * End-to-end headers a Connection token cannot remove: naming Host would hand
+ * the upstream the proxy's own idea of the host (its internal address, which
+ * then leaks into redirects), naming Content-Length would re-frame the body
+ * as chunked. Transfer-Encoding is the proxy's to rewrite, never the client's
+ * to drop.
+ */
+const NEVER_HOP = new Set(['host', 'content-length', 'transfer-encoding'])
+
 /** Tokens of a Connection header that name extra hop-by-hop headers (beyond keep-alive/close/upgrade). */
 function connectionNamed(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined
@@ -37,7 +47,7 @@ function connectionNamed(value: string | undefined): Set<string> | undefined {
   let out: Set<string> | undefined
   for (const raw of value.split(',')) {
     const t = raw.trim().toLowerCase()
-    if (t === '' || t === 'keep-alive' || t === 'close' || t === 'upgrade') continue
+    if (t === '' || t === 'keep-alive' || t === 'close' || t === 'upgrade' || NEVER_HOP.has(t)) continue
     if (out === undefined) out = new Set()
     out.add(t)
   }
@@ -90,13 +100,16 @@ const RESPONSE_DROPPED_SET = new Set(RESPONSE_DROPPED)
  * The flat [name, value, ...] list handed to writeHead, hop-by-hop headers
  * left out. Building it costs less than deleting keys from undici's header
  * object, which would turn it into a slow dictionary for Node to iterate.
+ * `noLength`: a 204, which must not carry Content-Length (RFC 9110 8.6); a
+ * 304 keeps it (it describes the cached representation).
  */
-export function responseHeaderList(headers: IncomingHttpHeaders): (string | string[])[] {
+export function responseHeaderList(headers: IncomingHttpHeaders, noLength = false): (string | string[])[] {
   const conn = headers.connection
   const extra = conn === undefined ? undefined : connectionNamed(Array.isArray(conn) ? conn.join(',') : conn)
   const out: (string | string[])[] = []
   for (const name in headers) {
     if (RESPONSE_DROPPED_SET.has(name) || extra?.has(name)) continue
+    if (noLength && name === 'content-length') continue
     const v = headers[name]
     if (v !== undefined) out.push(name, v)
   }

@@ -1,13 +1,28 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError, type SluiceError } from '../errors.js'
 import { DenseSet, type Slotted } from './dense-set.js'
-import { type ForwardContext, forward } from './forward.js'
+import { type ForwardContext, forward, framingBroke, trackClientSocket } from './forward.js'
 import { listenOn } from './listen.js'
 
 export interface ListenerOptions {
   /** Idle time of a client keep-alive connection, and the longest silence on an active one. */
   clientIdleMs: number
+  /** limits.maxHeaderBytes: the largest request head (line and headers); larger gets 431. */
+  maxHeaderBytes: number
+  /** limits.clientConnections: open client connections beyond it are closed at once (0: no cap). */
+  clientConnections: number
 }
+
+/**
+ * Node checks the request-head deadline (headersTimeout) of every connection
+ * only this often (30 s by default, so a slowloris client sending a byte
+ * every few seconds outlived a 10 s deadline by 20 s). Checking every half
+ * second closes it within the deadline plus half a second, for one pass over
+ * the connection list.
+ */
+const HEAD_DEADLINE_CHECK_MS = 500
 
 /**
  * The public HTTP listener. Node's HTTP parser (llhttp) rejects malformed
@@ -45,6 +60,14 @@ function onClientSilent(socket: TrackedSocket, idleMs: number): void {
   socket.destroy()
 }
 
+/** An answer written on a connection that has no response object (the head never parsed). */
+function writeRawAnswer(socket: Duplex, status: string, err: SluiceError): void {
+  const body = JSON.stringify(errorBody(err))
+  socket.end(
+    `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+  )
+}
+
 export class ProxyListener {
   readonly server: Server
   #state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle'
@@ -62,29 +85,44 @@ export class ProxyListener {
         // Large uploads may take long: the idle timeout below guards stalls instead.
         requestTimeout: 0,
         headersTimeout: Math.min(60_000, opts.clientIdleMs),
+        connectionsCheckingInterval: HEAD_DEADLINE_CHECK_MS,
+        maxHeaderSize: opts.maxHeaderBytes,
         // Checked in forward(), which answers with the JSON error body instead of an empty 400.
         requireHostHeader: false,
       },
       (req: IncomingMessage, res: ServerResponse) => forward(ctx, req, res),
     )
+    // Over the cap, Node closes a new connection as soon as it is accepted.
+    if (opts.clientConnections > 0) this.server.maxConnections = opts.clientConnections
     this.server.timeout = opts.clientIdleMs
     const idleMs = opts.clientIdleMs
     this.server.on('timeout', (socket: TrackedSocket) => onClientSilent(socket, idleMs))
     const sockets = this.#sockets
     this.server.on('connection', (socket: TrackedSocket) => {
+      trackClientSocket(socket)
       sockets.add(socket)
       socket.once('close', () => sockets.delete(socket))
     })
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      if (!socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) {
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: TrackedSocket) => {
+      if (!socket.writable) {
         socket.destroy()
         return
       }
+      // An answer is in progress: it goes first (see framingBroke).
+      if (socket._httpMessage && framingBroke(socket)) return
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        writeRawAnswer(socket, '408 Request Timeout', new RequestTimeoutError('the request head did not arrive in time'))
+        return
+      }
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
-      const body = JSON.stringify({ error: { code: 'SLUICE_BAD_REQUEST', message: err.code ?? 'malformed request' } })
-      socket.end(
-        `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      )
+      writeRawAnswer(socket, status, new BadRequestError(err.code ?? 'malformed request'))
+    })
+    // CONNECT asks for a tunnel, which a reverse proxy does not open; without
+    // this listener Node drops the connection with no answer at all.
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      ctx.sink.unrouted(405)
+      socket.on('error', noop)
+      writeRawAnswer(socket, '405 Method Not Allowed', new MethodNotAllowedError('CONNECT is not supported by a reverse proxy'))
     })
   }
 
@@ -117,6 +155,7 @@ export class ProxyListener {
         clearInterval(sweep)
         clearTimeout(deadline)
         this.#state = 'stopped'
+        this.ctx.deadlines.stop()
         resolve()
       }
       const sweep = setInterval(() => this.#closeIdle(performance.now()), STOP_SWEEP_MS)

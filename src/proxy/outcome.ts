@@ -18,7 +18,7 @@ export interface OutcomeSink {
   unrouted(status: number): void
 }
 
-/** CONTRACT: an error is a 5xx (the proxy's own included) or a request that failed before any response. */
+/** README "Canary analysis": an error is a 5xx (the proxy's own included) or a request that failed before any response. */
 export function isError(status: number, failed: boolean): boolean {
   return failed || status >= 500
 }

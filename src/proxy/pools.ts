@@ -5,6 +5,10 @@ export interface PoolOptions {
   connectMs: number
   upstreamMs: number
   bodyIdleMs: number
+  /** limits.upstreamConnections: requests beyond it wait in the pool's queue. */
+  upstreamConnections: number
+  /** limits.maxResponseHeaderBytes: a larger response head fails the request (502). */
+  maxResponseHeaderBytes: number
 }
 
 /**
@@ -22,6 +26,8 @@ export function openPool(instance: Instance, opts: PoolOptions): Pool {
     keepAliveMaxTimeout: 60_000,
     keepAliveTimeoutThreshold: 1_000,
     pipelining: 1,
+    connections: opts.upstreamConnections,
+    maxHeaderSize: opts.maxResponseHeaderBytes,
   })
   // A pool error is also delivered to each request's handler; this only keeps
   // an unhandled 'error' from ever reaching the process.

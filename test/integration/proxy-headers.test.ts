@@ -10,6 +10,12 @@ describe('header rules through the real proxy', () => {
 
   beforeAll(async () => {
     app = await startUpstream('blue', (req, res) => {
+      if (req.url === '/echo-body') {
+        const chunks: Buffer[] = []
+        req.on('data', (c) => chunks.push(c))
+        req.on('end', () => res.end(JSON.stringify({ raw: req.rawHeaders, body: Buffer.concat(chunks).toString() })))
+        return
+      }
       req.resume()
       if (req.url === '/hop') {
         res.setHeader('Connection', 'keep-alive, X-Internal')
@@ -86,5 +92,25 @@ describe('header rules through the real proxy', () => {
     expect(res.headers['keep-alive']).not.toBe('timeout=7, max=3')
     expect(res.headers['x-kept']).toBe('yes')
     expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2'])
+  })
+  // Large enough to arrive in several reads: the body is still streaming when the request goes upstream.
+  const BIG = 'hello'.repeat(40_000)
+  it.each([
+    ['Host', `Content-Length: ${BIG.length}\r\n`, BIG],
+    ['Content-Length', `Content-Length: ${BIG.length}\r\n`, BIG],
+    ['Transfer-Encoding', 'Transfer-Encoding: chunked\r\n', `${BIG.length.toString(16)}\r\n${BIG}\r\n0\r\n\r\n`],
+  ])('request: Connection naming %s does not remove the header that frames or names the request', async (named, framing, body) => {
+    const reply = await rawExchange(proxy.port, [
+      `POST /echo-body HTTP/1.1\r\nHost: shop.example\r\nConnection: close, ${named}\r\n${framing}\r\n`,
+      body,
+    ])
+    expect(reply.status).toBe(200)
+    const echoed = JSON.parse(reply.body) as { raw: string[]; body: string }
+    const h = received(JSON.stringify({ raw: echoed.raw }))
+    expect(echoed.body === BIG).toBe(true)
+    expect(h.host).toEqual(['shop.example'])
+    // A length the client gave is forwarded as a length, never re-framed as chunked.
+    if (named !== 'Transfer-Encoding')
+      expect({ cl: h['content-length'], te: h['transfer-encoding'] }).toEqual({ cl: [String(BIG.length)], te: undefined })
   })
 })

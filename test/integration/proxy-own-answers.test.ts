@@ -1,14 +1,18 @@
 import type { ServerResponse } from 'node:http'
+import { type AddressInfo, createServer, type Server } from 'node:net'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { refusedUrl } from '../helpers/raw-http.js'
+import { rawExchange, refusedUrl } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+
+const VERSIONS = ['refusing', 'hanging', 'garbage', 'live']
 
 describe("the proxy's own answers", () => {
   let refused: string
   let hang: TestUpstream
   let live: TestUpstream
+  let garbage: Server
   const hung: ServerResponse[] = []
   let proxy: TestProxy
 
@@ -19,16 +23,23 @@ describe("the proxy's own answers", () => {
       hung.push(res)
     })
     live = await startUpstream('live')
+    garbage = createServer((socket) => {
+      socket.on('error', () => {})
+      socket.once('data', () => socket.end('HTTP/1.1 2000 What\r\n\r\n'))
+    })
+    await new Promise<void>((r) => garbage.listen(0, '127.0.0.1', r))
     proxy = await startProxy({
       versions: {
         refusing: { instances: [{ url: refused }] },
         hanging: { instances: [{ url: hang.url }] },
+        garbage: { instances: [{ url: `http://127.0.0.1:${(garbage.address() as AddressInfo).port}` }] },
         live: { instances: [{ url: live.url }] },
       },
       weights: { live: 100 },
       overrides: [
         { match: { header: 'x-version', value: 'refusing' }, version: 'refusing' },
         { match: { header: 'x-version', value: 'hanging' }, version: 'hanging' },
+        { match: { header: 'x-version', value: 'garbage' }, version: 'garbage' },
       ],
       outlier: { consecutiveFailures: 0 },
       timeouts: { upstreamMs: 300 },
@@ -40,6 +51,7 @@ describe("the proxy's own answers", () => {
     for (const res of hung) res.destroy()
     await hang.close()
     await live.close()
+    await new Promise((r) => garbage.close(r))
   })
 
   async function get(headers: Record<string, string> = {}) {
@@ -52,19 +64,22 @@ describe("the proxy's own answers", () => {
     }
   }
 
-  it('502 SLUICE_UPSTREAM_FAILED when the upstream fails (connection refused)', async () => {
-    const port = new URL(refused).port
-    expect(await get({ 'x-version': 'refusing' })).toEqual({
+  it('502 SLUICE_UPSTREAM_FAILED when the upstream fails (connection refused), naming no address or library error', async () => {
+    const r = await get({ 'x-version': 'refusing' })
+    expect(r).toEqual({
       status: 502,
       type: 'application/json',
       cache: 'no-store',
-      body: {
-        error: {
-          code: 'SLUICE_UPSTREAM_FAILED',
-          message: `upstream failed: ECONNREFUSED connect ECONNREFUSED 127.0.0.1:${port}`,
-        },
-      },
+      body: { error: { code: 'SLUICE_UPSTREAM_FAILED', message: 'could not connect to the upstream' } },
     })
+    const text = JSON.stringify(r.body)
+    for (const internal of [new URL(refused).port, '127.0.0.1', 'ECONNREFUSED', 'UND_ERR']) expect(text).not.toContain(internal)
+  })
+
+  it('502 for an upstream that answers garbage: a short message, no parser error text', async () => {
+    const r = await get({ 'x-version': 'garbage' })
+    expect(r.status).toBe(502)
+    expect(r.body).toEqual({ error: { code: 'SLUICE_UPSTREAM_FAILED', message: 'the upstream failed to answer' } })
   })
 
   it('504 SLUICE_UPSTREAM_TIMEOUT when the headers do not come within timeouts.upstreamMs', async () => {
@@ -73,17 +88,13 @@ describe("the proxy's own answers", () => {
       type: 'application/json',
       cache: 'no-store',
       body: {
-        error: {
-          code: 'SLUICE_UPSTREAM_TIMEOUT',
-          message: 'upstream timed out: UND_ERR_HEADERS_TIMEOUT Headers Timeout Error',
-        },
+        error: { code: 'SLUICE_UPSTREAM_TIMEOUT', message: 'the upstream did not answer in time' },
       },
     })
   })
 
   it('503 SLUICE_NO_USABLE_INSTANCE when no version has a usable instance', async () => {
-    for (const version of ['refusing', 'hanging', 'live'])
-      expect((await admin(proxy, 'POST', '/v1/drain', { version })).status).toBe(200)
+    for (const version of VERSIONS) expect((await admin(proxy, 'POST', '/v1/drain', { version })).status).toBe(200)
     try {
       expect(await get()).toEqual({
         status: 503,
@@ -92,8 +103,17 @@ describe("the proxy's own answers", () => {
         body: { error: { code: 'SLUICE_NO_USABLE_INSTANCE', message: 'no usable instance in any version' } },
       })
     } finally {
-      for (const version of ['refusing', 'hanging', 'live']) await admin(proxy, 'POST', '/v1/undrain', { version })
+      for (const version of VERSIONS) await admin(proxy, 'POST', '/v1/undrain', { version })
     }
     expect((await get()).status).toBe(200)
+  })
+  it('CONNECT gets 405 with the JSON error body, not a dropped connection', async () => {
+    const r = await rawExchange(proxy.port, ['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'])
+    expect(r.status).toBe(405)
+    expect(r.headers['content-type']).toBe('application/json')
+    expect(JSON.parse(r.body)).toEqual({
+      error: { code: 'SLUICE_METHOD_NOT_ALLOWED', message: 'CONNECT is not supported by a reverse proxy' },
+    })
+    expect(r.closed).toBe(true)
   })
 })

@@ -16,6 +16,8 @@ function echo(req: import('node:http').IncomingMessage, res: ServerResponse, u: 
   })
 }
 
+const UPSTREAM_MS = 400
+
 describe('retries through the real proxy', () => {
   let refused: string
   let live1: TestUpstream
@@ -23,6 +25,8 @@ describe('retries through the real proxy', () => {
   let live2: TestUpstream
   let cut: TestUpstream
   let live3: TestUpstream
+  let closing: TestUpstream
+  let live4: TestUpstream
   const hung: ServerResponse[] = []
   let proxy: TestProxy
 
@@ -42,28 +46,36 @@ describe('retries through the real proxy', () => {
       res.write('x'.repeat(100), () => setTimeout(() => res.socket?.resetAndDestroy(), 20))
     })
     live3 = await startUpstream('live3', echo)
+    // Reads the request and closes the connection without a response byte.
+    closing = await startUpstream('closing', (req) => {
+      req.resume()
+      req.socket.destroy()
+    })
+    live4 = await startUpstream('live4', echo)
     proxy = await startProxy({
       versions: {
         refusing: { instances: [{ url: refused }, { url: live1.url }] },
         hanging: { instances: [{ url: hang.url }, { url: live2.url }] },
         cutting: { instances: [{ url: cut.url }, { url: live3.url }] },
+        closing: { instances: [{ url: closing.url }, { url: live4.url }] },
       },
       weights: { refusing: 100 },
       overrides: [
         { match: { header: 'x-version', value: 'hanging' }, version: 'hanging' },
         { match: { header: 'x-version', value: 'cutting' }, version: 'cutting' },
+        { match: { header: 'x-version', value: 'closing' }, version: 'closing' },
       ],
       sticky: { keys: ['header:x-user-id'] },
       // Keep the failing instances in rotation so every test reaches them.
       outlier: { consecutiveFailures: 0 },
-      timeouts: { upstreamMs: 400 },
+      timeouts: { upstreamMs: UPSTREAM_MS },
       retries: { attempts: 1 },
     })
   })
   afterAll(async () => {
     await proxy.stop()
     for (const res of hung) res.destroy()
-    for (const u of [live1, hang, live2, cut, live3]) await u.close()
+    for (const u of [live1, hang, live2, cut, live3, closing, live4]) await u.close()
   })
 
   async function send(method: string, headers: Record<string, string>, body?: string) {
@@ -94,11 +106,28 @@ describe('retries through the real proxy', () => {
   })
 
   it('a GET that got no response byte is retried on another instance', async () => {
+    const extra = { 'x-version': 'closing' }
+    const before = { closing: closing.hits, live4: live4.hits }
+    const r = await send('GET', { ...extra, 'x-user-id': keyFor(proxy, closing.url, extra) })
+    expect(r).toEqual({ status: 200, upstream: 'live4', text: 'live4 GET ' })
+    expect({ closing: closing.hits - before.closing, live4: live4.hits - before.live4 }).toEqual({
+      closing: 1,
+      live4: 1,
+    })
+  })
+
+  it('a retry does not restart the wait: a GET to an upstream that never answers gets 504 after upstreamMs once', async () => {
     const extra = { 'x-version': 'hanging' }
     const before = { hang: hang.hits, live2: live2.hits }
+    const started = performance.now()
     const r = await send('GET', { ...extra, 'x-user-id': keyFor(proxy, hang.url, extra) })
-    expect(r).toEqual({ status: 200, upstream: 'live2', text: 'live2 GET ' })
-    expect({ hang: hang.hits - before.hang, live2: live2.hits - before.live2 }).toEqual({ hang: 1, live2: 1 })
+    const waited = performance.now() - started
+    expect(r.status).toBe(504)
+    expect(JSON.parse(r.text).error.code).toBe('SLUICE_UPSTREAM_TIMEOUT')
+    // The try used the request's whole head deadline: nothing is left for a retry.
+    expect({ hang: hang.hits - before.hang, live2: live2.hits - before.live2 }).toEqual({ hang: 1, live2: 0 })
+    expect(waited / UPSTREAM_MS).toBeGreaterThanOrEqual(0.95)
+    expect(waited / UPSTREAM_MS).toBeLessThan(1.5)
   })
 
   it('a GET whose response bytes reached the client is never retried: the client sees it cut', async () => {

@@ -84,6 +84,17 @@ describe('request headers sent upstream', () => {
     ])
   })
 
+  it('never drops Host, Content-Length or Transfer-Encoding because Connection names them', () => {
+    const out = upstreamHeaders(
+      request(['Host', 'shop.example', 'Connection', 'Host, content-length, X-Gone', 'Content-Length', '5', 'X-Gone', '1']),
+      'http',
+    )
+    expect(pairs(out).slice(0, 2)).toEqual([
+      ['Host', 'shop.example'],
+      ['Content-Length', '5'],
+    ])
+  })
+
   it('appends the client address to every X-Forwarded-For the client sent', () => {
     const out = upstreamHeaders(
       request(
@@ -157,5 +168,10 @@ describe('responseHeaderList', () => {
     expect(responseHeaderList(h)).toEqual(['content-type', 'text/plain', 'set-cookie', ['a=1', 'b=2'], 'x-b', '2'])
     // undici's object is left as it was (the mirror compares it).
     expect(h['keep-alive']).toBe('timeout=5')
+  })
+  it('a 204 drops Content-Length, a 304 keeps it; Connection cannot name Content-Length away', () => {
+    const h = { 'content-length': '11', etag: '"v1"', connection: 'content-length' }
+    expect(responseHeaderList(h, true)).toEqual(['etag', '"v1"'])
+    expect(responseHeaderList(h)).toEqual(['content-length', '11', 'etag', '"v1"'])
   })
 })
