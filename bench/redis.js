@@ -1,5 +1,5 @@
 // Two proxies sharing Redis against two proxies with the in-process store
-// (DESIGN.md "Benchmarks"): the same autocannon load, split evenly over the
+// (see the README's Development section): the same autocannon load, split evenly over the
 // two proxies of a pair, in interleaved rounds (the order rotates each round);
 // reports the median req/s of each pair and the Redis/memory ratio (target >= 0.95).
 // The data path never touches Redis; this measures what sharing costs around it

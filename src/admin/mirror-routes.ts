@@ -8,7 +8,7 @@ import { stateView } from './state-view.js'
 const mirrorBody = mirrorSchema.nullable()
 
 /**
- * The mirror routes: `PUT /v1/mirror` (CONTRACT section 3) with the `mirror`
+ * The mirror routes: `PUT /v1/mirror` (README, Admin API) with the `mirror`
  * config section as body, or `null` to stop; `GET /v1/mirror` (the settings
  * and figures, as `mirror` in the state); `GET /v1/mirror/mismatches` (the
  * last differing or failed shadow answers, newest last).

@@ -20,7 +20,7 @@ const startBody = z
 const COMMANDS: readonly RolloutCommand[] = ['pause', 'resume', 'promote', 'abort', 'approve']
 
 /**
- * The rollout routes of CONTRACT section 3. Each answers with the whole
+ * The rollout routes of the README's Admin API table. Each answers with the whole
  * state (as `/v1/state`); the machine's RolloutConflictError (409) and
  * RolloutInvalidError (400) become the error body in the admin server.
  */

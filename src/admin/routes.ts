@@ -23,7 +23,7 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   )
 }
 
-/** The core routes of CONTRACT section 3 (rollout and mirror routes register themselves). */
+/** The core routes of the README's Admin API table (rollout and mirror routes register themselves). */
 export function coreRoutes(admin: AdminServer, s: Sluice): void {
   admin
     .route('GET', '/', () => ({

@@ -30,7 +30,7 @@ interface Route {
 /**
  * The admin listener: a small router (exact paths, 404 unknown, 405 wrong
  * method with Allow), bearer auth on /v1/*, JSON bodies up to 64 KiB, and
- * one place where errors become the CONTRACT's error body.
+ * one place where errors become the README's error body (Admin API).
  */
 export class AdminServer {
   readonly server: Server

@@ -71,7 +71,7 @@ export async function runServe(args: string[]): Promise<number> {
     return 1
   }
   if (!log.isLevelEnabled('info')) {
-    // Scripts read the bound ports from this line (CONTRACT section 1): it is written whatever log.level says.
+    // Scripts read the bound ports from this line (README, Run it): it is written whatever log.level says.
     log.child({}, { level: 'info' }).info({ port: running.port, adminPort: running.adminPort }, 'listening')
   }
   if (early === 'reload') reload()

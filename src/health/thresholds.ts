@@ -22,8 +22,8 @@ export function nextHealth(s: ProbeState, ok: boolean, t: Thresholds): ProbeStat
 
 /**
  * A never-probed instance starts unhealthy with a pending streak that one
- * passing probe completes (CONTRACT: one passing probe makes it healthy at
- * start or when added).
+ * passing probe completes (README, Proxying rules: one passing probe makes
+ * it healthy at start or when added).
  */
 export function unprobed(t: Thresholds): ProbeState {
   return { healthy: false, lastOk: true, streak: Math.max(0, t.healthy - 1) }

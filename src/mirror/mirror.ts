@@ -45,7 +45,7 @@ const SWEEP_MS = 25
 const NO_FIGURES: MirrorFigures = { copied: 0, mismatches: 0, shadowP95Ms: null, primaryP95Ms: null }
 
 /**
- * Shadow traffic (CONTRACT section 4, Mirroring). The live settings are
+ * Shadow traffic (README, Mirroring). The live settings are
  * `desired.mirror`, changed only through `control.change` (PUT /v1/mirror,
  * a rollout's mirror phase, reload); this object follows them on every
  * routing table rebuild. While mirroring is off the data path's `onSent`

@@ -40,7 +40,7 @@ export class Instance {
     return this.ejectedUntil !== 0
   }
 
-  /** Healthy, not ejected and not draining (CONTRACT section 4). */
+  /** Healthy, not ejected and not draining (README, Proxying rules). */
   get usable(): boolean {
     return this.healthy && this.ejectedUntil === 0 && !this.draining && !this.version.draining
   }

@@ -82,7 +82,7 @@ export function recordedLoad(opts: RecordedLoadOptions): {
   }
 }
 
-/** CONTRACT: a failed request is a 5xx or one that got no response. */
+/** As the README counts them: a failed request is a 5xx or one that got no response. */
 export function failed(records: readonly RecordedRequest[]): RecordedRequest[] {
   return records.filter((r) => r.status === 0 || r.status >= 500)
 }

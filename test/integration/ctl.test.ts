@@ -7,8 +7,8 @@ import { buildConfig } from '../../src/config/load.js'
 import { type Running, runSluice } from '../../src/lifecycle/run.js'
 
 /**
- * `sluice ctl` against a real HTTP server that answers like CONTRACT
- * section 3: what the command sends, what it prints and the exit code a
+ * `sluice ctl` against a real HTTP server that answers like the README's Admin
+ * API: what the command sends, what it prints and the exit code a
  * script sees; then the same commands against the real proxy's admin API.
  */
 

@@ -5,7 +5,7 @@ import { startRedis, type TestRedis } from '../helpers/redis-server.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait.js'
 
-/** Several proxies sharing one Redis act as one: CONTRACT section 4, "Several proxies". */
+/** Several proxies sharing one Redis act as one: README, "Several proxies (Redis)". */
 describe('proxies sharing Redis', () => {
   let redis: TestRedis
   let blue: TestUpstream

@@ -13,8 +13,8 @@ import {
 
 const NOW = Date.parse('2024-05-01T12:00:00Z')
 
-/** The example of CONTRACT section 3. */
-const CONTRACT_STATE = {
+/** A /v1/state answer as the README's Admin API describes it. */
+const STATE_EXAMPLE = {
   weights: { blue: 90, green: 10 },
   versions: {
     blue: { instances: [{ url: 'http://10.0.0.11:3000', healthy: true, draining: false, inflight: 3 }] },
@@ -26,7 +26,7 @@ const CONTRACT_STATE = {
 
 describe('sluice ctl state', () => {
   test('the contract example prints as aligned sections', () => {
-    expect(formatState(CONTRACT_STATE, NOW)).toBe(
+    expect(formatState(STATE_EXAMPLE, NOW)).toBe(
       [
         'versions',
         '  VERSION  WEIGHT                        INSTANCES  USABLE',

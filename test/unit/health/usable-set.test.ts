@@ -23,7 +23,7 @@ function keylessCounts(t: RoutingTable, n = 100): Record<string, number> {
   return counts
 }
 
-describe('the usable set and share passing (CONTRACT section 4)', () => {
+describe('the usable set and share passing (README, Proxying rules)', () => {
   it('each of unhealthy, ejected and draining takes an instance out of use', () => {
     const [blue] = versions({ blue: 4 })
     const [a, b, c, d] = blue!.instances as [Instance, Instance, Instance, Instance]

@@ -256,7 +256,7 @@ describe('rollout state machine', () => {
     expect(b.verdicts(pass, 1000)[0]!.state.step).toBe(1)
   })
 
-  it('carries the CONTRACT /v1/state rollout fields', () => {
+  it('carries the /v1/state rollout fields the README lists', () => {
     const idle = idleRollout()
     expect(idle).toMatchObject({ status: 'idle', baseline: null, canary: null, step: -1, reason: null })
     expect(rolloutWeights(idle)).toBeNull()
