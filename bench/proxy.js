@@ -8,6 +8,8 @@
 //   npm run bench -- --duration 5 --rounds 5 --connections 50
 // Other flags: --warmup S, --keys N, --body-bytes N, --targets upstream,bare,sluice,keyless,
 // --instances N (upstream instances behind sluice, half blue and half green, all in one process; default 2),
+// --probe-ms MS (sluice's health.intervalMs, default 2000: each probe opens a connection, so at 200 instances
+// probes alone cost the proxy several percent of a core; a longer interval isolates the routing cost),
 // --cpu-prof (profile the bare and sluice processes; top functions printed, .cpuprofile kept in bench/out/prof/).
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
@@ -40,6 +42,7 @@ const opts = {
   targets: flag(args, 'targets', 'upstream,bare,sluice,keyless').split(','),
   cpuProf: hasFlag(args, 'cpu-prof'),
   instances: Number(flag(args, 'instances', '2')),
+  probeMs: Number(flag(args, 'probe-ms', '2000')),
 }
 
 const LABELS = {
@@ -170,7 +173,7 @@ function sluiceConfig(blue, green) {
     weights: { blue: 90, green: 10 },
     sticky: { keys: ['header:x-user-id'] },
     // Probes on, as in a real deployment; their cost is noise next to the load.
-    health: { path: '/healthz', intervalMs: 2000 },
+    health: { path: '/healthz', intervalMs: opts.probeMs },
     log: { level: 'info' },
   }
 }
@@ -248,7 +251,7 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split
     '',
     `${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
       `pipelining ${o.pipelining}, GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, ` +
-      `${o.instances} upstream instances; ` +
+      `${o.instances} upstream instances probed every ${o.probeMs} ms; ` +
       `green share measured ${(split.green * 100).toFixed(1)}%. Load average before ${m.loadavg.join(' ')}, after ${loadavgAfter.join(' ')}.`,
     '',
     '| target | req/s (median) | req/s (min-max) | p50 ms | p99 ms | CPU us/req | non-2xx + errors | req/s vs bare | p99 vs bare |',
