@@ -7,6 +7,9 @@
 // Every target runs in its own process; autocannon runs here. All on 127.0.0.1, ephemeral ports.
 //   npm run bench -- --duration 5 --rounds 5 --connections 50
 // Other flags: --warmup S, --keys N, --body-bytes N, --targets upstream,bare,sluice,keyless,
+// --instances N (upstream instances behind sluice, half blue and half green, all in one process; default 2),
+// --probe-ms MS (sluice's health.intervalMs, default 2000: each probe opens a connection, so at 200 instances
+// probes alone cost the proxy several percent of a core; a longer interval isolates the routing cost),
 // --cpu-prof (profile the bare and sluice processes; top functions printed, .cpuprofile kept in bench/out/prof/).
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
@@ -38,6 +41,8 @@ const opts = {
   bodyBytes: Number(flag(args, 'body-bytes', '128')),
   targets: flag(args, 'targets', 'upstream,bare,sluice,keyless').split(','),
   cpuProf: hasFlag(args, 'cpu-prof'),
+  instances: Number(flag(args, 'instances', '2')),
+  probeMs: Number(flag(args, 'probe-ms', '2000')),
 }
 
 const LABELS = {
@@ -60,7 +65,8 @@ const stopAll = () => Promise.all(children.map((c) => c.stop()))
 process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
 
 try {
-  const { upstream, blue: blueUrl, green: greenUrl } = await startBlueGreen(root, children, opts.bodyBytes)
+  const { upstream, blue: blueUrls, green: greenUrls } = await startUpstreams(opts.instances)
+  const blueUrl = blueUrls[0]
 
   const profDir = join(outDir, 'prof', info.date.replace(/[:.]/g, '-'))
   const profiled = (name) => (opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(profDir, name)] : [])
@@ -68,7 +74,7 @@ try {
   children.push(bare)
 
   const configPath = join(outDir, 'sluice-bench.json')
-  await writeFile(configPath, JSON.stringify(sluiceConfig(blueUrl, greenUrl), null, 2))
+  await writeFile(configPath, JSON.stringify(sluiceConfig(blueUrls, greenUrls), null, 2))
   const sluice = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configPath], {
     execArgv: profiled('sluice'),
   })
@@ -142,15 +148,32 @@ try {
   await stopAll()
 }
 
+/** The upstream instances: blue and green (--instances 2), or N servers blueI and greenI in one process. */
+async function startUpstreams(n) {
+  if (n <= 2) {
+    const { upstream, blue, green } = await startBlueGreen(root, children, opts.bodyBytes)
+    return { upstream, blue: [blue], green: [green] }
+  }
+  const names = Array.from({ length: n }, (_, i) => (i < n - (n >> 1) ? `blue${i}` : `green${i}`))
+  const upstream = startChild('upstream', [join(root, 'bench/upstream.js'), ...names, '--body-bytes', `${opts.bodyBytes}`])
+  children.push(upstream)
+  const { ports } = await upstream.ready
+  const urls = (prefix) => names.filter((x) => x.startsWith(prefix)).map((x) => `http://127.0.0.1:${ports[x]}`)
+  return { upstream, blue: urls('blue'), green: urls('green') }
+}
+
 function sluiceConfig(blue, green) {
   return {
     listen: { host: '127.0.0.1', port: 0 },
     admin: { host: '127.0.0.1', port: 0, token: 'bench-token' },
-    versions: { blue: { instances: [{ url: blue }] }, green: { instances: [{ url: green }] } },
+    versions: {
+      blue: { instances: blue.map((url) => ({ url })) },
+      green: { instances: green.map((url) => ({ url })) },
+    },
     weights: { blue: 90, green: 10 },
     sticky: { keys: ['header:x-user-id'] },
     // Probes on, as in a real deployment; their cost is noise next to the load.
-    health: { path: '/healthz', intervalMs: 2000 },
+    health: { path: '/healthz', intervalMs: opts.probeMs },
     log: { level: 'info' },
   }
 }
@@ -163,7 +186,7 @@ async function checkSplit(url) {
   for (let i = 0; i < total; i++) {
     const res = await fetch(url, { headers: { 'x-user-id': `split-${i}` } })
     await res.arrayBuffer()
-    if (res.headers.get('x-upstream') === 'green') green++
+    if (res.headers.get('x-upstream')?.startsWith('green')) green++
   }
   return { total, green: green / total }
 }
@@ -227,7 +250,8 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split
     `### ${m.date.slice(0, 10)}: ${m.cpu}, ${m.cores} cores, Node ${m.node}`,
     '',
     `${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
-      `pipelining ${o.pipelining}, GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys; ` +
+      `pipelining ${o.pipelining}, GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, ` +
+      `${o.instances} upstream instances probed every ${o.probeMs} ms; ` +
       `green share measured ${(split.green * 100).toFixed(1)}%. Load average before ${m.loadavg.join(' ')}, after ${loadavgAfter.join(' ')}.`,
     '',
     '| target | req/s (median) | req/s (min-max) | p50 ms | p99 ms | CPU us/req | non-2xx + errors | req/s vs bare | p99 vs bare |',

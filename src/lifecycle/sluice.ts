@@ -292,7 +292,7 @@ export class Sluice {
   rebuild(): void {
     if (this.#state === 'stopped') return
     this.outlier.failOpen()
-    const table = this.#buildTable(this.desired)
+    const table = this.#buildTable(this.desired, this.routing.table)
     this.routing.table = table
     for (const h of this.hooks) h.onTable?.(table)
     clearTimeout(this.#rampTimer)
@@ -302,7 +302,8 @@ export class Sluice {
     }
   }
 
-  #buildTable(s: DesiredState): RoutingTable {
+  /** `previous` hands its sticky bucket tables on, so a change costs its difference, not a rebuild. */
+  #buildTable(s: DesiredState, previous?: RoutingTable): RoutingTable {
     const mirror = s.mirror as { version?: string } | null
     return new RoutingTable({
       versions: this.versions,
@@ -313,6 +314,7 @@ export class Sluice {
       slowStartMs: this.config.health?.slowStartMs ?? 0,
       now: Date.now(),
       revision: s.revision,
+      previous,
     })
   }
 

@@ -3,6 +3,7 @@ import type { OverrideSpec, StickyKeySpec } from '../config/load.js'
 import { readCookie } from './cookie.js'
 import { hashString, rendezvousScore } from './hash.js'
 import type { Instance, Version } from './instance.js'
+import { StickyBuckets, stickyScan } from './sticky-buckets.js'
 
 /** No sticky key on the request. Key hashes are uint32, so -1 never collides. */
 export const NO_KEY = -1
@@ -18,6 +19,8 @@ export interface TableInput {
   slowStartMs?: number
   now?: number
   revision: number
+  /** The table this one replaces: its sticky bucket tables are taken over and updated, not rebuilt. */
+  previous?: RoutingTable | undefined
 }
 
 /** A version as the table sees it: its usable instances and their shares. */
@@ -27,6 +30,12 @@ export interface VersionRoute {
   readonly usable: readonly Instance[]
   /** Slow-start factors aligned with `usable`, in (0, 1]. */
   readonly factors: Float64Array
+  /** Some factor is below 1 (keyless picks then weigh loads by them). */
+  readonly ramping: boolean
+  /** 1 / sticky weight, aligned with `usable`: slow-start factors relative to the version's largest, in tenths. */
+  readonly invWeights: Float64Array
+  /** O(1) sticky picks for this snapshot (see sticky-buckets.ts). */
+  readonly sticky: StickyBuckets
 }
 
 interface CompiledOverride {
@@ -37,16 +46,20 @@ interface CompiledOverride {
 }
 
 const MIN_SLOW_START_FACTOR = 0.05
+/** Sticky weights move in tenths, so a ramping instance changes the bucket table about ten times, not every rebuild. */
+const STICKY_WEIGHT_STEPS = 10
 
 /**
  * An immutable routing snapshot, rebuilt whenever weights, the usable set,
  * drains or slow-start shares change. A request only reads it:
  *  - overrides first (a matched version with nothing usable falls through);
  *  - a sticky key picks the version by weighted rendezvous hashing and the
- *    instance by rendezvous hashing over the usable instances;
+ *    instance from the version's bucket table (rendezvous hashing over key
+ *    buckets, O(1); see sticky-buckets.ts);
  *  - a keyless request walks a precomputed smooth weighted round-robin
- *    sequence (nginx's SWRR) for the version, then takes the usable instance
- *    with the fewest requests in flight.
+ *    sequence (nginx's SWRR) for the version, then takes the less loaded of
+ *    two random usable instances (power of two choices, as Envoy's least
+ *    request balancer does), O(1) at any instance count.
  * A version with weight but nothing usable passes its share to the others in
  * proportion to their weights (its key draws are simply absent); only if no
  * weighted version is usable do zero-weight versions take the traffic, so
@@ -60,7 +73,6 @@ export class RoutingTable {
   readonly #liveWeights: Float64Array
   readonly #spread: Uint8Array
   #cursor = 0
-  #instanceCursor = 0
   readonly #sticky: readonly StickyKeySpec[]
   readonly #overrides: readonly CompiledOverride[]
 
@@ -70,13 +82,19 @@ export class RoutingTable {
     this.#sticky = input.sticky
     const slowStartMs = input.slowStartMs ?? 0
     const now = input.now ?? Date.now()
+    const previous = input.previous?.routes
     this.routes = input.versions.map((version) => {
       const usable = version.instances.filter((i) => i.usable)
       const factors = new Float64Array(usable.length)
+      let ramping = false
       for (let i = 0; i < usable.length; i++) {
         factors[i] = slowStartFactor(usable[i]!, slowStartMs, now)
+        if (factors[i]! < 1) ramping = true
       }
-      return { version, weight: input.weights[version.name] ?? 0, usable, factors }
+      const invWeights = stickyInvWeights(factors)
+      const before = previous?.find((r) => r.version === version)?.sticky
+      const sticky = StickyBuckets.take(before, usable, invWeights)
+      return { version, weight: input.weights[version.name] ?? 0, usable, factors, ramping, invWeights, sticky }
     })
     let live = this.routes.filter((r) => r.weight > 0 && r.usable.length > 0)
     let liveWeights = live.map((r) => r.weight * versionRamp(r.factors))
@@ -158,35 +176,24 @@ export class RoutingTable {
     const n = usable.length
     if (n === 0) return undefined
     if (n === 1) return usable[0] === exclude ? undefined : usable[0]
-    const factors = route.factors
-    let best: Instance | undefined
     if (key !== NO_KEY) {
-      let bestScore = -1
-      for (let i = 0; i < n; i++) {
-        const inst = usable[i]!
-        if (inst === exclude) continue
-        const score = rendezvousScore(key, inst.seed, factors[i]!)
-        if (score > bestScore) {
-          bestScore = score
-          best = inst
-        }
-      }
-      return best
+      // Retries (exclude) and snapshots already replaced compute the same answer the long way.
+      if (exclude === undefined && route.sticky.live) return route.sticky.pick(key)
+      return stickyScan(key, usable, route.invWeights, exclude)
     }
-    // Least in flight (weighted by slow start); the rotating start spreads ties.
-    const start = this.#instanceCursor++ % n
-    let bestLoad = Number.POSITIVE_INFINITY
-    for (let j = 0; j < n; j++) {
-      const i = start + j < n ? start + j : start + j - n
-      const inst = usable[i]!
-      if (inst === exclude) continue
-      const load = (inst.inflight + 1) / factors[i]!
-      if (load < bestLoad) {
-        bestLoad = load
-        best = inst
-      }
-    }
-    return best
+    // Power of two choices: two distinct random instances, the one with fewer
+    // in flight (relative to its slow-start factor) wins; ties go to the
+    // first, itself random. With two instances this is least in flight.
+    const i = randomBelow(n)
+    let j = randomBelow(n - 1)
+    if (j >= i) j++
+    const a = usable[i]!
+    const b = usable[j]!
+    if (a === exclude) return b
+    if (b === exclude) return a
+    if (!route.ramping) return b.inflight < a.inflight ? b : a
+    const factors = route.factors
+    return (b.inflight + 1) * factors[i]! < (a.inflight + 1) * factors[j]! ? b : a
   }
 
   /**
@@ -226,6 +233,36 @@ function leastInflightUsable(instances: readonly Instance[], exclude: Instance):
     if (i !== exclude && i.usable && (best === undefined || i.inflight < best.inflight)) best = i
   }
   return best
+}
+
+/** xorshift32: keyless picks need cheap, not cryptographic, randomness. */
+let rngState = (Math.random() * 0xffffffff) >>> 0 || 1
+
+/** A uniform integer in [0, n). */
+function randomBelow(n: number): number {
+  let x = rngState
+  x ^= x << 13
+  x ^= x >>> 17
+  x ^= x << 5
+  rngState = x >>> 0
+  return Math.floor(rngState * n * (1 / 4294967296))
+}
+
+/**
+ * 1/w for sticky picks: each factor relative to the version's largest (only
+ * relative weights matter to rendezvous hashing, so instances ramping
+ * together change nothing), rounded down to a tenth (so a ramp changes the
+ * bucket table about ten times) and never below the slow-start floor.
+ */
+function stickyInvWeights(factors: Float64Array): Float64Array {
+  const out = new Float64Array(factors.length)
+  let max = 0
+  for (let i = 0; i < factors.length; i++) if (factors[i]! > max) max = factors[i]!
+  for (let i = 0; i < factors.length; i++) {
+    const steps = Math.floor((factors[i]! / max) * STICKY_WEIGHT_STEPS)
+    out[i] = 1 / Math.max(steps / STICKY_WEIGHT_STEPS, MIN_SLOW_START_FACTOR)
+  }
+  return out
 }
 
 function slowStartFactor(inst: Instance, slowStartMs: number, now: number): number {

@@ -251,7 +251,17 @@ describe('sticky instance choice', () => {
     )
   })
 
-  it('keyless requests go to the instance with the fewest in flight', () => {
+  it('keyless requests with two instances go to the one with fewer in flight', () => {
+    const versions = makeVersions({ blue: 2 })
+    const [a, b] = versions[0]!.instances
+    a!.inflight = 4
+    b!.inflight = 1
+    const t = table(versions, { blue: 100 })
+    const route = t.chooseVersion({}, NO_KEY)!
+    for (let i = 0; i < 50; i++) expect(t.chooseInstance(route, NO_KEY)!.url).toBe(b!.url)
+  })
+
+  it('keyless requests take the less loaded of two random instances: never the busiest, the idlest most', () => {
     const versions = makeVersions({ blue: 3 })
     const [a, b, c] = versions[0]!.instances
     a!.inflight = 4
@@ -259,7 +269,14 @@ describe('sticky instance choice', () => {
     c!.inflight = 2
     const t = table(versions, { blue: 100 })
     const route = t.chooseVersion({}, NO_KEY)!
-    for (let i = 0; i < 5; i++) expect(t.chooseInstance(route, NO_KEY)!.url).toBe(b!.url)
+    const counts = new Map<string, number>()
+    for (let i = 0; i < 3000; i++) {
+      const u = t.chooseInstance(route, NO_KEY)!.url
+      counts.set(u, (counts.get(u) ?? 0) + 1)
+    }
+    // b wins both pairs it is drawn in (2 of 3), c the pair (a, c).
+    expect(counts.get(a!.url)).toBeUndefined()
+    expect(Math.abs(counts.get(b!.url)! / 3000 - 2 / 3)).toBeLessThan(0.05)
   })
 
   it('keyless ties spread over every instance', () => {
@@ -267,11 +284,12 @@ describe('sticky instance choice', () => {
     const t = table(versions, { blue: 100 })
     const route = t.chooseVersion({}, NO_KEY)!
     const seen = new Map<string, number>()
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 3000; i++) {
       const u = t.chooseInstance(route, NO_KEY)!.url
       seen.set(u, (seen.get(u) ?? 0) + 1)
     }
-    expect([...seen.values()]).toEqual([10, 10, 10])
+    expect(seen.size).toBe(3)
+    for (const n of seen.values()) expect(Math.abs(n - 1000)).toBeLessThan(100)
   })
 
   it('a retry picks another instance of the version when it has one, and stays in the version', () => {
