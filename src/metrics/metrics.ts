@@ -37,6 +37,7 @@ export class Metrics {
   readonly rollbacks: Counter<'version'>
   readonly mirrorRequests: Counter<'version' | 'outcome'>
   readonly handoffs: Counter<'version'>
+  readonly discoveryErrors: Counter<'version'>
   /** By version index. prom-client's label children hash their labels on every call; these are array stores. */
   readonly #counts: (VersionCounts | undefined)[] = []
   readonly #unrouted = new Float64Array(CODE_SLOTS)
@@ -82,6 +83,12 @@ export class Metrics {
     this.handoffs = new Counter({
       name: 'sluice_websocket_handoffs_total',
       help: 'WebSocket connections moved to another instance, by the version they left.',
+      labelNames: ['version'],
+      registers,
+    })
+    this.discoveryErrors = new Counter({
+      name: 'sluice_discovery_errors_total',
+      help: 'DNS/SRV lookups that failed or answered empty while instances were known, by version.',
       labelNames: ['version'],
       registers,
     })
