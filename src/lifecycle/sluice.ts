@@ -75,8 +75,8 @@ export class Sluice {
   readonly #drainTimers = new Map<Instance, NodeJS.Timeout>()
   #poolOptions: PoolOptions
   readonly #sources = new Map<Instance, InstanceSource>()
-  /** Instances no longer wanted, draining until idle or drain.timeoutMs (then removed), by deadline. */
-  readonly #leaving = new Map<Instance, number>()
+  /** Instances no longer wanted, draining until idle (and past `linger`) or until `deadline`, then removed. */
+  readonly #leaving = new Map<Instance, { linger: number; deadline: number }>()
   #leaveTimer: NodeJS.Timeout | undefined
   readonly #discovered = new Map<string, Discovered>()
   /** The store has loaded the desired state: runtime instances are known and changes can rebuild. */
@@ -492,12 +492,16 @@ export class Sluice {
 
   #leave(inst: Instance): void {
     const idle = inst.inflight === 0 && inst.websockets === 0
-    if (idle || !this.#loaded) {
+    // A discovered address stays (draining) for one probe interval even when idle, so a DNS flap does not churn it.
+    const source = this.sourceOf(inst)
+    const lingerMs = source === 'dns' || source === 'srv' ? (this.config.health?.intervalMs ?? 0) : 0
+    if ((idle && lingerMs === 0) || !this.#loaded) {
       this.#remove(inst)
       return
     }
     this.log.info({ instance: inst.url, version: inst.version.name }, 'instance leaving: draining')
-    this.#leaving.set(inst, Date.now() + this.config.drain.timeoutMs)
+    const now = Date.now()
+    this.#leaving.set(inst, { linger: now + lingerMs, deadline: now + this.config.drain.timeoutMs })
     inst.draining = true
     clearTimeout(this.#drainTimers.get(inst))
     this.#drainTimers.delete(inst)
@@ -511,9 +515,9 @@ export class Sluice {
 
   #sweepLeaving(): void {
     const now = Date.now()
-    for (const [inst, deadline] of this.#leaving) {
+    for (const [inst, { linger, deadline }] of this.#leaving) {
       const idle = inst.inflight === 0 && inst.websockets === 0
-      if (!idle && now < deadline) continue
+      if ((!idle || now < linger) && now < deadline) continue
       if (!idle) {
         this.log.warn({ instance: inst.url, inflight: inst.inflight }, 'drain timeout: cancelling in-flight requests')
         void inst.pool?.destroy(new Error('drain timeout')).catch(() => {})

@@ -113,3 +113,36 @@ describe('membership changes through the proxy core', () => {
     busy.inflight = 0
   })
 })
+
+describe('a DNS flap within a probe interval', () => {
+  it('an idle discovered address that disappears and returns is the same instance, pool and all', async () => {
+    const config = buildConfig(
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        admin: { host: '127.0.0.1', port: 0 },
+        versions: { green: { discover: { dns: 'green.invalid', port: 8080 } } },
+        health: { intervalMs: 60_000, timeoutMs: 100 },
+        log: { level: 'silent' },
+      },
+      undefined,
+    )
+    const sluice = new Sluice(config, { log: pino({ level: 'silent' }) })
+    await sluice.start()
+    try {
+      const [a, b] = ['http://127.0.0.2:8080', 'http://127.0.0.3:8080']
+      sluice.setDiscovered('green', { source: 'dns', urls: [a, b] })
+      const inst = sluice.versions[0]!.instances.find((i) => i.url === b)!
+      const pool = inst.pool
+      sluice.setDiscovered('green', { source: 'dns', urls: [a] })
+      // Idle, but kept draining for one probe interval.
+      expect(sluice.versions[0]!.instances).toContain(inst)
+      expect(inst.draining).toBe(true)
+      sluice.setDiscovered('green', { source: 'dns', urls: [a, b] })
+      expect(sluice.versions[0]!.instances.find((i) => i.url === b)).toBe(inst)
+      expect(inst.pool).toBe(pool)
+      expect(inst.draining).toBe(false)
+    } finally {
+      await sluice.stop()
+    }
+  })
+})
