@@ -18,6 +18,8 @@ export class Discovery implements SluiceHooks {
   readonly #watchers = new Map<string, { key: string; watcher: DnsDiscovery }>()
   #resolver: Resolver | undefined
   #resolverKey = ''
+  /** Versions that had an answer before their lookup was restarted by a reload: readyz does not go back to 503. */
+  readonly #answeredBefore = new Set<string>()
   #stopped = false
 
   constructor(sluice: Sluice) {
@@ -28,7 +30,8 @@ export class Discovery implements SluiceHooks {
 
   /** Every discovering version has had a DNS response. */
   get answered(): boolean {
-    for (const { watcher } of this.#watchers.values()) if (!watcher.answered) return false
+    for (const [name, { watcher }] of this.#watchers)
+      if (!watcher.answered && !this.#answeredBefore.has(name)) return false
     return true
   }
 
@@ -52,10 +55,10 @@ export class Discovery implements SluiceHooks {
   }
 
   #sync(config: Config): void {
+    const before = new Set(this.#watchers.keys())
     const resolverKey = JSON.stringify(config.resolver)
     if (resolverKey !== this.#resolverKey) {
-      for (const { watcher } of this.#watchers.values()) watcher.stop()
-      this.#watchers.clear()
+      for (const name of [...this.#watchers.keys()]) this.#stopWatcher(name)
       this.#resolver?.cancel()
       this.#resolver = undefined
       this.#resolverKey = resolverKey
@@ -63,10 +66,10 @@ export class Discovery implements SluiceHooks {
     const wanted = new Map(config.versions.flatMap((v) => (v.discover ? [[v.name, v.discover] as const] : [])))
     for (const [name, w] of this.#watchers) {
       if (JSON.stringify(wanted.get(name)) === w.key) continue
-      w.watcher.stop()
-      this.#watchers.delete(name)
-      if (!wanted.has(name)) this.#sluice.setDiscovered(name, { source: 'dns', urls: [] })
+      this.#stopWatcher(name)
     }
+    // A version that no longer discovers loses its discovered instances (they drain).
+    for (const name of before) if (!wanted.has(name)) this.#sluice.setDiscovered(name, { source: 'dns', urls: [] })
     for (const [name, spec] of wanted) {
       if (this.#watchers.has(name)) continue
       const watcher = new DnsDiscovery({
@@ -81,6 +84,14 @@ export class Discovery implements SluiceHooks {
       this.#sluice.metrics.discoveryErrors.inc({ version: name }, 0)
       watcher.start()
     }
+  }
+
+  #stopWatcher(name: string): void {
+    const w = this.#watchers.get(name)
+    if (!w) return
+    w.watcher.stop()
+    if (w.watcher.answered) this.#answeredBefore.add(name)
+    this.#watchers.delete(name)
   }
 
   #resolverFor(config: Config): Resolver {

@@ -1,8 +1,11 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { startDns, type TestDns } from '../helpers/dns-server.js'
 import { steadyLoad } from '../helpers/load.js'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
+import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait.js'
 import { openClient, startWsUpstream, whenClosed, nextMessage, type WsUpstream, wsUrl } from '../helpers/ws-upstream.js'
@@ -196,6 +199,42 @@ describe('DNS discovery (a real dnsmasq)', () => {
       expect([...seen].sort()).toEqual(['b1', 'b2'])
     } finally {
       await dns.setSrv({})
+    }
+  })
+
+  it('a reload keeps readyz and the instances while a lookup restarts, and a version that stops discovering drains its discovered instances', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-dns-reload-'))
+    const file = join(dir, 'sluice.json')
+    const write = (green: Record<string, unknown>) =>
+      writeFileSync(
+        file,
+        JSON.stringify({
+          listen: { host: '127.0.0.1', port: 0 },
+          admin: { host: '127.0.0.1', port: 0, token: TEST_TOKEN },
+          log: { level: 'silent' },
+          resolver: { servers: [dns.server], timeoutMs: 200 },
+          versions: { green },
+        }),
+      )
+    const discover = { dns: NAME, port, intervalMs: INTERVAL_MS }
+    write({ discover })
+    try {
+      proxy = await startProxy(JSON.parse(readFileSync(file, 'utf8')), { source: file })
+      await waitFor(async () => (await instances(proxy!)).length === 1, 'the discovered instance')
+      // The DNS server is down while the lookup restarts: the proxy stays ready with what it knew.
+      await dns.kill()
+      write({ discover: { ...discover, intervalMs: INTERVAL_MS + 100 } })
+      expect((await admin(proxy, 'POST', '/v1/reload')).status).toBe(200)
+      expect((await fetch(`${proxy.adminUrl}/readyz`)).status).toBe(200)
+      expect((await instances(proxy)).map((r) => r.source)).toEqual(['dns'])
+      await dns.restart()
+      // No more discover: the discovered address leaves, the static one stays.
+      write({ instances: [{ url: `http://127.0.0.4:${port}` }] })
+      expect((await admin(proxy, 'POST', '/v1/reload')).status).toBe(200)
+      await waitFor(async () => (await instances(proxy!)).length === 1, 'the discovered instance to leave', 10_000)
+      expect((await instances(proxy)).map((r) => [r.url, r.source])).toEqual([[`http://127.0.0.4:${port}`, 'config']])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })
