@@ -41,7 +41,8 @@ const discoverSchema = z.strictObject({
   port: port.min(1).optional(),
   /** SRV records: every address of every target, on the record's port. */
   srv: host.optional(),
-  intervalMs: positiveMs.default(5000),
+  /** At least this often; never under 100 ms, so a typo cannot hammer the DNS server. */
+  intervalMs: z.number().int().min(100).default(5000),
   /** Consecutive empty answers before a version that had instances is emptied. */
   emptyAfter: z.number().int().min(1).default(3),
 })

@@ -29,6 +29,7 @@ describe('discover and resolver config', () => {
     ['srv with port', v({ srv: 'a', port: 80 }), ['versions.green.discover.port: not allowed with srv (SRV records give the port)']],
     ['an unknown key', v({ dns: 'a', port: 80, ttl: 5 }), ['versions.green.discover.ttl: unknown key']],
     ['emptyAfter 0', v({ dns: 'a', port: 80, emptyAfter: 0 }), ['versions.green.discover.emptyAfter: Too small: expected number to be >=1']],
+    ['intervalMs under 100', v({ dns: 'a', port: 80, intervalMs: 50 }), ['versions.green.discover.intervalMs: Too small: expected number to be >=100']],
     ['no instances and no discover', { versions: { green: {} } }, ['versions.green.instances: needs at least one instance, or discover']],
     ['a resolver server with a name', { ...v({ dns: 'a', port: 80 }), resolver: { servers: ['dns.local:53'] } }, ['resolver.servers.0: must be an IP address, "v4:port" or "[v6]:port"']],
     ['a bare v6 with a port and no brackets', { ...v({ dns: 'a', port: 80 }), resolver: { servers: ['[::1]'] } }, ['resolver.servers.0: must be an IP address, "v4:port" or "[v6]:port"']],
