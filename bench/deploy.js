@@ -126,6 +126,7 @@ const ups = {
 }
 // SCENARIO=dns: blue 1-4 on 127.0.0.2-5, one port; 1 and 2 are the old release, 3 and 4 the new.
 if (DNS) {
+  for (const u of ups.blue) await u.close()
   const first = await upstream('blue', '127.0.0.2')
   ups.blue = [first]
   for (let i = 3; i <= 5; i++) ups.blue.push(await upstream('blue', `127.0.0.${i}`, first.port))
