@@ -9,15 +9,23 @@
 // before them (target <= 1.5x).
 // The upstreams and autocannon run here, the proxy in its own process; all
 // on 127.0.0.1 with ephemeral ports.
-//   npm run bench:deploy            (env: DURATION_S, CONNECTIONS, RATE req/s, 0 = closed loop)
+// SCENARIO=dns instead follows a rolling deploy through DNS alone: blue is
+// discovered from a real dnsmasq (blue.sluice.test), its instances on
+// 127.0.0.2.. one port; each old address is replaced by a new one (new added,
+// then old removed, then the old process exits 2 s later, as a terminating pod
+// does), with no admin call.
+//   npm run bench:deploy            (env: DURATION_S, CONNECTIONS, RATE req/s, 0 = closed loop, SCENARIO)
 //   npm run bench:deploy -- --uniform-faults
 //                                   the split under a fault on every instance alike (bench/deploy-uniform-faults.js)
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { uniformFaults } from './deploy-uniform-faults.js'
-import { hasFlag, machine, median, serveBlueGreen } from './lib.js'
+import { hasFlag, machine, median, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 if (hasFlag(process.argv, 'uniform-faults')) {
@@ -31,13 +39,15 @@ const TOKEN = 'bench-token'
 /** An unmeasured run first, so the JIT has settled before the "before" window [0, CHANGES_AT). */
 const WARMUP_S = Number(process.env.WARMUP_S ?? 5)
 const CHANGES_AT = Math.round(DURATION_S * 300)
+const DNS = process.env.SCENARIO === 'dns'
+const DNS_NAME = 'blue.sluice.test'
 
 /** A loopback upstream that can crash (sockets destroyed) and come back on the same port. */
-async function upstream(name) {
+async function upstream(name, host = '127.0.0.1', firstPort = 0) {
   const body = JSON.stringify({ name })
   const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-upstream': name }
   const u = { name, url: '', port: 0, server: undefined, sockets: new Set() }
-  u.start = async (port = 0) => {
+  u.start = async (port = firstPort) => {
     const server = createServer((req, res) => {
       req.resume()
       res.writeHead(200, headers)
@@ -48,10 +58,10 @@ async function upstream(name) {
       u.sockets.add(s)
       s.once('close', () => u.sockets.delete(s))
     })
-    await new Promise((r) => server.listen(port, '127.0.0.1', r))
+    await new Promise((r) => server.listen(port, host, r))
     u.server = server
     u.port = server.address().port
-    u.url = `http://127.0.0.1:${u.port}`
+    u.url = `http://${host}:${u.port}`
   }
   u.kill = () => {
     u.server.close()
@@ -77,6 +87,31 @@ async function adminCall(adminUrl, method, path, body) {
   return res.json()
 }
 
+/** A real dnsmasq answering `name` from a hosts file it re-reads on SIGHUP (SCENARIO=dns). */
+async function dnsmasq(dir, name, addresses) {
+  const hosts = join(dir, 'hosts')
+  const write = (list) => writeFileSync(hosts, list.map((a) => `${a} ${name}`).join('\n') + '\n')
+  write(addresses)
+  const port = 20000 + Math.floor(Math.random() * 20000)
+  const proc = spawn(
+    '/usr/sbin/dnsmasq',
+    ['--no-daemon', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts'].concat(
+      [`--addn-hosts=${hosts}`, '--local=/sluice.test/', '--pid-file=', '--user=', '--log-facility=-'],
+    ),
+    { stdio: 'ignore' },
+  )
+  await new Promise((r) => setTimeout(r, 300))
+  if (proc.exitCode !== null) throw new Error(`dnsmasq exited at start (port ${port} taken?)`)
+  return {
+    server: `127.0.0.1:${port}`,
+    set(list) {
+      write(list)
+      proc.kill('SIGHUP')
+    },
+    stop: () => proc.kill('SIGKILL'),
+  }
+}
+
 function p99(values) {
   if (values.length === 0) return Number.NaN
   const s = Float64Array.from(values).sort()
@@ -91,19 +126,43 @@ console.log(
     `half the requests with a sticky key; ${WARMUP_S} s unmeasured warm-up; changes from ${CHANGES_AT / 1000} s`,
 )
 
+const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-deploy-'))
 const ups = {
   blue: [await upstream('blue'), await upstream('blue')],
   green: [await upstream('green'), await upstream('green')],
 }
-const sluice = await serveBlueGreen(root, ups, TOKEN, {
-  weights: { blue: 100, green: 0 },
-  sticky: { keys: ['header:x-user-id'] },
-  health: { intervalMs: 500, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 },
-  // A short ejection so the killed instance is back within the run once restarted.
-  outlier: { consecutiveFailures: 5, ejectionMs: 2_000 },
-  drain: { timeoutMs: 5_000 },
-  log: { level: 'info' },
-})
+// SCENARIO=dns: blue 1-4 on 127.0.0.2-5, one port; 1 and 2 are the old release, 3 and 4 the new.
+if (DNS) {
+  for (const u of ups.blue) await u.close()
+  const first = await upstream('blue', '127.0.0.2')
+  ups.blue = [first]
+  for (let i = 3; i <= 5; i++) ups.blue.push(await upstream('blue', `127.0.0.${i}`, first.port))
+}
+const dns = DNS ? await dnsmasq(dir, DNS_NAME, ['127.0.0.2', '127.0.0.3']) : undefined
+const blueSpec = DNS
+  ? { discover: { dns: DNS_NAME, port: ups.blue[0].port, intervalMs: 500 } }
+  : { instances: ups.blue.map((u) => ({ url: u.url })) }
+const configFile = join(dir, 'sluice.json')
+writeFileSync(
+  configFile,
+  JSON.stringify({
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0, token: TOKEN },
+    ...(dns ? { resolver: { servers: [dns.server] } } : {}),
+    versions: {
+      blue: blueSpec,
+      green: { instances: ups.green.map((u) => ({ url: u.url })) },
+    },
+    weights: { blue: 100, green: 0 },
+    sticky: { keys: ['header:x-user-id'] },
+    health: { intervalMs: 500, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 },
+    // A short ejection so the killed instance is back within the run once restarted.
+    outlier: { consecutiveFailures: 5, ejectionMs: 2_000 },
+    drain: { timeoutMs: 5_000 },
+    log: { level: 'info' },
+  }),
+)
+const proxy = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configFile])
 
 let failedDuring = 0
 let failedBefore = 0
@@ -116,7 +175,15 @@ let t0 = 0
 const at = () => performance.now() - t0
 
 try {
-  const { url, adminUrl } = sluice
+  const { port, adminPort } = await proxy.ready
+  const url = `http://127.0.0.1:${port}`
+  const adminUrl = `http://127.0.0.1:${adminPort}`
+  for (let i = 0; i < 100; i++) {
+    const s = await fetch(`${adminUrl}/readyz`)
+    await s.text()
+    if (s.status === 200) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
 
   // Every other request carries one of 200 sticky keys.
   const requests = []
@@ -132,7 +199,16 @@ try {
   }
   const admin = (method, path, body) => adminCall(adminUrl, method, path, body)
   const [g1, g2] = ups.green
-  const script = [
+  const [b1, b2] = ups.blue
+  const rolling = [
+    [CHANGES_AT, 'DNS: add new blue 3', () => dns.set(['127.0.0.2', '127.0.0.3', '127.0.0.4'])],
+    [DURATION_S * 400, 'DNS: remove old blue 1', () => dns.set(['127.0.0.3', '127.0.0.4'])],
+    [DURATION_S * 400 + 2000, 'old blue 1 exits (sockets destroyed)', () => b1.kill()],
+    [DURATION_S * 550, 'DNS: add new blue 4', () => dns.set(['127.0.0.3', '127.0.0.4', '127.0.0.5'])],
+    [DURATION_S * 700, 'DNS: remove old blue 2', () => dns.set(['127.0.0.4', '127.0.0.5'])],
+    [DURATION_S * 700 + 2000, 'old blue 2 exits (sockets destroyed)', () => b2.kill()],
+  ]
+  const script = DNS ? rolling : [
     [
       CHANGES_AT,
       'cutover: PUT /v1/weights blue 0, green 100',
@@ -202,6 +278,7 @@ try {
   }
   console.log('')
   const failedTotal = failedBefore + failedDuring
+  const followed = DNS ? state.versions.blue.instances.map((i) => i.url).join(', ') : ''
   const green = state.versions.green.instances
     .map((i) => `${i.healthy ? 'healthy' : 'unhealthy'}${i.ejected ? ' ejected' : ''}${i.draining ? ' draining' : ''}`)
     .join(', ')
@@ -219,9 +296,10 @@ try {
       `ratio ${(medDuring / medBefore).toFixed(2)}x`,
   )
   console.log(`green at the end   ${green}`)
+  if (DNS) console.log(`blue at the end    ${followed}`)
   console.log(
     JSON.stringify({
-      bench: 'deploy',
+      bench: DNS ? 'deploy-dns' : 'deploy',
       ...info,
       durationS: DURATION_S,
       connections: CONNECTIONS,
@@ -239,6 +317,8 @@ try {
   )
   process.exitCode = failedTotal === 0 ? 0 : 1
 } finally {
-  await sluice.stop()
+  await proxy.stop()
+  dns?.stop()
   for (const u of [...ups.blue, ...ups.green]) await u.close()
+  rmSync(dir, { recursive: true, force: true })
 }

@@ -14,6 +14,7 @@ export function stateView(s: Sluice): Record<string, unknown> {
       websockets: v.websockets,
       instances: v.instances.map((i) => ({
         url: i.url,
+        source: s.sourceOf(i),
         healthy: i.healthy,
         draining: i.draining || v.draining,
         ejected: i.ejected,

@@ -260,6 +260,7 @@ const SCRIPT = `
         rows.push(el('tr', { 'data-testid': 'instance', id: 'instance-' + v + '-' + n, 'data-version': v, 'data-url': i.url }, [
           el('td', { text: v }),
           el('td', { text: i.url || '-' }),
+          el('td', { 'data-field': 'source', text: i.source || '-' }),
           el('td', { 'data-field': 'healthy' }, [i.healthy === undefined ? el('span', { text: '-' })
             : el('span', { class: 'pill ' + (i.healthy ? 'ok' : 'bad'), text: i.healthy ? 'healthy' : 'unhealthy' })]),
           el('td', { 'data-field': 'draining' }, [pill(i.draining, 'draining', 'no', false)]),
@@ -270,7 +271,7 @@ const SCRIPT = `
       });
     });
     var body = $('instances-body');
-    body.replaceChildren.apply(body, rows.length ? rows : [el('tr', {}, [el('td', { colspan: 7, class: 'empty', text: 'no instances' })])]);
+    body.replaceChildren.apply(body, rows.length ? rows : [el('tr', {}, [el('td', { colspan: 8, class: 'empty', text: 'no instances' })])]);
   }
 
   function renderRollout(r, now) {
@@ -437,7 +438,7 @@ const BODY = `
   <section class="wide">
     <h2>Instances</h2>
     <table data-testid="instances">
-      <thead><tr><th>version</th><th>url</th><th>health</th><th>draining</th><th>ejected</th>
+      <thead><tr><th>version</th><th>url</th><th>source</th><th>health</th><th>draining</th><th>ejected</th>
         <th class="num">in flight</th><th class="num">websockets</th></tr></thead>
       <tbody id="instances-body"></tbody>
     </table>

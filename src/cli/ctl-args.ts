@@ -23,6 +23,8 @@ export type CtlCommand =
   | { verb: 'mirror-start'; version: string; percent: number }
   | { verb: 'mirror-stop' }
   | { verb: 'mirror-mismatches' }
+  | { verb: 'instances-add'; version: string; url: string }
+  | { verb: 'instances-remove'; url: string }
 
 export interface RolloutStep {
   weight: number
@@ -54,6 +56,8 @@ export const CTL_USAGE = `usage: sluice ctl <command> [--json]
   mirror start <version> <percent>       copy a share of eligible requests to a version
   mirror stop                            stop mirroring
   mirror mismatches                      recent differences between shadow and primary
+  instances add <version> <url>          add an instance at runtime (kept across reloads)
+  instances remove <url>                 drain a runtime instance, then remove it
   help                                   this text
 
   --json prints the admin API's JSON answer as it is.
@@ -95,6 +99,8 @@ export function parseCtlArgs(argv: readonly string[]): ParseResult {
       return map(parseRollout(rest), (c) => c, json)
     case 'mirror':
       return map(parseMirror(rest), (c) => c, json)
+    case 'instances':
+      return map(parseInstances(rest), (c) => c, json)
     default:
       return fail(`unknown command "${verb}"`)
   }
@@ -126,6 +132,25 @@ function parseTarget(verb: string, args: readonly string[]): Part<DrainTarget> {
     return URL.canParse(a) ? { ok: true, value: { url: a } } : fail(`${verb}: "${a}" is not a valid URL`)
   }
   return VERSION_NAME.test(a) ? { ok: true, value: { version: a } } : fail(`${verb}: "${a}" is not a version name`)
+}
+
+function parseInstances(args: readonly string[]): Part<CtlCommand> {
+  const [sub, ...rest] = args
+  const url = (a: string, what: string): Part<string> =>
+    a.startsWith('http://') && URL.canParse(a) ? { ok: true, value: a } : fail(`${what}: "${a}" is not an http:// URL`)
+  if (sub === 'add') {
+    if (rest.length !== 2) return fail('instances add needs <version> <url>')
+    const [version, u] = rest as [string, string]
+    if (!VERSION_NAME.test(version)) return fail(`instances add: "${version}" is not a version name`)
+    const checked = url(u, 'instances add')
+    return checked.ok ? { ok: true, value: { verb: 'instances-add', version, url: checked.value } } : checked
+  }
+  if (sub === 'remove') {
+    if (rest.length !== 1) return fail('instances remove needs one <url>')
+    const checked = url(rest[0]!, 'instances remove')
+    return checked.ok ? { ok: true, value: { verb: 'instances-remove', url: checked.value } } : checked
+  }
+  return fail(sub === undefined ? 'instances needs add|remove' : `unknown instances command "${sub}"`)
 }
 
 function parseRollout(args: readonly string[]): Part<CtlCommand> {

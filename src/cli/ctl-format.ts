@@ -140,6 +140,7 @@ interface Column {
 const INSTANCE_COLUMNS: readonly Column[] = [
   { title: 'VERSION', align: 'left', cell: (v) => v },
   { title: 'URL', align: 'left', cell: (_, i) => str(i['url']) ?? '-' },
+  { title: 'SOURCE', align: 'left', cell: (_, i) => str(i['source']) ?? '-', field: 'source' },
   { title: 'HEALTHY', align: 'left', cell: (_, i) => yesNo(i['healthy']) },
   { title: 'DRAINING', align: 'left', cell: (_, i) => yesNo(i['draining']) },
   { title: 'EJECTED', align: 'left', cell: (_, i) => yesNo(i['ejected']), field: 'ejected' },

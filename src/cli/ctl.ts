@@ -26,7 +26,7 @@ export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9901'
 const DEFAULT_TIMEOUT_MS = 10_000
 
 export interface AdminRequest {
-  method: 'GET' | 'PUT' | 'POST'
+  method: 'GET' | 'PUT' | 'POST' | 'DELETE'
   path: string
   /** JSON-encoded when present; `null` is a body too (PUT /v1/mirror). */
   body?: unknown
@@ -98,6 +98,10 @@ export function requestFor(c: Exclude<CtlCommand, { verb: 'help' }>): AdminReque
       return { method: 'PUT', path: '/v1/mirror', body: null }
     case 'mirror-mismatches':
       return { method: 'GET', path: '/v1/mirror/mismatches' }
+    case 'instances-add':
+      return { method: 'POST', path: '/v1/instances', body: { version: c.version, url: c.url } }
+    case 'instances-remove':
+      return { method: 'DELETE', path: '/v1/instances', body: { url: c.url } }
   }
 }
 
@@ -152,6 +156,10 @@ function render(c: Exclude<CtlCommand, { verb: 'help' }>, body: unknown, now: nu
       return 'mirroring stopped\n'
     case 'mirror-mismatches':
       return formatMismatches(body)
+    case 'instances-add':
+      return `added ${c.url} to ${c.version}; it takes traffic once a probe passes\n`
+    case 'instances-remove':
+      return `removing ${c.url}: it drains, then leaves (watch it with: sluice ctl state)\n`
   }
 }
 

@@ -23,6 +23,9 @@ export interface AdminToken {
   readonly token: string
 }
 
+/** A version's discovery: exactly one of `dns` (with `port`) or `srv`. */
+export type DiscoverSpec = NonNullable<ParsedConfig['versions'][string]['discover']>
+
 type Frozen<T> = T extends (infer U)[]
   ? readonly Frozen<U>[]
   : T extends object
@@ -34,7 +37,7 @@ export type Config = Frozen<
   Omit<ParsedConfig, 'versions' | 'weights' | 'sticky' | 'overrides' | 'admin'> & {
     admin: { host: string; port: number; tokens: AdminToken[] }
     /** Declared order is kept: it breaks ties and orders output. */
-    versions: { name: string; instances: string[] }[]
+    versions: { name: string; instances: string[]; discover?: DiscoverSpec }[]
     /** Every declared version, missing ones at 0. */
     weights: Record<string, number>
     sticky: { keys: StickyKeySpec[] }
@@ -172,6 +175,7 @@ function normalize(c: ParsedConfig, source: string | undefined) {
   const versions = Object.entries(c.versions).map(([name, v]) => ({
     name,
     instances: v.instances.map((i) => normalizeOrigin(i.url)),
+    ...(v.discover ? { discover: v.discover } : {}),
   }))
   const weights: Record<string, number> = {}
   for (const v of versions) weights[v.name] = 0

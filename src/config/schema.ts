@@ -1,4 +1,4 @@
-import { BlockList, isIPv4, isIPv6 } from 'node:net'
+import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net'
 import { z } from 'zod'
 import { gateKeys } from '../rollout/gates-schema.js'
 
@@ -19,7 +19,7 @@ const host = z.string().min(1)
 const percent = z.number().int().min(0).max(100)
 const versionName = z.string().regex(VERSION_NAME, 'must match ^[a-z][a-z0-9_-]{0,31}$')
 
-const httpUrl = z.string().refine((s) => {
+export const httpUrl = z.string().refine((s) => {
   try {
     const u = new URL(s)
     return u.protocol === 'http:' && u.hostname !== '' && (u.pathname === '/' || u.pathname === '') && !u.search
@@ -27,6 +27,26 @@ const httpUrl = z.string().refine((s) => {
     return false
   }
 }, 'must be an http:// URL with host and optional port, and no path or query')
+
+/** As node:dns `setServers` takes them: an IP address, "v4:port" or "[v6]:port". */
+const dnsServer = z.string().refine((s) => {
+  const m = /^\[(.+)\]:(\d{1,5})$/.exec(s) ?? /^([^:]+):(\d{1,5})$/.exec(s)
+  if (m) return isIP(m[1]!) !== 0 && Number(m[2]) >= 1 && Number(m[2]) <= 65535
+  return isIP(s) !== 0
+}, 'must be an IP address, "v4:port" or "[v6]:port"')
+
+/** Where a version's instances come from besides `instances` (README "Discovery"). */
+const discoverSchema = z.strictObject({
+  /** A and AAAA records: every address is an instance on `port`. */
+  dns: host.optional(),
+  port: port.min(1).optional(),
+  /** SRV records: every address of every target, on the record's port. */
+  srv: host.optional(),
+  /** At least this often; never under 100 ms, so a typo cannot hammer the DNS server. */
+  intervalMs: z.number().int().min(100).default(5000),
+  /** Consecutive empty answers before a version that had instances is emptied. */
+  emptyAfter: z.number().int().min(1).default(3),
+})
 
 export const weightsSchema = z.record(z.string(), percent)
 
@@ -100,7 +120,8 @@ export const configSchema = z
       .record(
         z.string(),
         z.strictObject({
-          instances: z.array(z.strictObject({ url: httpUrl })).min(1, 'needs at least one instance'),
+          instances: z.array(z.strictObject({ url: httpUrl })).default([]),
+          discover: discoverSchema.optional(),
         }),
       )
       .refine((v) => Object.keys(v).length > 0, 'needs at least one version'),
@@ -216,6 +237,16 @@ export const configSchema = z
         leaseMs: z.number().int().min(100).max(60_000).default(2000),
       })
       .optional(),
+    /** The DNS servers discovery asks (README "Discovery"); absent: the system's. */
+    resolver: z
+      .strictObject({
+        servers: z
+          .array(dnsServer)
+          .min(1)
+          .optional(),
+        timeoutMs: positiveMs.default(2000),
+      })
+      .prefault({}),
     /** The embedded store's durable copy (README "State file"); absent: in memory only. */
     state: z.strictObject({ file: z.string().min(1).optional() }).prefault({}),
     log: z
@@ -254,6 +285,15 @@ function refineConfig(c: Parsed, ctx: z.core.$RefinementCtx<Parsed>): void {
   const seenUrls = new Map<string, string>()
   for (const [name, v] of Object.entries(c.versions)) {
     if (!VERSION_NAME.test(name)) problem(['versions', name], 'version name must match ^[a-z][a-z0-9_-]{0,31}$')
+    if (v.instances.length === 0 && !v.discover)
+      problem(['versions', name, 'instances'], 'needs at least one instance, or discover')
+    if (v.discover) {
+      const d = v.discover
+      const at = ['versions', name, 'discover']
+      if ((d.dns === undefined) === (d.srv === undefined)) problem(at, 'needs exactly one of dns or srv')
+      if (d.dns !== undefined && d.port === undefined) problem([...at, 'port'], 'required with dns')
+      if (d.srv !== undefined && d.port !== undefined) problem([...at, 'port'], 'not allowed with srv (SRV records give the port)')
+    }
     v.instances.forEach((inst, i) => {
       const url = normalizeOrigin(inst.url)
       const other = seenUrls.get(url)

@@ -2,9 +2,11 @@ import type { Logger } from 'pino'
 import { TokenCheck } from '../admin/auth.js'
 import { mirrorRoutes } from '../admin/mirror-routes.js'
 import { rolloutRoutes } from '../admin/rollout-routes.js'
+import { instancesRoutes } from '../admin/instances-routes.js'
 import { coreRoutes } from '../admin/routes.js'
 import { AdminServer } from '../admin/server.js'
 import type { Config } from '../config/load.js'
+import { Discovery } from '../discovery/discovery.js'
 import { RolloutDriver } from '../rollout/driver.js'
 import type { StateStore } from '../state/store.js'
 import { createStore } from '../state/store-factory.js'
@@ -36,6 +38,7 @@ export async function runSluice(config: Config, opts: RunOptions): Promise<Runni
   if (tokens.open) opts.log.warn('admin API has no token: /v1/* is open to anyone who can reach the admin listener')
   const admin = new AdminServer(tokens, opts.log)
   coreRoutes(admin, sluice)
+  instancesRoutes(admin, sluice)
   // With a shared store the verdict is computed on every proxy's traffic.
   const shared = sluice.store.kind === 'redis' ? new SharedAnalysis(sluice) : undefined
   const rollout = new RolloutDriver(sluice, shared ? { slices: (v) => shared.slices(v) } : {})
@@ -43,12 +46,16 @@ export async function runSluice(config: Config, opts: RunOptions): Promise<Runni
   mirrorRoutes(admin, sluice)
   let port: number
   let adminPort: number
+  // Stopped by the proxy's stop hook, before the listeners close.
+  const discovery = new Discovery(sluice)
   try {
+    discovery.start()
     ;({ port } = await sluice.start())
     adminPort = await admin.listen(config.admin.host, config.admin.port)
     shared?.start()
     await rollout.start()
   } catch (err) {
+    discovery.stop()
     await sluice.stop()
     await admin.close()
     throw err

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config/load.js'
 import { loadConfigFile } from '../config/load.js'
 import { AdminError, ConfigError, type Problem } from '../errors.js'
+import { type Discovered, diffMembers, type InstanceSource, wantedMembers } from '../discovery/membership.js'
 import { OutlierDetector } from '../health/outlier.js'
 import { Prober } from '../health/prober.js'
 import { Metrics } from '../metrics/metrics.js'
@@ -13,7 +14,7 @@ import { closePool, openPool, type PoolOptions, resetPool } from '../proxy/pools
 import { Instance, Version } from '../routing/instance.js'
 import { RoutingTable } from '../routing/table.js'
 import { type ChangeMeta, Control } from '../state/control.js'
-import { type DesiredState, initialState } from '../state/desired.js'
+import { type DesiredState, initialState, type RuntimeInstance } from '../state/desired.js'
 import { MemoryStore } from '../state/memory-store.js'
 import type { StateStore } from '../state/store.js'
 import { Outcomes } from './outcomes.js'
@@ -34,9 +35,13 @@ export interface SluiceHooks {
   onTable?(table: RoutingTable): void
   /** Before the listeners close on a graceful stop. */
   onStop?(): Promise<void> | void
+  /** After a reload applied a new config. */
+  onConfig?(config: Config): void
 }
 
 const RAMP_REBUILD_MS = 250
+/** How often leaving instances are checked for idleness. */
+const LEAVE_CHECK_MS = 50
 
 /**
  * One proxy: versions and instances, the routing table, the data path, the
@@ -59,6 +64,8 @@ export class Sluice {
   /** Shadow traffic: follows `desired.mirror` and hangs off the data path's onSent hook. */
   readonly mirror: Mirror
   readonly hooks: SluiceHooks[] = []
+  /** Further conditions for /readyz (discovery's first answers). */
+  readonly readiness: (() => boolean)[] = []
   prober: Prober | undefined
   #nextVersionIndex = 0
   #state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new'
@@ -68,6 +75,13 @@ export class Sluice {
   #analysisTimer: NodeJS.Timeout | undefined
   readonly #drainTimers = new Map<Instance, NodeJS.Timeout>()
   #poolOptions: PoolOptions
+  readonly #sources = new Map<Instance, InstanceSource>()
+  /** Instances no longer wanted, draining until idle (and past `linger`) or until `deadline`, then removed. */
+  readonly #leaving = new Map<Instance, { linger: number; deadline: number }>()
+  #leaveTimer: NodeJS.Timeout | undefined
+  readonly #discovered = new Map<string, Discovered>()
+  /** The store has loaded the desired state: runtime instances are known and changes can rebuild. */
+  #loaded = false
 
   constructor(config: Config, opts: SluiceOptions) {
     this.config = config
@@ -126,7 +140,7 @@ export class Sluice {
   }
 
   get ready(): boolean {
-    return this.#ready && this.#state === 'running'
+    return this.#ready && this.#state === 'running' && this.readiness.every((r) => r())
   }
 
   get status(): string {
@@ -138,6 +152,7 @@ export class Sluice {
     this.#state = 'starting'
     const mirror = this.config.mirror ? { ...this.config.mirror } : null
     const state = await this.store.init({ ...initialState(this.config.weights), mirror })
+    this.#loaded = true
     this.#applyDesired(state)
     const restored = this.store.restored
     if (restored) {
@@ -173,6 +188,7 @@ export class Sluice {
       this.outlier.stop()
       clearInterval(this.#analysisTimer)
       clearTimeout(this.#rampTimer)
+      clearInterval(this.#leaveTimer)
       for (const t of this.#drainTimers.values()) clearTimeout(t)
       await Promise.all(this.#allInstances().map((i) => closePool(i)))
       await this.store.close()
@@ -252,6 +268,7 @@ export class Sluice {
     this.#poolOptions = poolOptions(next)
     this.#syncVersions(next)
     if (this.prober) void this.prober.sync(this.#allInstances())
+    for (const h of this.hooks) h.onConfig?.(next)
     const names = new Set(next.versions.map((v) => v.name))
     return this.control.change('reload', meta, (s) => {
       // A running rollout owns the weights: a file edit must not yank them from under it.
@@ -274,6 +291,7 @@ export class Sluice {
           ...s,
           weights,
           mirror,
+          instances: s.instances.filter((i) => names.has(i.version)),
           drained: {
             versions: s.drained.versions.filter((n) => names.has(n)),
             instances: s.drained.instances.filter((u) => instances.has(u)),
@@ -319,6 +337,7 @@ export class Sluice {
   }
 
   #applyDesired(s: DesiredState): void {
+    this.#syncMembers(this.config, s.instances)
     const now = Date.now()
     const drainedVersions = new Set(s.drained.versions)
     const drainedInstances = new Set(s.drained.instances)
@@ -327,7 +346,7 @@ export class Sluice {
       const versionDraining = drainedVersions.has(v.name)
       for (const inst of v.instances) {
         const before = inst.draining || v.draining
-        inst.draining = drainedInstances.has(inst.url)
+        inst.draining = drainedInstances.has(inst.url) || this.#leaving.has(inst)
         const after = inst.draining || versionDraining
         if (after && !before) newlyDrained.push(inst)
         else if (!after && before) {
@@ -362,7 +381,12 @@ export class Sluice {
       const v = this.versions[i]!
       if (!wanted.has(v.name)) {
         this.versions.splice(i, 1)
-        for (const inst of v.instances) void closePool(inst)
+        this.#discovered.delete(v.name)
+        for (const inst of v.instances) {
+          this.#leaving.delete(inst)
+          this.#sources.delete(inst)
+          void closePool(inst)
+        }
       }
     }
     for (const vc of config.versions) {
@@ -371,27 +395,167 @@ export class Sluice {
         v = new Version(vc.name, this.#nextVersionIndex++)
         this.versions.push(v)
       }
-      const urls = new Set(vc.instances)
-      for (let i = v.instances.length - 1; i >= 0; i--) {
-        const inst = v.instances[i]!
-        if (!urls.has(inst.url)) {
-          v.instances.splice(i, 1)
-          void closePool(inst)
-        }
-      }
-      for (const url of vc.instances) {
-        if (v.instances.some((i) => i.url === url)) continue
-        const inst = new Instance(url, v, config.health === undefined)
-        if (config.health === undefined) inst.probed = true
-        openPool(inst, this.#poolOptions)
-        v.instances.push(inst)
-      }
     }
+    this.#syncMembers(config, this.#runtimeInstances())
     // Declared order is the config's order.
     this.versions.sort(
       (a, b) =>
         config.versions.findIndex((v) => v.name === a.name) - config.versions.findIndex((v) => v.name === b.name),
     )
+  }
+
+  // ---- membership: config, discovery and the admin API feed it from the side, through #syncMembers ----
+
+  /** Discovery's latest addresses for a version (origins); instances follow them. */
+  setDiscovered(version: string, discovered: Discovered): void {
+    if (!this.findVersion(version) || this.#state === 'stopping' || this.#state === 'stopped') return
+    this.#discovered.set(version, discovered)
+    // Before the state is loaded, start() applies what was discovered so far.
+    if (this.#loaded && this.#syncMembers(this.config, this.#runtimeInstances())) this.rebuild()
+  }
+
+  #runtimeInstances(): readonly RuntimeInstance[] {
+    return this.#loaded ? this.desired.instances : []
+  }
+
+  /** Where an instance came from (config, dns, srv, api). */
+  sourceOf(inst: Instance): InstanceSource {
+    return this.#sources.get(inst) ?? 'config'
+  }
+
+  /** Adds an instance at runtime (source `api`): committed, audited and shared like any change. */
+  addInstance(version: string, url: string, meta: ChangeMeta): Promise<DesiredState> {
+    const origin = normalizeUrl(url)
+    if (!this.findVersion(version))
+      return Promise.reject(new AdminError(404, 'SLUICE_UNKNOWN_TARGET', `unknown version "${version}"`, 'version'))
+    return this.control.change('instance.add', meta, (s) => {
+      const owner = this.#allInstances().find((i) => i.url === origin)?.version.name ?? instanceOf(s.instances, origin)
+      if (owner !== undefined)
+        throw new AdminError(409, 'SLUICE_INSTANCE_EXISTS', `${origin} is already an instance of "${owner}"`, 'url')
+      const added: RuntimeInstance = { version, url: origin }
+      return { next: { ...s, instances: [...s.instances, added] }, before: null, after: added }
+    })
+  }
+
+  /** Removes a runtime instance: it drains (requests finish, WebSockets move), then leaves. */
+  removeInstance(url: string, meta: ChangeMeta): Promise<DesiredState> {
+    const origin = normalizeUrl(url)
+    const inst = this.#allInstances().find((i) => i.url === origin)
+    if (!inst) return Promise.reject(new AdminError(404, 'SLUICE_UNKNOWN_TARGET', `unknown instance "${origin}"`, 'url'))
+    const source = this.sourceOf(inst)
+    if (source !== 'api')
+      return Promise.reject(
+        new AdminError(
+          409,
+          'SLUICE_INSTANCE_NOT_RUNTIME',
+          `${origin} comes from ${source}, not the admin API: drain it instead (POST /v1/drain)`,
+          'url',
+        ),
+      )
+    return this.control.change('instance.remove', meta, (s) => {
+      const removed = s.instances.find((i) => i.url === origin)
+      if (!removed) throw new AdminError(404, 'SLUICE_UNKNOWN_TARGET', `unknown instance "${origin}"`, 'url')
+      return { next: { ...s, instances: s.instances.filter((i) => i !== removed) }, before: removed, after: null }
+    })
+  }
+
+  /**
+   * The one code path by which instances join and leave: a new one gets a
+   * pool and probes; one no longer wanted drains (hooks hand its WebSockets
+   * off) and is removed once idle or after drain.timeoutMs; one wanted again
+   * before it left simply stays, so a flapping address never churns pools.
+   * True when something changed.
+   */
+  #syncMembers(config: Config, api: readonly RuntimeInstance[]): boolean {
+    const wanted = wantedMembers(config.versions, api, this.#discovered)
+    let changed = false
+    for (const v of this.versions) {
+      const want = wanted.get(v.name) ?? new Map<string, InstanceSource>()
+      const { add, gone } = diffMembers(
+        v.instances.map((i) => i.url),
+        want,
+      )
+      for (const inst of v.instances) {
+        const source = want.get(inst.url)
+        if (source === undefined) continue
+        this.#sources.set(inst, source)
+        if (this.#leaving.delete(inst)) {
+          inst.draining = this.#loaded && this.desired.drained.instances.includes(inst.url)
+          changed = true
+        }
+      }
+      for (const url of gone) {
+        const inst = v.instances.find((i) => i.url === url)!
+        if (!this.#leaving.has(inst)) {
+          this.#leave(inst)
+          changed = true
+        }
+      }
+      for (const url of add) {
+        const inst = new Instance(url, v, config.health === undefined)
+        if (config.health === undefined) inst.probed = true
+        openPool(inst, this.#poolOptions)
+        v.instances.push(inst)
+        this.#sources.set(inst, want.get(url)!)
+        changed = true
+      }
+    }
+    if (changed && this.prober) void this.prober.sync(this.#allInstances())
+    return changed
+  }
+
+  #leave(inst: Instance): void {
+    const idle = inst.inflight === 0 && inst.websockets === 0
+    // A discovered address stays (draining) for one probe interval even when idle, so a DNS flap does not churn it.
+    const source = this.sourceOf(inst)
+    const lingerMs = source === 'dns' || source === 'srv' ? (this.config.health?.intervalMs ?? 0) : 0
+    if ((idle && lingerMs === 0) || !this.#loaded) {
+      this.#remove(inst)
+      return
+    }
+    this.log.info({ instance: inst.url, version: inst.version.name }, 'instance leaving: draining')
+    const now = Date.now()
+    this.#leaving.set(inst, { linger: now + lingerMs, deadline: now + this.config.drain.timeoutMs })
+    inst.draining = true
+    clearTimeout(this.#drainTimers.get(inst))
+    this.#drainTimers.delete(inst)
+    this.rebuild()
+    for (const h of this.hooks) h.onDrain?.(inst)
+    if (this.#leaveTimer === undefined) {
+      this.#leaveTimer = setInterval(() => this.#sweepLeaving(), LEAVE_CHECK_MS)
+      this.#leaveTimer.unref()
+    }
+  }
+
+  #sweepLeaving(): void {
+    const now = Date.now()
+    for (const [inst, { linger, deadline }] of this.#leaving) {
+      const idle = inst.inflight === 0 && inst.websockets === 0
+      if ((!idle || now < linger) && now < deadline) continue
+      if (!idle) {
+        this.log.warn({ instance: inst.url, inflight: inst.inflight }, 'drain timeout: cancelling in-flight requests')
+        void inst.pool?.destroy(new Error('drain timeout')).catch(() => {})
+      }
+      this.#leaving.delete(inst)
+      this.#remove(inst)
+      this.rebuild()
+      if (this.prober) void this.prober.sync(this.#allInstances())
+    }
+    if (this.#leaving.size === 0) {
+      clearInterval(this.#leaveTimer)
+      this.#leaveTimer = undefined
+    }
+  }
+
+  #remove(inst: Instance): void {
+    const list = inst.version.instances
+    const i = list.indexOf(inst)
+    if (i >= 0) list.splice(i, 1)
+    this.#sources.delete(inst)
+    clearTimeout(this.#drainTimers.get(inst))
+    this.#drainTimers.delete(inst)
+    this.log.info({ instance: inst.url, version: inst.version.name }, 'instance removed')
+    void closePool(inst)
   }
 
   #allInstances(): Instance[] {
@@ -419,6 +583,10 @@ function normalizeUrl(url: string): string {
   } catch {
     return url
   }
+}
+
+function instanceOf(list: readonly RuntimeInstance[], url: string): string | undefined {
+  return list.find((i) => i.url === url)?.version
 }
 
 function summary(c: Config): Record<string, readonly string[]> {

@@ -40,6 +40,7 @@ export class Metrics {
   readonly outlierEjections: Counter<'version'>
   readonly gateChecks: Counter<'gate' | 'result'>
   readonly notificationsFailed: Counter
+  readonly discoveryErrors: Counter<'version'>
   /** By version index. prom-client's label children hash their labels on every call; these are array stores. */
   readonly #counts: (VersionCounts | undefined)[] = []
   readonly #unrouted = new Float64Array(CODE_SLOTS)
@@ -102,6 +103,12 @@ export class Metrics {
     this.outlierEjections = new Counter({
       name: 'sluice_outlier_ejections_total',
       help: 'Instances ejected by outlier detection, by version.',
+      labelNames: ['version'],
+      registers,
+    })
+    this.discoveryErrors = new Counter({
+      name: 'sluice_discovery_errors_total',
+      help: 'DNS/SRV lookups that failed or answered empty while instances were known, by version.',
       labelNames: ['version'],
       registers,
     })

@@ -10,12 +10,20 @@ export interface DesiredState {
   /** Integer percents summing to 100, every declared version present. */
   weights: Record<string, number>
   drained: { versions: string[]; instances: string[] }
+  /** Instances added at runtime (POST /v1/instances), kept across reloads and restarts like any change. */
+  instances: RuntimeInstance[]
   /** The rollout's serialisable state, or null when none ever ran. */
   rollout: Record<string, unknown> | null
   /** The live mirror settings, or null when not mirroring. */
   mirror: Record<string, unknown> | null
   /** Which config file generation set the static parts (changes on reload). */
   configGeneration: number
+}
+
+/** An instance added through the admin API: its version and normalised origin. */
+export interface RuntimeInstance {
+  version: string
+  url: string
 }
 
 /** Who made a change; `system` is sluice itself (a start that loaded the state file). */
@@ -38,6 +46,7 @@ export function initialState(weights: Readonly<Record<string, number>>): Desired
     revision: 1,
     weights: { ...weights },
     drained: { versions: [], instances: [] },
+    instances: [],
     rollout: null,
     mirror: null,
     configGeneration: 1,

@@ -541,7 +541,10 @@ function connectionOptions(url: string, tls: ConnectionOptions | undefined): Red
 }
 
 function parseState(raw: string): DesiredState {
-  return JSON.parse(raw) as DesiredState
+  const state = JSON.parse(raw) as DesiredState
+  // Written by a proxy from before runtime instances: it had none.
+  state.instances ??= []
+  return state
 }
 
 function summary(p: PendingChange | AuditEntry): Record<string, unknown> {

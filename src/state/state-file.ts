@@ -26,6 +26,8 @@ const desiredSchema = z.strictObject({
   revision: z.number().int().min(1),
   weights: z.record(z.string(), z.number().int().min(0).max(100)),
   drained: z.strictObject({ versions: z.array(z.string()), instances: z.array(z.string()) }),
+  // Files written before runtime instances existed have none.
+  instances: z.array(z.strictObject({ version: z.string(), url: z.string() })).default([]),
   rollout: opaque.nullable(),
   mirror: opaque.nullable(),
   configGeneration: z.number().int().min(0),

@@ -23,7 +23,13 @@ export interface TestUpstream {
  * A real upstream on a loopback port. By default it answers every path with
  * JSON naming itself; /healthz answers 200 while `healthy` is true.
  */
-export async function startUpstream(name: string, handler?: UpstreamHandler, port = 0): Promise<TestUpstream> {
+export async function startUpstream(
+  name: string,
+  handler?: UpstreamHandler,
+  port = 0,
+  /** Another loopback address (127.0.0.2, ...) gives several upstreams one port, as DNS names them. */
+  host = '127.0.0.1',
+): Promise<TestUpstream> {
   const sockets = new Set<Socket>()
   const server = createServer((req, res) => {
     if (req.url === '/healthz') {
@@ -46,12 +52,12 @@ export async function startUpstream(name: string, handler?: UpstreamHandler, por
     sockets.add(s)
     s.on('close', () => sockets.delete(s))
   })
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  await new Promise<void>((resolve) => server.listen(port, host, resolve))
   const actualPort = (server.address() as AddressInfo).port
   const closed = new Promise<void>((resolve) => server.on('close', () => resolve()))
   const u: TestUpstream = {
     name,
-    url: `http://127.0.0.1:${actualPort}`,
+    url: `http://${host}:${actualPort}`,
     port: actualPort,
     server,
     hits: 0,

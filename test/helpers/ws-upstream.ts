@@ -19,6 +19,9 @@ export interface WsUpstreamOptions {
   /** Picks the subprotocol from the client's offer (ws's handleProtocols). */
   handleProtocols?: (offered: Set<string>) => string | false
   perMessageDeflate?: boolean
+  /** Listen on this port and loopback address (default: a free port on 127.0.0.1). */
+  port?: number
+  host?: string
 }
 
 /** Echoes every message back with the same type (text or binary). */
@@ -31,7 +34,7 @@ export function echo(ws: WebSocket): void {
  * upstream (so /healthz and plain requests still work).
  */
 export async function startWsUpstream(name: string, opts: WsUpstreamOptions = {}): Promise<WsUpstream> {
-  const base = await startUpstream(name)
+  const base = await startUpstream(name, undefined, opts.port ?? 0, opts.host ?? '127.0.0.1')
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: opts.perMessageDeflate ?? false,

@@ -12,7 +12,7 @@ const ENV = {
   CI_TOKEN: 'ci-secret',
   SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T000/B000/XXXX',
 }
-const EXAMPLES = ['blue-green.yaml', 'canary-rollout.yaml', 'redis-cluster.yaml', 'canary-gates.yaml']
+const EXAMPLES = ['blue-green.yaml', 'canary-rollout.yaml', 'redis-cluster.yaml', 'canary-gates.yaml', 'discovery.yaml']
 const file = (name: string) => `${ROOT}config/${name}`
 
 /** Key paths of a zod schema, down through objects, defaults and arrays of objects (records are leaves). */
@@ -92,6 +92,15 @@ describe('the example configs in config/', () => {
     const r = await runCli(['validate', '--config', file('redis-cluster.yaml')], { ...ENV, REDIS_URL: undefined })
     expect(r.code).toBe(1)
     expect(r.stdout).toBe('config error: redis.url: environment variable REDIS_URL is not set\n')
+  })
+
+  it('discovery.yaml discovers blue by A/AAAA and green by SRV beside a static instance', async () => {
+    const c = await loadConfigFile(file('discovery.yaml'), ENV)
+    expect(c.resolver).toEqual({ servers: ['10.96.0.10:53'], timeoutMs: 2000 })
+    expect(c.versions.map((v) => [v.name, v.instances, v.discover])).toEqual([
+      ['blue', [], { dns: 'blue.shop.svc.cluster.local', port: 8080, intervalMs: 5000, emptyAfter: 3 }],
+      ['green', ['http://10.0.0.20:8080'], { srv: '_http._tcp.green.shop.service.consul', intervalMs: 5000, emptyAfter: 3 }],
+    ])
   })
 
   it('together the examples show every config key (the README points readers at them)', () => {

@@ -140,6 +140,7 @@ describe('status page', () => {
     expect(await page.locator('[data-testid="instance"]').count()).toBe(2)
     const blueRow = `[data-testid="instance"][data-url="${blue}"]`
     expect(await textOf(`${blueRow} [data-field="healthy"]`)).toBe('healthy')
+    expect(await textOf(`${blueRow} [data-field="source"]`)).toBe('config')
     expect(await textOf(`${blueRow} [data-field="draining"]`)).toBe('no')
     expect(await textOf(`${blueRow} [data-field="inflight"]`)).toBe('0')
     expect(await textOf('[data-testid="rollout-status"]')).toBe('idle')

@@ -135,4 +135,22 @@ describe('sluice ctl arguments', () => {
     expect(usageError(['mirror'])).toContain('mirror needs')
     expect(usageError(['mirror', 'pause'])).toBe('unknown mirror command "pause"')
   })
+
+  test('instances add and remove', () => {
+    expect(command(['instances', 'add', 'green', 'http://10.0.0.9:8080']).command).toEqual({
+      verb: 'instances-add',
+      version: 'green',
+      url: 'http://10.0.0.9:8080',
+    })
+    expect(command(['instances', 'remove', 'http://10.0.0.9:8080']).command).toEqual({
+      verb: 'instances-remove',
+      url: 'http://10.0.0.9:8080',
+    })
+    expect(usageError(['instances'])).toBe('instances needs add|remove')
+    expect(usageError(['instances', 'list'])).toBe('unknown instances command "list"')
+    expect(usageError(['instances', 'add', 'green'])).toBe('instances add needs <version> <url>')
+    expect(usageError(['instances', 'add', 'Green', 'http://a:1'])).toBe('instances add: "Green" is not a version name')
+    expect(usageError(['instances', 'add', 'green', 'ftp://a'])).toBe('instances add: "ftp://a" is not an http:// URL')
+    expect(usageError(['instances', 'remove'])).toBe('instances remove needs one <url>')
+  })
 })

@@ -20,6 +20,16 @@ describe('sluice ctl requests', () => {
       path: '/v1/drain',
       body: { url: 'http://a:1' },
     })
+    expect(requestFor({ verb: 'instances-add', version: 'green', url: 'http://a:1' })).toEqual({
+      method: 'POST',
+      path: '/v1/instances',
+      body: { version: 'green', url: 'http://a:1' },
+    })
+    expect(requestFor({ verb: 'instances-remove', url: 'http://a:1' })).toEqual({
+      method: 'DELETE',
+      path: '/v1/instances',
+      body: { url: 'http://a:1' },
+    })
     expect(requestFor({ verb: 'undrain', target: { version: 'blue' } })).toEqual({
       method: 'POST',
       path: '/v1/undrain',

@@ -186,7 +186,7 @@ describe('config problems name their key path', () => {
     [
       'a version without instances',
       { versions: { blue: { instances: [] } } },
-      ['versions.blue.instances: needs at least one instance'],
+      ['versions.blue.instances: needs at least one instance, or discover'],
     ],
     ['no versions', { versions: {} }, ['versions: needs at least one version']],
     ['a missing versions key', { listen: { port: 1 } }, ['versions: required']],

@@ -89,6 +89,20 @@ describe('the state file', () => {
     expect(await readFile(path, 'utf8')).toBe(text)
   })
 
+  it('runtime instances are kept, and a file written before they existed loads with none', async () => {
+    const path = await freshPath()
+    const store = storeAt(path)
+    const s1 = await store.init(initialState({ blue: 100 }))
+    const s2 = { ...s1, revision: 2, instances: [{ version: 'blue', url: 'http://10.0.0.9:8080' }] }
+    await store.commit(s2, entry(2, 'instance.add'))
+    expect(await storeAt(path).init(initialState({ blue: 100 }))).toEqual(s2)
+
+    const older = await freshPath()
+    const { instances: _, ...before } = initialState({ blue: 100 })
+    await writeFile(older, JSON.stringify({ format: 1, writtenAt: 'x', state: before, audit: [], rollouts: [] }))
+    expect((await storeAt(older).init(initialState({ blue: 100 }))).instances).toEqual([])
+  })
+
   it('a change that cannot be written is refused and changes nothing', async () => {
     const path = await freshPath()
     const store = storeAt(path)
