@@ -1,4 +1,4 @@
-// End-to-end proxy bench (DESIGN.md "Benchmarks"): autocannon against
+// End-to-end proxy bench (README, Development): autocannon against
 //   upstream   the upstream directly (the ceiling),
 //   bare       a bare undici pass-through (bench/bare-passthrough.js, the floor any Node proxy pays),
 //   sluice     sluice, blue/green 90/10, sticky on x-user-id with a spread of keys,

@@ -2,7 +2,7 @@ import type { Sluice } from '../lifecycle/sluice.js'
 import type { RolloutState } from '../rollout/rollout-state.js'
 import { rolloutView } from '../rollout/rollout-view.js'
 
-/** The JSON of GET /v1/state (CONTRACT section 3), built from the live objects. */
+/** The JSON of GET /v1/state (README, Admin API), built from the live objects. */
 export function stateView(s: Sluice): Record<string, unknown> {
   const desired = s.desired
   const versions: Record<string, unknown> = {}

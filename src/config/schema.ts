@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { gateKeys } from '../rollout/gates-schema.js'
 
 /**
- * One zod schema for the whole configuration file (CONTRACT section 2).
+ * One zod schema for the whole configuration file (README, Configuration).
  * Objects are strict: an unknown key is an error, because a typo in an edge
  * proxy's config must never pass silently. Cross-field rules (weights naming
  * declared versions, sums, rollout targets) are checked in `refineConfig`

@@ -2,7 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { Version } from '../routing/instance.js'
 
 /**
- * Every metric of CONTRACT section 5, on a registry of its own (several
+ * Every metric of the README's Metrics table, on a registry of its own (several
  * proxies can live in one test process). Counters and the histogram are
  * touched per request through pre-bound children; gauges are read from the
  * live objects at scrape time, so the data path never updates them.
