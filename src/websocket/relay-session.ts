@@ -85,8 +85,8 @@ export class RelaySession implements WsConnection {
   /** Oldest first. The last takes the client's messages; earlier ones are retiring. */
   readonly #upstreams: Side[] = []
   readonly #client: Side
-  /** Messages held during a handoff: data, binary, data, binary, ... */
-  #held: (Buffer | boolean)[] = []
+  /** Messages held during a handoff: data, binary, data, binary, ... (none kept while idle) */
+  #held: (Buffer | boolean)[] | undefined
   #heldBytes = 0
   #deadline: NodeJS.Timeout | undefined
   #retry: NodeJS.Timeout | undefined
@@ -133,7 +133,7 @@ export class RelaySession implements WsConnection {
       // The upstream has begun to close: kept for the handoff that may follow (dropped if the client is closed).
     }
     if (this.#state === 'open' || this.#state === 'switching') {
-      this.#held.push(data, binary)
+      ;(this.#held ??= []).push(data, binary)
       this.#heldBytes += data.length
       if (this.#heldBytes > this.host.highWaterMark) this.#pause(this.#client, HELD_FULL)
     }
@@ -311,9 +311,9 @@ export class RelaySession implements WsConnection {
   }
 
   #flushHeld(up: Side): void {
-    const held = this.#held
+    const held = this.#held ?? []
     for (let i = 0; i < held.length; i += 2) forward(up, held[i] as Buffer, held[i + 1] as boolean)
-    this.#held = []
+    this.#held = undefined
     this.#heldBytes = 0
     this.#resume(this.#client, HELD_FULL | PEER_FULL)
     if (up.bufferedAmount > this.host.highWaterMark && this.#pause(this.#client, PEER_FULL)) watchDrain(up)
@@ -335,7 +335,7 @@ export class RelaySession implements WsConnection {
     this.#deadline = this.#retry = undefined
     this.#attempt?.abort()
     this.#attempt = undefined
-    this.#held = []
+    this.#held = undefined
     this.#heldBytes = 0
   }
 
