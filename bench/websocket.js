@@ -6,7 +6,10 @@
 //   npm run build && node bench/websocket.js
 // Flags: --idle N (default 10000, lowered to what the fd limit allows: the proxy
 // holds two sockets per connection), --duration S, --rounds N, --connections N,
-// --window N (messages in flight per connection), --size BYTES.
+// --window N (messages in flight per connection), --size BYTES,
+// --proxy-node-args "ARGS" (node flags for the proxies, e.g. "--cpu-prof --cpu-prof-dir=bench/out/prof"),
+// --modes relay,tunnel (which proxies to run; --idle 0 skips the idle part; "relay-base" and
+// "tunnel-base" run the build in --base-dist DIR side by side, to compare against an older build).
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -47,6 +50,9 @@ async function main() {
     connections: Number(flag(args, 'connections', '32')),
     window: Number(flag(args, 'window', '16')),
     size: Number(flag(args, 'size', '128')),
+    modes: flag(args, 'modes', 'relay,tunnel').split(','),
+    baseDist: flag(args, 'base-dist', ''),
+    proxyNodeArgs: flag(args, 'proxy-node-args', '').split(' ').filter(Boolean),
   }
   const info = machine()
   console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
@@ -65,10 +71,14 @@ async function main() {
     children.push(upstream)
     const upstreamUrl = `ws://127.0.0.1:${(await upstream.ready).port}`
     const proxies = {}
-    for (const mode of ['relay', 'tunnel']) {
+    for (const mode of opts.modes) {
       const config = join(outDir, `sluice-ws-${mode}.json`)
-      await writeFile(config, JSON.stringify(sluiceConfig(upstreamUrl.replace('ws:', 'http:'), mode), null, 2))
-      const child = startChild(`sluice-${mode}`, [join(root, 'dist/cli/main.js'), 'serve', '--config', config])
+      const [wsMode, base] = mode.split('-')
+      await writeFile(config, JSON.stringify(sluiceConfig(upstreamUrl.replace('ws:', 'http:'), wsMode), null, 2))
+      const main = base === 'base' ? join(opts.baseDist, 'cli/main.js') : join(root, 'dist/cli/main.js')
+      const child = startChild(`sluice-${mode}`, [main, 'serve', '--config', config], {
+        execArgv: opts.proxyNodeArgs,
+      })
       children.push(child)
       const ready = await child.ready
       proxies[mode] = { child, url: `ws://127.0.0.1:${ready.port}`, admin: `http://127.0.0.1:${ready.adminPort}` }
@@ -76,7 +86,7 @@ async function main() {
 
     // (1) Idle connections.
     const idle = {}
-    for (const mode of ['relay', 'tunnel']) {
+    for (const mode of opts.idle > 0 ? opts.modes : []) {
       const p = proxies[mode]
       const warm = await openMany(p.url, 50, 50)
       closeAll(warm)
@@ -105,11 +115,11 @@ async function main() {
     }
 
     // (2) Echo throughput, interleaved rounds.
-    const targets = { direct: upstreamUrl, relay: proxies.relay.url, tunnel: proxies.tunnel.url }
-    const pids = {
-      direct: upstream.proc.pid,
-      relay: proxies.relay.child.proc.pid,
-      tunnel: proxies.tunnel.child.proc.pid,
+    const targets = { direct: upstreamUrl }
+    const pids = { direct: upstream.proc.pid }
+    for (const mode of opts.modes) {
+      targets[mode] = proxies[mode].url
+      pids[mode] = proxies[mode].child.proc.pid
     }
     const runs = []
     const names = Object.keys(targets)
@@ -137,7 +147,7 @@ async function main() {
         cpuUsPerMessage: t === 'direct' ? undefined : +median(mine.map((r) => r.cpuUsPerMessage)).toFixed(1),
       }
     }
-    for (const t of ['relay', 'tunnel'])
+    for (const t of opts.modes)
       summary[t].ratioToDirect = +(summary[t].perSecond / summary.direct.perSecond).toFixed(3)
     const result = { machine: info, loadavgAfter: machine().loadavg, options: opts, fdLimit, idle, runs, summary }
     const file = join(outDir, `websocket-${info.date.replace(/[:.]/g, '-')}.json`)

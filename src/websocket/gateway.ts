@@ -293,8 +293,8 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   /**
    * Tries instances until one answers the handshake, retrying elsewhere
-   * only when the handshake cannot have reached the application (CONTRACT
-   * section 4); answers the client itself when none does.
+   * only when the handshake cannot have reached the application (as
+   * requests are retried); answers the client itself when none does.
    */
   async #reach<T extends { kind: string }>(
     u: Upgrade,

@@ -74,7 +74,7 @@ export function tunnelHeaders(req: IncomingMessage, proto: string): string[] {
   return flat
 }
 
-/** The proxy's own answer on a raw socket, with the JSON error body of CONTRACT section 3. */
+/** The proxy's own answer on a raw socket, with the JSON error body every own answer has. */
 export function writeOwnAnswer(socket: Duplex, err: SluiceError): void {
   if (!socket.writable) {
     socket.destroy()

@@ -31,12 +31,15 @@ const kSession = Symbol('sluice.relay-session')
 const kPause = Symbol('sluice.pause')
 const kSide = Symbol('sluice.side')
 const kFault = Symbol('sluice.fault')
+const kCorked = Symbol('sluice.corked')
 
 type Side = WebSocket & {
   [kSession]: RelaySession
   [kPause]: number
   /** The ws error code when the proxy closed this side for a protocol error. */
   [kFault]?: string
+  /** Its socket is corked until the end of the current tick. */
+  [kCorked]: boolean
   _socket: Socket & { [kSide]?: Side }
 }
 
@@ -82,8 +85,8 @@ export class RelaySession implements WsConnection {
   /** Oldest first. The last takes the client's messages; earlier ones are retiring. */
   readonly #upstreams: Side[] = []
   readonly #client: Side
-  /** Messages held during a handoff: data, binary, data, binary, ... */
-  #held: (Buffer | boolean)[] = []
+  /** Messages held during a handoff: data, binary, data, binary, ... (none kept while idle) */
+  #held: (Buffer | boolean)[] | undefined
   #heldBytes = 0
   #deadline: NodeJS.Timeout | undefined
   #retry: NodeJS.Timeout | undefined
@@ -123,14 +126,14 @@ export class RelaySession implements WsConnection {
     if (this.#state === 'open') {
       const up = this.#upstreams[this.#upstreams.length - 1]!
       if (up.readyState === OPEN) {
-        up.send(data, binary ? BINARY : TEXT)
+        forward(up, data, binary)
         if (up.bufferedAmount > this.host.highWaterMark && this.#pause(this.#client, PEER_FULL)) watchDrain(up)
         return
       }
       // The upstream has begun to close: kept for the handoff that may follow (dropped if the client is closed).
     }
     if (this.#state === 'open' || this.#state === 'switching') {
-      this.#held.push(data, binary)
+      ;(this.#held ??= []).push(data, binary)
       this.#heldBytes += data.length
       if (this.#heldBytes > this.host.highWaterMark) this.#pause(this.#client, HELD_FULL)
     }
@@ -140,7 +143,7 @@ export class RelaySession implements WsConnection {
     this.idleTicks = 0
     if (this.#state === 'closed') return
     const client = this.#client
-    client.send(data, binary ? BINARY : TEXT)
+    forward(client, data, binary)
     if (client.bufferedAmount > this.host.highWaterMark) {
       let newly = false
       for (const up of this.#upstreams) newly = this.#pause(up, PEER_FULL) || newly
@@ -308,9 +311,9 @@ export class RelaySession implements WsConnection {
   }
 
   #flushHeld(up: Side): void {
-    const held = this.#held
-    for (let i = 0; i < held.length; i += 2) up.send(held[i] as Buffer, held[i + 1] ? BINARY : TEXT)
-    this.#held = []
+    const held = this.#held ?? []
+    for (let i = 0; i < held.length; i += 2) forward(up, held[i] as Buffer, held[i + 1] as boolean)
+    this.#held = undefined
     this.#heldBytes = 0
     this.#resume(this.#client, HELD_FULL | PEER_FULL)
     if (up.bufferedAmount > this.host.highWaterMark && this.#pause(this.#client, PEER_FULL)) watchDrain(up)
@@ -332,7 +335,7 @@ export class RelaySession implements WsConnection {
     this.#deadline = this.#retry = undefined
     this.#attempt?.abort()
     this.#attempt = undefined
-    this.#held = []
+    this.#held = undefined
     this.#heldBytes = 0
   }
 
@@ -371,8 +374,30 @@ function adopt(ws: WebSocket, s: RelaySession): Side {
   const side = ws as Side
   side[kSession] = s
   side[kPause] = 0
+  side[kCorked] = false
   side._socket[kSide] = side
   return side
+}
+
+/**
+ * Sends one message as received (the Buffer ws handed over, with its type:
+ * never decoded to a string). ws writes every frame with its own syscall;
+ * the messages of one socket read arrive in one tick (ws emits them
+ * synchronously), so the peer's socket stays corked until the tick ends and
+ * they leave in one writev, as the byte tunnel's chunks do.
+ */
+function forward(side: Side, data: Buffer, binary: boolean): void {
+  if (!side[kCorked]) {
+    side[kCorked] = true
+    side._socket.cork()
+    process.nextTick(uncork, side)
+  }
+  side.send(data, binary ? BINARY : TEXT)
+}
+
+function uncork(side: Side): void {
+  side[kCorked] = false
+  side._socket.uncork()
 }
 
 /** Waits for `side`'s socket to drain; when the buffer is in ws's sender instead (compression), polls. */

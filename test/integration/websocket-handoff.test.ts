@@ -138,7 +138,7 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
       ),
       { numRuns: 10, endOnFailure: true },
     )
-    // CONTRACT: within one second; generous here, the machine is shared.
+    // The promise is within one second; generous here, the machine is shared.
     if (process.env.SLUICE_TEST_REPORT)
       console.log(`longest wait for an answer around a handoff: ${worstSwitchMs.toFixed(1)} ms`)
     expect(worstSwitchMs).toBeLessThan(5000)
