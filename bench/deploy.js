@@ -25,7 +25,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { uniformFaults } from './deploy-uniform-faults.js'
-import { hasFlag, machine, median, startChild } from './lib.js'
+import { hasFlag, machine, median, startChild, until200 } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 if (hasFlag(process.argv, 'uniform-faults')) {
@@ -178,12 +178,7 @@ try {
   const { port, adminPort } = await proxy.ready
   const url = `http://127.0.0.1:${port}`
   const adminUrl = `http://127.0.0.1:${adminPort}`
-  for (let i = 0; i < 100; i++) {
-    const s = await fetch(`${adminUrl}/readyz`)
-    await s.text()
-    if (s.status === 200) break
-    await new Promise((r) => setTimeout(r, 100))
-  }
+  await until200(`${adminUrl}/readyz`)
 
   // Every other request carries one of 200 sticky keys.
   const requests = []

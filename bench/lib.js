@@ -141,12 +141,7 @@ export async function serveBlueGreen(root, ups, token, settings) {
   try {
     const { port, adminPort } = await proxy.ready
     const adminUrl = `http://127.0.0.1:${adminPort}`
-    for (let i = 0; i < 100; i++) {
-      const s = await fetch(`${adminUrl}/readyz`)
-      await s.text()
-      if (s.status === 200) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await until200(`${adminUrl}/readyz`)
     return { proxy, url: `http://127.0.0.1:${port}`, adminUrl, stop }
   } catch (err) {
     await stop()
