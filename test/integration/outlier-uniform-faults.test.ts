@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { moreRequests, recordedLoad } from '../helpers/recorded-load.js'
 import { type FaultKind, faultySpecs, share, splitWindows } from './outlier-fixture.js'
@@ -35,6 +35,11 @@ describe('uniform faults on every instance under load', () => {
       })
       const load = recordedLoad({ url: f.proxy.url, concurrency, keyFor: () => undefined })
       await moreRequests(load.records, requests, 60_000)
+      // A fast machine sends the requests within one window; the split is judged over several.
+      await vi.waitFor(() => expect(performance.now() - load.records[0]!.sentAt).toBeGreaterThan(3_000), {
+        timeout: 30_000,
+        interval: 50,
+      })
       const records = await load.stop()
 
       const windows = splitWindows(records, VERSIONS, 1_000)
