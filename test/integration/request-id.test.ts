@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildConfig } from '../../src/config/load.js'
+import { ConfigError } from '../../src/errors.js'
 import { type Running, runSluice } from '../../src/lifecycle/run.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
@@ -162,5 +163,18 @@ describe('request IDs', () => {
     const raw = await send(proxy.port, [['x-request-id', 'bad-target']], 'http://[bad')
     expect(raw.status).toBe(400)
     expect(JSON.parse(raw.body).error.requestId).toBe('bad-target')
+  })
+
+  it('refuses a requestId.header the proxy manages itself, or that is no header name', () => {
+    for (const header of ['Host', 'x-forwarded-for', 'connection', 'x request id']) {
+      let caught: unknown
+      try {
+        buildConfig({ versions: { blue: { instances: [{ url: upstream.url }] } }, requestId: { header } }, undefined)
+      } catch (err) {
+        caught = err
+      }
+      expect(caught).toBeInstanceOf(ConfigError)
+      expect((caught as ConfigError).problems.map((p) => p.path)).toEqual(['requestId.header'])
+    }
   })
 })
