@@ -1,5 +1,6 @@
+import { spawn } from 'node:child_process'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { buildOnce, type CliResult, runCli } from '../helpers/cli.js'
+import { buildOnce, type CliResult, MAIN, runCli } from '../helpers/cli.js'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { FAST_STEPS, type Recorded, recordedUpstream, rolloutProxy } from './rollout-fixture.js'
@@ -20,7 +21,7 @@ afterEach(async () => {
 async function scenario(
   greenErrorEvery: number,
   onBreach: 'rollback' | 'pause',
-  steps: readonly { weight: number; holdMs: number }[] = FAST_STEPS,
+  steps: readonly { weight: number; holdMs: number; approval?: boolean }[] = FAST_STEPS,
 ): Promise<TestProxy> {
   const blue = await recordedUpstream('blue')
   const green = await recordedUpstream('green', { errorEvery: greenErrorEvery })
@@ -47,13 +48,21 @@ describe('sluice ctl rollout status --watch', () => {
   beforeAll(() => buildOnce(), 180_000)
 
   it('prints each step, 1-based, and exits 0 when the rollout is promoted', async () => {
-    const proxy = await scenario(0, 'rollback')
-    const r = await watch(proxy)
-    expect(r.stderr).toBe('')
-    expect(r.code).toBe(0)
-    const lines = r.stdout.trim().split('\n')
-    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ {2}progressing {2}green vs blue {2}step 1 of 3 \(canary weight 20\)/)
-    expect(r.stdout).toContain('step 2 of 3 (canary weight 50)')
+    // The first step awaits an approval, given only once the watch has printed it: no race with the CLI's start.
+    const proxy = await scenario(0, 'rollback', [{ weight: 20, holdMs: 0, approval: true }, ...FAST_STEPS.slice(1)])
+    const child = spawn(process.execPath, [MAIN, 'ctl', 'rollout', 'status', '--watch', '--interval', '100'], {
+      env: { ...process.env, SLUICE_ADMIN_URL: proxy.adminUrl, SLUICE_ADMIN_TOKEN: TEST_TOKEN },
+    })
+    cleanup.push(async () => void child.kill('SIGKILL'))
+    let stdout = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    await expect.poll(() => stdout, { timeout: 30_000 }).toContain('awaiting approval')
+    expect(stdout.split('\n')[0]).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ {2}progressing {2}green vs blue {2}step 1 of 3 \(canary weight 20\)/)
+    expect((await admin(proxy, 'POST', '/v1/rollout/approve')).status).toBe(200)
+    expect(await exited).toBe(0)
+    const lines = stdout.trim().split('\n')
+    expect(stdout).toContain('step 2 of 3 (canary weight 50)')
     expect(lines.at(-1)).toContain('promoted')
     // A change is printed once, not once per poll.
     expect(new Set(lines.map((l) => l.slice(22))).size).toBe(lines.length)
