@@ -6,7 +6,7 @@ import { runServe } from './serve.js'
 import { processIo } from './io.js'
 import { runValidate } from './validate.js'
 
-const USAGE = `usage: sluice <command> [--help]
+const USAGE = `usage: sluice <command>
 
   serve --config FILE      run the proxy in the foreground
   validate --config FILE   check a config file; prints ok or every problem
