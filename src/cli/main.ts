@@ -54,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
     case '-h':
     case '--help':
     case 'help':
+      if (rest[0] === 'ctl') return runCtl(['help', ...rest.slice(1)], processIo)
       process.stdout.write((rest[0] !== undefined ? HELP[rest[0]] : undefined) ?? USAGE)
       return 0
     default:
