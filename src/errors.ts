@@ -123,7 +123,8 @@ export class AdminError extends SluiceError {
 }
 
 export interface ErrorBody {
-  error: { code: string; message: string; path?: string; problems?: readonly Problem[] }
+  /** `requestId`: on the proxy's own answers to proxied requests (README "Request IDs"). */
+  error: { code: string; message: string; path?: string; problems?: readonly Problem[]; requestId?: string }
 }
 
 export function errorBody(err: SluiceError): ErrorBody {

@@ -24,9 +24,13 @@ export function stateView(s: Sluice): Record<string, unknown> {
         websockets: i.websockets,
       })),
     }
-    const f = s.outcomes.window(v).figures()
+    const w = s.outcomes.window(v)
+    const f = w.figures()
+    // Over at least a second: a window a few milliseconds old would turn one request into a spike.
+    const covered = Math.max(1000, w.coveredMs())
     analysis[v.name] = {
       requests: f.requests,
+      requestsPerSec: round((f.requests * 1000) / covered, 2),
       errors: f.errors,
       requestsTotal: v.requestsTotal,
       errorsTotal: v.errorsTotal,

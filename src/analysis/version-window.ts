@@ -44,6 +44,8 @@ export class VersionWindow {
   #curOffset = 0
   #curStart: number
   #curEnd: number
+  /** When the window began: until windowMs after it, the figures cover less than windowMs. */
+  readonly #since: number
 
   constructor(opts: VersionWindowOptions) {
     if (!(opts.sliceMs > 0) || !(opts.windowMs >= opts.sliceMs)) {
@@ -56,7 +58,8 @@ export class VersionWindow {
     this.#requests = new Uint32Array(this.#slots)
     this.#errors = new Uint32Array(this.#slots)
     this.#latency = new Uint32Array(this.#slots * BUCKETS)
-    this.#curStart = this.#alignedStart(opts.now())
+    this.#since = opts.now()
+    this.#curStart = this.#alignedStart(this.#since)
     this.#curEnd = this.#curStart + this.sliceMs
   }
 
@@ -98,6 +101,16 @@ export class VersionWindow {
   figures(): WindowFigures {
     this.tick()
     return figuresOf(this.#totalRequests, this.#totalErrors, this.#totalLatency)
+  }
+
+  /**
+   * How much time the figures cover: the complete slices in the window and
+   * the current one so far, and never more than the window has existed. A
+   * rate is the requests over this.
+   */
+  coveredMs(now: number = this.#now()): number {
+    this.tick(now)
+    return Math.max(0, Math.min(now - this.#since, (this.#slots - 1) * this.sliceMs + (now - this.#curStart)))
   }
 
   /**

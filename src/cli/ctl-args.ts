@@ -1,4 +1,5 @@
 import { VERSION_NAME } from '../config/schema.js'
+import { type Flags, scanArgs } from './args.js'
 
 /**
  * The words of `sluice ctl`, parsed into a command without any I/O, so that
@@ -10,7 +11,7 @@ export type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
 export type OnBreach = 'pause' | 'rollback'
 
 export type CtlCommand =
-  | { verb: 'help' }
+  | { verb: 'help'; topic: string[] }
   | { verb: 'state' }
   | { verb: 'weights'; weights: Record<string, number> }
   | { verb: 'drain' | 'undrain'; target: DrainTarget }
@@ -18,7 +19,7 @@ export type CtlCommand =
   | { verb: 'audit' }
   | { verb: 'rollout-start'; canary: string; baseline?: string; onBreach?: OnBreach; steps?: RolloutStep[] }
   | { verb: 'rollout'; action: RolloutAction }
-  | { verb: 'rollout-status' }
+  | { verb: 'rollout-status'; watch?: { intervalMs: number } }
   | { verb: 'rollout-history' }
   | { verb: 'mirror-start'; version: string; percent: number }
   | { verb: 'mirror-stop' }
@@ -38,9 +39,9 @@ export interface ParsedCtl {
   json: boolean
 }
 
-export type ParseResult = { ok: true; value: ParsedCtl } | { ok: false; message: string }
+export type ParseResult = { ok: true; value: ParsedCtl } | { ok: false; message: string; json: boolean }
 
-export const CTL_USAGE = `usage: sluice ctl <command> [--json]
+export const CTL_USAGE = `usage: sluice ctl <command> [--json] [--help]
 
   state                                  versions, weights, instances, rollout, analysis
   weights <version>=<percent> ...        set the weights (integers summing to 100)
@@ -51,16 +52,20 @@ export const CTL_USAGE = `usage: sluice ctl <command> [--json]
   rollout start <canary> [--baseline B] [--on-breach pause|rollback] [--steps W[:HOLDMS][:approve],...]
   rollout pause|resume|promote|abort     control the active rollout (abort rolls back)
   rollout approve                        let a step that awaits an approval go on
-  rollout status                         the active rollout
+  rollout status [--watch] [--interval MS]
+                                         the active (or last) rollout; --watch prints each change
+                                         and exits when it ends: 0 promoted, 1 rolled back or
+                                         aborted, 3 paused, 4 admin API unreachable or refusing
   rollout history                        past and current rollouts with their reports
   mirror start <version> <percent>       copy a share of eligible requests to a version
   mirror stop                            stop mirroring
   mirror mismatches                      recent differences between shadow and primary
   instances add <version> <url>          add an instance at runtime (kept across reloads)
   instances remove <url>                 drain a runtime instance, then remove it
-  help                                   this text
+  help [command]                         this text, or the lines of one command (as --help)
 
-  --json prints the admin API's JSON answer as it is.
+  --json prints the admin API's JSON answer (rollout status: the rollout alone; with --watch,
+  one JSON line per change); errors are then JSON on stderr: {"error":{"code","message"}}.
 
 environment:
   SLUICE_ADMIN_URL         admin API address (default http://127.0.0.1:9901)
@@ -70,37 +75,91 @@ environment:
 exit codes: 0 success, 1 the API answered an error or could not be reached, 2 usage error
 `
 
+/**
+ * The help of `sluice ctl <words> --help`: the usage lines of the commands
+ * that start with those words (with their continuation lines), then the
+ * common notes; the whole text when no command matches.
+ */
+export function ctlHelp(topic: readonly string[]): string {
+  const lines = CTL_USAGE.split('\n')
+  const first = lines.findIndex((l) => l.startsWith('  '))
+  const last = lines.findIndex((l, i) => i > first && l === '')
+  const picked: string[] = []
+  let taking = false
+  for (const line of lines.slice(first, last)) {
+    if (!line.startsWith('     ')) taking = topic.length > 0 && namesCommand(line, topic)
+    if (taking) picked.push(line)
+  }
+  if (picked.length === 0) return CTL_USAGE
+  return [`usage: sluice ctl ${topic.join(' ')} ...`, '', ...picked, ...lines.slice(last)].join('\n')
+}
+
+/** Whether a usage line's words (`rollout pause|resume|...`) begin with `topic`, one alternative per word. */
+function namesCommand(line: string, topic: readonly string[]): boolean {
+  const words = line.trim().split(/\s+/)
+  return topic.every((t, i) => words[i] !== undefined && words[i]!.split('|').includes(t))
+}
+
+/** Every flag of `sluice ctl`; which verb takes which is checked after the words are parsed. */
+const CTL_FLAGS = {
+  json: { type: 'boolean' },
+  watch: { type: 'boolean' },
+  interval: { type: 'string' },
+  baseline: { type: 'string' },
+  'on-breach': { type: 'string' },
+  steps: { type: 'string' },
+} as const
+
+/** The flags each verb takes besides --json and --help. */
+const VERB_FLAGS: Readonly<Record<string, readonly string[]>> = {
+  'rollout-start': ['baseline', 'on-breach', 'steps'],
+  'rollout-status': ['watch', 'interval'],
+}
+
+const DEFAULT_WATCH_MS = 1000
+const MIN_WATCH_MS = 50
+
 const ROLLOUT_ACTIONS: readonly string[] = ['pause', 'resume', 'promote', 'abort', 'approve']
 
 export function parseCtlArgs(argv: readonly string[]): ParseResult {
-  let json = false
-  const words: string[] = []
-  for (const a of argv) {
-    if (a === '--json') json = true
-    else if (a === '--help' || a === '-h') return ok({ verb: 'help' }, json)
-    else words.push(a)
+  const scanned = scanArgs(argv, CTL_FLAGS, true)
+  if (!scanned.ok) return { ok: false, message: scanned.message, json: argv.includes('--json') }
+  const { flags, positionals } = scanned
+  const json = flags['json'] === true
+  if (flags['help'] === true) return ok({ verb: 'help', topic: positionals }, json)
+  const parsed = parseWords(positionals, flags)
+  if (!parsed.ok) return { ...parsed, json }
+  const command = parsed.value
+  const allowed = VERB_FLAGS[command.verb] ?? []
+  for (const name of Object.keys(flags)) {
+    if (name === 'json' || name === 'help' || allowed.includes(name)) continue
+    return { ok: false, message: `--${name} does not apply to this command`, json }
   }
+  return ok(command, json)
+}
+
+function parseWords(words: readonly string[], flags: Flags): Part<CtlCommand> {
   const [verb, ...rest] = words
   switch (verb) {
     case undefined:
       return fail('missing command')
     case 'help':
-      return ok({ verb: 'help' }, json)
+      return { ok: true, value: { verb: 'help', topic: rest } }
     case 'state':
     case 'reload':
     case 'audit':
-      return noMore(rest, verb) ?? ok({ verb }, json)
+      return noMore(rest, verb) ?? { ok: true, value: { verb } }
     case 'weights':
-      return map(parseWeights(rest), (weights) => ({ verb: 'weights', weights }), json)
+      return then(parseWeights(rest), (weights) => ({ verb: 'weights', weights }))
     case 'drain':
     case 'undrain':
-      return map(parseTarget(verb, rest), (target) => ({ verb, target }), json)
+      return then(parseTarget(verb, rest), (target) => ({ verb, target }))
     case 'rollout':
-      return map(parseRollout(rest), (c) => c, json)
+      return parseRollout(rest, flags)
     case 'mirror':
-      return map(parseMirror(rest), (c) => c, json)
+      return parseMirror(rest)
     case 'instances':
-      return map(parseInstances(rest), (c) => c, json)
+      return parseInstances(rest)
     default:
       return fail(`unknown command "${verb}"`)
   }
@@ -153,47 +212,52 @@ function parseInstances(args: readonly string[]): Part<CtlCommand> {
   return fail(sub === undefined ? 'instances needs add|remove' : `unknown instances command "${sub}"`)
 }
 
-function parseRollout(args: readonly string[]): Part<CtlCommand> {
+function parseRollout(args: readonly string[], flags: Flags): Part<CtlCommand> {
   const [sub, ...rest] = args
   if (sub === undefined) return fail('rollout needs start|pause|resume|promote|abort|approve|status|history')
-  if (sub === 'start') return parseRolloutStart(rest)
+  if (sub === 'start') return parseRolloutStart(rest, flags)
   if (ROLLOUT_ACTIONS.includes(sub))
     return noMore(rest, `rollout ${sub}`) ?? { ok: true, value: { verb: 'rollout', action: sub as RolloutAction } }
-  if (sub === 'status') return noMore(rest, 'rollout status') ?? { ok: true, value: { verb: 'rollout-status' } }
+  if (sub === 'status') return noMore(rest, 'rollout status') ?? parseStatus(flags)
   if (sub === 'history') return noMore(rest, 'rollout history') ?? { ok: true, value: { verb: 'rollout-history' } }
   return fail(`unknown rollout command "${sub}"`)
 }
 
-function parseRolloutStart(args: readonly string[]): Part<CtlCommand> {
-  let canary: string | undefined
-  const cmd: { baseline?: string; onBreach?: OnBreach; steps?: RolloutStep[] } = {}
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!
-    if (!a.startsWith('--')) {
-      if (canary !== undefined) return fail(`rollout start: unexpected "${a}"`)
-      if (!VERSION_NAME.test(a)) return fail(`rollout start: "${a}" is not a version name`)
-      canary = a
-      continue
-    }
-    const eq = a.indexOf('=')
-    const flag = eq < 0 ? a : a.slice(0, eq)
-    const value = eq < 0 ? args[++i] : a.slice(eq + 1)
-    if (value === undefined) return fail(`rollout start: ${flag} needs a value`)
-    if (flag === '--baseline') {
-      if (!VERSION_NAME.test(value)) return fail(`rollout start: --baseline "${value}" is not a version name`)
-      cmd.baseline = value
-    } else if (flag === '--on-breach') {
-      if (value !== 'pause' && value !== 'rollback') return fail('rollout start: --on-breach must be pause or rollback')
-      cmd.onBreach = value
-    } else if (flag === '--steps') {
-      const steps = parseSteps(value)
-      if (!steps.ok) return steps
-      cmd.steps = steps.value
-    } else {
-      return fail(`rollout start: unknown option ${flag}`)
-    }
+function parseStatus(flags: Flags): Part<CtlCommand> {
+  const interval = flags['interval']
+  if (flags['watch'] !== true) {
+    return interval === undefined ? { ok: true, value: { verb: 'rollout-status' } } : fail('--interval needs --watch')
   }
-  if (canary === undefined) return fail('rollout start needs a <canary> version')
+  let intervalMs = DEFAULT_WATCH_MS
+  if (typeof interval === 'string') {
+    const n = parseNonNegativeInt(interval)
+    if (n === undefined || n < MIN_WATCH_MS) return fail(`--interval "${interval}" is not a whole number of ms >= ${MIN_WATCH_MS}`)
+    intervalMs = n
+  }
+  return { ok: true, value: { verb: 'rollout-status', watch: { intervalMs } } }
+}
+
+function parseRolloutStart(args: readonly string[], flags: Flags): Part<CtlCommand> {
+  if (args.length !== 1) return fail(args.length === 0 ? 'rollout start needs a <canary> version' : `rollout start: unexpected "${args[1]}"`)
+  const canary = args[0]!
+  if (!VERSION_NAME.test(canary)) return fail(`rollout start: "${canary}" is not a version name`)
+  const cmd: { baseline?: string; onBreach?: OnBreach; steps?: RolloutStep[] } = {}
+  const baseline = flags['baseline']
+  if (typeof baseline === 'string') {
+    if (!VERSION_NAME.test(baseline)) return fail(`rollout start: --baseline "${baseline}" is not a version name`)
+    cmd.baseline = baseline
+  }
+  const onBreach = flags['on-breach']
+  if (onBreach !== undefined) {
+    if (onBreach !== 'pause' && onBreach !== 'rollback') return fail('rollout start: --on-breach must be pause or rollback')
+    cmd.onBreach = onBreach
+  }
+  const stepsFlag = flags['steps']
+  if (typeof stepsFlag === 'string') {
+    const steps = parseSteps(stepsFlag)
+    if (!steps.ok) return steps
+    cmd.steps = steps.value
+  }
   return { ok: true, value: { verb: 'rollout-start', canary, ...cmd } }
 }
 
@@ -250,8 +314,8 @@ function noMore(rest: readonly string[], what: string): { ok: false; message: st
   return rest.length === 0 ? undefined : fail(`${what} takes no arguments, got "${rest.join(' ')}"`)
 }
 
-function map<T>(p: Part<T>, f: (v: T) => CtlCommand, json: boolean): ParseResult {
-  return p.ok ? ok(f(p.value), json) : p
+function then<T>(p: Part<T>, f: (v: T) => CtlCommand): Part<CtlCommand> {
+  return p.ok ? { ok: true, value: f(p.value) } : p
 }
 
 function ok(command: CtlCommand, json: boolean): ParseResult {

@@ -47,7 +47,7 @@ export function formatAudit(body: unknown): string {
     str(e['action']) ?? '-',
     str(e['source']) ?? '-',
     str(e['actor']) ?? '-',
-    `${formatValue(e['before'])} -> ${formatValue(e['after'])}`,
+    `${formatChange(e['before'])} -> ${formatChange(e['after'])}`,
     str(e['reason']) ?? '-',
   ])
   return formatTable(['AT', 'ACTION', 'SOURCE', 'ACTOR', 'BEFORE -> AFTER', 'REASON'], rows) + '\n'
@@ -177,15 +177,21 @@ function formatRolloutPairs(value: unknown, now: number): string {
 }
 
 function formatAnalysis(names: readonly string[], analysis: Obj): string {
+  // RATE only from a proxy that reports it (an older one does not).
+  const withRate = names.some((v) => asObj(analysis[v])?.['requestsPerSec'] !== undefined)
   const rows = names.flatMap((v) => {
     const a = asObj(analysis[v])
-    return a ? [[v, count(a['requests']), count(a['errors']), rate(a['errorRate']), ms(a['p95Ms'])]] : []
+    if (!a) return []
+    // A version without requests in the window has no error rate or latency: "-", not a measured 0.
+    const idle = num(a['requests']) === 0
+    const row = [v, count(a['requests']), count(a['errors']), idle ? '-' : rate(a['errorRate']), idle ? '-' : ms(a['p95Ms'])]
+    if (withRate) row.splice(1, 0, perSecond(a['requestsPerSec']))
+    return [row]
   })
   if (rows.length === 0) return '  (no figures yet)'
-  return formatTable(['VERSION', 'REQUESTS', 'ERRORS', 'ERROR RATE', 'P95'], rows, {
-    align: ['left', 'right', 'right', 'right', 'right'],
-    indent: '  ',
-  })
+  const header = ['VERSION', 'REQUESTS', 'ERRORS', 'ERROR RATE', 'P95']
+  if (withRate) header.splice(1, 0, 'RATE')
+  return formatTable(header, rows, { align: header.map((_, i) => (i === 0 ? 'left' : 'right')), indent: '  ' })
 }
 
 function formatMirrorPairs(m: Obj): string {
@@ -201,16 +207,17 @@ function formatMirrorPairs(m: Obj): string {
   )
 }
 
-function stepText(r: Obj): string {
+/** The current step for people: `2 of 3 (canary weight 50)`, 1-based. */
+export function stepText(r: Obj): string {
   if (r['phase'] === 'mirror') return 'mirror phase (before the first step)'
   const step = num(r['step'])
   if (step === undefined || step < 0) return '-'
   const steps = Array.isArray(r['steps']) ? r['steps'] : undefined
-  if (!steps) return String(step)
+  if (!steps) return String(step + 1)
   const weight = num(asObj(steps[step])?.['weight'])
-  // `step` is a 0-based index; people count from 1.
-  const w = weight === undefined ? '' : `, canary weight ${weight}`
-  return `${step} (${step + 1} of ${steps.length}${w})`
+  // `step` is the API's 0-based index; people count from 1.
+  const w = weight === undefined ? '' : ` (canary weight ${weight})`
+  return `${step + 1} of ${steps.length}${w}`
 }
 
 /**
@@ -251,6 +258,35 @@ function bar(weight: number): string {
 const MAX_CELL = 60
 
 /**
+ * An audit entry's before or after. The rollout's entries hold weights, the
+ * rollout's status and step and the mirror: `blue=75 green=25, rollout
+ * progressing step 2, mirror off`, whole (never cut); anything else as
+ * formatValue.
+ */
+export function formatChange(v: unknown): string {
+  const o = asObj(v)
+  const keys = o ? Object.keys(o) : []
+  if (!o || keys.length === 0 || !keys.every((k) => k === 'weights' || k === 'rollout' || k === 'mirror'))
+    return formatValue(v)
+  const parts: string[] = []
+  if ('weights' in o) parts.push(formatWeights(o['weights']))
+  if ('rollout' in o) parts.push(rolloutBrief(asObj(o['rollout'])))
+  if ('mirror' in o) {
+    const m = asObj(o['mirror'])
+    parts.push(m ? `mirror ${str(m['version']) ?? '-'} ${count(m['percent'])}%` : 'mirror off')
+  }
+  return parts.join(', ')
+}
+
+function rolloutBrief(r: Obj | undefined): string {
+  if (!r) return 'no rollout'
+  const status = str(r['status']) ?? '-'
+  if (r['phase'] === 'mirror') return `rollout ${status} (mirror phase)`
+  const step = num(r['step'])
+  return step === undefined || step < 0 || status === 'idle' ? `rollout ${status}` : `rollout ${status} step ${step + 1}`
+}
+
+/**
  * One cell: flat objects (weights, a drain's `{version, draining}`) as
  * `a=1 b=x`, deeper ones as compact JSON, cut at 60 characters.
  */
@@ -278,6 +314,11 @@ export function formatTime(v: unknown): string {
 function rate(v: unknown): string {
   const n = num(v)
   return n === undefined ? '-' : `${(n * 100).toFixed(2)}%`
+}
+
+function perSecond(v: unknown): string {
+  const n = num(v)
+  return n === undefined ? '-' : `${n < 10 ? n.toFixed(1) : Math.round(n)}/s`
 }
 
 function ms(v: unknown): string {

@@ -1,6 +1,8 @@
-import { CTL_USAGE, type CtlCommand, type DrainTarget, parseCtlArgs } from './ctl-args.js'
+import { CTL_USAGE, type CtlCommand, ctlHelp, type DrainTarget, parseCtlArgs } from './ctl-args.js'
 import {
   asObj,
+  formatTime,
+  stepText,
   formatAudit,
   formatMismatches,
   formatRollout,
@@ -14,13 +16,17 @@ import type { CliIo } from './io.js'
  * `sluice ctl`: a thin client of the admin API. It sends one request per
  * invocation and turns the answer into text; all the rules live in the proxy.
  * Exit codes are for scripts: 0 success, 1 the API answered an error or could
- * not be reached, 2 usage error.
+ * not be reached, 2 usage error; `rollout status --watch` has its own (see
+ * watchRollout). With --json, errors are JSON too, on stderr.
  */
 
 export interface CtlIo extends CliIo {
   /** Wall clock for "hold left"; Date.now by default. */
   now?: () => number
 }
+
+/** `rollout status --watch` exit codes (README "sluice ctl"), as `kubectl argo rollouts status` gates CI. */
+export const WATCH_EXIT = { promoted: 0, rolled_back: 1, paused: 3, unreachable: 4 } as const
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9901'
 const DEFAULT_TIMEOUT_MS = 10_000
@@ -35,35 +41,98 @@ export interface AdminRequest {
 export async function runCtl(argv: string[], io: CtlIo): Promise<number> {
   const parsed = parseCtlArgs(argv)
   if (!parsed.ok) {
-    io.stderr(`error: ${parsed.message}\n\n${CTL_USAGE}`)
+    if (parsed.json) io.stderr(jsonError('SLUICE_USAGE', parsed.message))
+    else io.stderr(`error: ${parsed.message}\n\n${CTL_USAGE}`)
     return 2
   }
   const { command, json } = parsed.value
   if (command.verb === 'help') {
-    io.stdout(CTL_USAGE)
+    io.stdout(ctlHelp(command.topic))
     return 0
   }
   const target = adminTarget(io.env)
   if (!target.ok) {
-    io.stderr(`error: ${target.message}\n\n${CTL_USAGE}`)
+    if (json) io.stderr(jsonError('SLUICE_USAGE', target.message))
+    else io.stderr(`error: ${target.message}\n\n${CTL_USAGE}`)
     return 2
   }
-  const req = requestFor(command)
-  let answer: Answer
-  try {
-    answer = await send(target.value, req)
-  } catch (err) {
-    io.stderr(`error: cannot reach admin API at ${target.value.url}: ${describeFailure(err)}\n`)
-    return 1
-  }
-  if (answer.status < 200 || answer.status > 299) {
-    io.stderr(formatApiError(answer.status, answer.body, answer.text, target.value.token !== undefined))
-    return 1
-  }
-  if (json)
-    io.stdout(answer.body === undefined ? ensureNewline(answer.text) : JSON.stringify(answer.body, null, 2) + '\n')
+  if (command.verb === 'rollout-status' && command.watch) return watchRollout(target.value, io, json, command.watch.intervalMs)
+  const answer = await ask(target.value, requestFor(command), io, json)
+  if (answer === undefined) return 1
+  if (json) io.stdout(jsonAnswer(command, answer))
   else io.stdout(render(command, answer.body, (io.now ?? Date.now)()))
   return 0
+}
+
+/** The answer of a 2xx, or undefined after printing why there is none (text or JSON). */
+async function ask(target: AdminTarget, req: AdminRequest, io: CtlIo, json: boolean): Promise<Answer | undefined> {
+  let answer: Answer
+  try {
+    answer = await send(target, req)
+  } catch (err) {
+    const message = `cannot reach admin API at ${target.url}: ${describeFailure(err)}`
+    io.stderr(json ? jsonError('SLUICE_ADMIN_UNREACHABLE', message) : `error: ${message}\n`)
+    return undefined
+  }
+  if (answer.status >= 200 && answer.status <= 299) return answer
+  if (!json) io.stderr(formatApiError(answer.status, answer.body, answer.text, target.token !== undefined))
+  else if (asObj(asObj(answer.body)?.['error'])) io.stderr(JSON.stringify(answer.body) + '\n')
+  else io.stderr(jsonError(`HTTP_${answer.status}`, answer.text.trim().split('\n')[0] ?? ''))
+  return undefined
+}
+
+/** The API's answer as JSON; `rollout status` gives the rollout alone, not the whole state. */
+function jsonAnswer(command: Exclude<CtlCommand, { verb: 'help' }>, answer: Answer): string {
+  if (answer.body === undefined) return ensureNewline(answer.text)
+  const body = command.verb === 'rollout-status' ? (asObj(answer.body)?.['rollout'] ?? null) : answer.body
+  return JSON.stringify(body, null, 2) + '\n'
+}
+
+function jsonError(code: string, message: string): string {
+  return JSON.stringify({ error: { code, message } }) + '\n'
+}
+
+/**
+ * `rollout status --watch`: polls the state, prints the rollout whenever its
+ * status, step, phase, awaited condition or reason changes (one JSON line
+ * each with --json), and exits when the rollout is over: 0 promoted, 1
+ * rolled back or aborted, 3 paused, 4 when the admin API cannot be reached
+ * or refuses. A rollout already over (or none) is reported at once with its
+ * code; with none ever started, 1.
+ */
+export async function watchRollout(target: AdminTarget, io: CtlIo, json: boolean, intervalMs: number): Promise<number> {
+  const now = io.now ?? Date.now
+  let last: string | undefined
+  for (;;) {
+    const answer = await ask(target, { method: 'GET', path: '/v1/state' }, io, json)
+    if (answer === undefined) return WATCH_EXIT.unreachable
+    const rollout = asObj(asObj(answer.body)?.['rollout']) ?? { status: 'idle' }
+    const status = typeof rollout['status'] === 'string' ? rollout['status'] : 'idle'
+    const seen = JSON.stringify([status, rollout['step'], rollout['phase'], rollout['awaiting'], rollout['reason']])
+    if (seen !== last) {
+      last = seen
+      io.stdout(json ? JSON.stringify(rollout) + '\n' : watchLine(rollout, now()))
+    }
+    if (status === 'promoted') return WATCH_EXIT.promoted
+    if (status === 'rolled_back') return WATCH_EXIT.rolled_back
+    if (status === 'paused') return WATCH_EXIT.paused
+    if (status !== 'progressing') {
+      if (!json) io.stderr('no rollout to watch: none has run on this proxy\n')
+      return WATCH_EXIT.rolled_back
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
+
+/** One line of the watch: `<time>  progressing  green vs blue  step 2 of 3 (canary weight 50)  awaiting approval`. */
+function watchLine(r: Record<string, unknown>, now: number): string {
+  const parts = [formatTime(now), String(r['status'] ?? 'idle')]
+  if (typeof r['canary'] === 'string') parts.push(`${r['canary']} vs ${String(r['baseline'] ?? '-')}`)
+  const step = stepText(r)
+  if (step !== '-') parts.push(`step ${step}`)
+  if (typeof r['awaiting'] === 'string') parts.push(`awaiting ${r['awaiting']}`)
+  if (typeof r['reason'] === 'string') parts.push(`reason: ${r['reason']}`)
+  return parts.join('  ') + '\n'
 }
 
 /** The one admin API call a command makes. */
@@ -175,7 +244,7 @@ function targetText(t: DrainTarget): string {
   return 'version' in t ? `version ${t.version}` : `instance ${t.url}`
 }
 
-interface AdminTarget {
+export interface AdminTarget {
   url: string
   token: string | undefined
   timeoutMs: number

@@ -1,7 +1,10 @@
 import { pino } from 'pino'
 import { buildConfig } from '../config/load.js'
 import { runSluice } from '../lifecycle/run.js'
+import { scanArgs } from './args.js'
+import { demoEventLine } from './demo-events.js'
 import { type DemoUpstream, startDemoUpstream } from './demo-upstream.js'
+import { logOptions } from './log.js'
 
 const LAYOUT: [version: string, instances: number][] = [
   ['blue', 2],
@@ -9,9 +12,28 @@ const LAYOUT: [version: string, instances: number][] = [
   ['canary', 1],
 ]
 
-function flag(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(name)
-  return i >= 0 ? args[i + 1] : undefined
+export const DEMO_USAGE = `usage: sluice demo [--port PORT] [--admin-port PORT]
+
+Five demo instances (blue x2, green x2, canary x1) on loopback and the proxy
+in front, weights blue 80 green 20; no config file, no Redis. Prints the
+URLs and curl lines, then every change (weights, rollout steps, rollbacks,
+instances going down or coming back) as it happens. Ctrl-C stops it.
+
+  --port PORT        the proxy's port (default 8080)
+  --admin-port PORT  the admin API and status page (default 9901)
+
+A port already taken falls back to a free one (printed).
+`
+
+const DEMO_FLAGS = {
+  port: { type: 'string', value: 'a port' },
+  'admin-port': { type: 'string', value: 'a port' },
+} as const
+
+function portOf(value: string | boolean | undefined, fallback: number): number | undefined {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  return typeof value === 'string' && /^\d{1,5}$/.test(value) && n <= 65535 ? n : undefined
 }
 
 /**
@@ -20,8 +42,13 @@ function flag(args: readonly string[], name: string): string | undefined {
  * no config file. Runs until Ctrl-C.
  */
 export async function runDemo(args: string[]): Promise<number> {
-  const port = Number(flag(args, '--port') ?? 8080)
-  const adminPort = Number(flag(args, '--admin-port') ?? 9901)
+  const scanned = scanArgs(args, DEMO_FLAGS)
+  const port = scanned.ok ? portOf(scanned.flags['port'], 8080) : undefined
+  const adminPort = scanned.ok ? portOf(scanned.flags['admin-port'], 9901) : undefined
+  if (port === undefined || adminPort === undefined) {
+    process.stderr.write(`${scanned.ok ? 'a port is a whole number from 0 to 65535' : scanned.message}\n${DEMO_USAGE}`)
+    return 2
+  }
   const upstreams: DemoUpstream[] = []
   const versions: Record<string, { instances: { url: string }[] }> = {}
   for (const [version, n] of LAYOUT) {
@@ -50,9 +77,16 @@ export async function runDemo(args: string[]): Promise<number> {
         { weight: 100, holdMs: 0 },
       ],
     },
-    log: { level: 'error' },
+    log: { level: 'info' },
   })
-  const log = pino({ level: 'error' })
+  // The proxy's log lines become the terminal's live view once the banner is out.
+  let live = false
+  const log = pino(logOptions('info'), {
+    write(line: string) {
+      const shown = live ? demoEventLine(line) : undefined
+      if (shown !== undefined) process.stdout.write(shown)
+    },
+  })
   let running: Awaited<ReturnType<typeof runSluice>>
   try {
     running = await runSluice(buildConfig(raw(port, adminPort), undefined), { log })
@@ -83,11 +117,13 @@ Change weights and roll out (in another terminal):
   npx sluice ctl weights blue=50 green=50
   while true; do curl -s -o /dev/null ${url}/; done &  # steady traffic: a rollout steps only on enough samples
   npx sluice ctl rollout start green                    # 25% -> 50% -> 100% (10 s holds), watched by analysis
-  npx sluice ctl rollout status                         # step, hold left, reason
+  npx sluice ctl rollout status --watch                 # each step as it happens; exit 0 promoted, 1 rolled back
   curl -s -X PUT -H 'content-type: application/json' -d '{"blue":0,"green":100}' ${admin}/v1/weights
 
-Ctrl-C stops it.
+Ctrl-C stops it. Changes show below as they happen:
+
 `)
+  live = true
   const stop = () => {
     running
       .stop()

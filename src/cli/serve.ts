@@ -4,6 +4,7 @@ import { ConfigError } from '../errors.js'
 import { drainDelay } from '../lifecycle/drain-delay.js'
 import { runSluice } from '../lifecycle/run.js'
 import { requireConfigPath } from './args.js'
+import { logOptions } from './log.js'
 import { configErrorLine } from './validate.js'
 
 /** `sluice serve --config FILE`: runs until SIGTERM/SIGINT, reloads on SIGHUP. Returns -1 while running. */
@@ -21,7 +22,7 @@ export async function runServe(args: string[]): Promise<number> {
   // Synchronous stdout: with the asynchronous default, a log reader that went
   // away (EPIPE) left pino's exit-time flush retrying forever, so a SIGTERM
   // never ended the process. Lifecycle logs are few; the access log is opt-in.
-  const log = pino({ level: config.log.level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }))
+  const log = pino(logOptions(config.log.level), pino.destination({ dest: 1, sync: true }))
   if (!config.redis && config.state.file === undefined) {
     log.warn('state is in memory only: runtime changes (weights, drains, rollouts) are lost on restart; set state.file')
   }

@@ -1,6 +1,7 @@
 import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net'
 import { z } from 'zod'
 import { gateKeys } from '../rollout/gates-schema.js'
+import { proxyOwnedHeader } from '../proxy/headers.js'
 
 /**
  * One zod schema for the whole configuration file (README, Configuration).
@@ -255,6 +256,17 @@ export const configSchema = z
       .prefault({}),
     /** The embedded store's durable copy (README "State file"); absent: in memory only. */
     state: z.strictObject({ file: z.string().min(1).optional() }).prefault({}),
+    /** README "Request IDs": the header that carries a request's ID upstream and back. */
+    requestId: z
+      .strictObject({
+        header: z
+          .string()
+          .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a header name')
+          .transform((h) => h.toLowerCase())
+          .refine((h) => !proxyOwnedHeader(h), 'names a header the proxy sets or removes itself')
+          .default('x-request-id'),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -94,7 +94,8 @@ export class Prober {
       // New (added after start) and recovered instances ramp up from a small share (health.slowStartMs).
       if (inst.healthy && p.ramp) inst.usableSince = this.now()
       if (p.state.healthy !== before) {
-        this.log.info(
+        // An instance going down is what an operator's alerting looks for: warn; its return is info.
+        this.log[inst.healthy ? 'info' : 'warn'](
           { instance: inst.url, version: inst.version.name, healthy: inst.healthy },
           `instance ${inst.healthy ? 'healthy' : 'unhealthy'}`,
         )

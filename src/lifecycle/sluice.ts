@@ -7,6 +7,7 @@ import { OutlierDetector } from '../health/outlier.js'
 import { Prober } from '../health/prober.js'
 import { Metrics, type RolloutPhaseName, rolloutPhaseName } from '../metrics/metrics.js'
 import { Mirror } from '../mirror/mirror.js'
+import { accessLogger } from '../proxy/access-log.js'
 import { Deadlines, sweepEveryMs } from '../proxy/deadlines.js'
 import { type ForwardContext, failureDetail } from '../proxy/forward.js'
 import { ProxyListener } from '../proxy/listener.js'
@@ -120,9 +121,10 @@ export class Sluice {
       connectMs: config.timeouts.connectMs,
       requestBodyMs: config.timeouts.requestBodyMs,
       deadlines: new Deadlines(sweepEveryMs(config.timeouts.upstreamMs, config.timeouts.requestBodyMs)),
-      logFailure: (err, instance) =>
-        this.log.warn({ code: err.code, instance: instance?.url, detail: failureDetail(err) }, err.message),
+      logFailure: (err, instance, requestId) =>
+        this.log.warn({ code: err.code, instance: instance?.url, requestId, detail: failureDetail(err) }, err.message),
       proto: 'http',
+      requestIdHeader: config.requestId.header,
       stopping: false,
       accessLog: config.log.access ? accessLogger(this.log) : undefined,
     }
@@ -610,20 +612,4 @@ function reloadProblems(prev: Config, next: Config): Problem[] {
 function rolloutGauge(r: Record<string, unknown> | null): { canary: string; step: number; phase?: RolloutPhaseName } | undefined {
   if (!r || typeof r.canary !== 'string' || typeof r.step !== 'number') return undefined
   return { canary: r.canary, step: r.step, phase: rolloutPhaseName(r.status, r.phase) }
-}
-
-function accessLogger(log: Logger) {
-  const access = log.child({ log: 'access' })
-  return (req: import('node:http').IncomingMessage, status: number, ms: number, instance: Instance | undefined) => {
-    access.info({
-      method: req.method,
-      path: req.url,
-      status,
-      ms: Math.round(ms * 1000) / 1000,
-      version: instance?.version.name,
-      instance: instance?.url,
-      // Node may have detached the socket by the time a request with a body ends.
-      client: req.socket?.remoteAddress,
-    })
-  }
 }

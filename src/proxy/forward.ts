@@ -16,9 +16,10 @@ import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
 import type { Deadlines, Watched } from './deadlines.js'
 import { kSlot } from './dense-set.js'
-import { responseHeaderList, upstreamHeaders } from './headers.js'
+import { echoRequestId, responseHeaderList, upstreamHeaders } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
 import { sendOwnAnswer } from './own-answer.js'
+import { requestIdOf } from './request-id.js'
 
 export interface ForwardContext {
   /** Swapped whole by the control plane; read once per request. */
@@ -34,15 +35,31 @@ export interface ForwardContext {
   readonly requestBodyMs: number
   readonly deadlines: Deadlines
   /** Where the detail of an upstream failure goes (the client gets only the code and a short message). */
-  readonly logFailure: (err: SluiceError, instance: Instance | undefined) => void
+  readonly logFailure: (err: SluiceError, instance: Instance | undefined, requestId: string) => void
   readonly proto: string
+  /** requestId.header, lower-case: the request ID's header upstream and back (README "Request IDs"). */
+  readonly requestIdHeader: string
   /** Set when a graceful stop begins: responses then close their connection. */
   stopping: boolean
   /** Called once the user's request has been sent upstream (mirroring hangs off it). */
   onSent?: ((req: IncomingMessage, key: number, exchange: Exchange) => void) | undefined
   /** Access log line per request, or undefined (off: costs one compare). */
-  accessLog?: ((req: IncomingMessage, status: number, ms: number, instance: Instance | undefined) => void) | undefined
+  accessLog?: AccessLog | undefined
 }
+
+/**
+ * One access log line: `socket` is the client's (a request's own may be
+ * detached by the time it ends), `bytes` the response body bytes written.
+ */
+export type AccessLog = (
+  req: IncomingMessage,
+  socket: Socket,
+  status: number,
+  ms: number,
+  instance: Instance | undefined,
+  requestId: string,
+  bytes: number,
+) => void
 
 /**
  * Sees the user's response of a mirrored request as it streams, so the
@@ -146,13 +163,14 @@ function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, s
   const key = table.keyOf(headers)
   const route = table.chooseVersion(headers, key)
   const instance = route === undefined ? undefined : table.chooseInstance(route, key)
+  const id = requestIdOf(headers[ctx.requestIdHeader])
   if (route === undefined || instance === undefined) {
     const err = ctx.stopping ? new ShuttingDownError() : new NoUsableInstanceError()
-    unrouted(ctx, res, socket, err, ctx.stopping)
+    unrouted(ctx, res, socket, err, ctx.stopping, id)
     return
   }
   if (ctx.stopping) res.shouldKeepAlive = false
-  const ex = new Exchange(ctx, req, res, table, route, key, socket)
+  const ex = new Exchange(ctx, req, res, table, route, key, socket, id)
   ;(res as TaggedResponse)[kExchange] = ex
   res.once('close', onResponseClose)
   socket[kBusy] = true
@@ -161,10 +179,18 @@ function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, s
 }
 
 /** Answered by the proxy without an instance; a closing answer ends the connection's turns. */
-function unrouted(ctx: ForwardContext, res: ServerResponse, socket: ClientSocket, err: SluiceError, close: boolean): void {
+function unrouted(
+  ctx: ForwardContext,
+  res: ServerResponse,
+  socket: ClientSocket,
+  err: SluiceError,
+  close: boolean,
+  id = requestIdOf(res.req.headers[ctx.requestIdHeader]),
+): void {
   ctx.sink.unrouted(err.status)
-  sendOwnAnswer(res, err, close)
+  const bytes = sendOwnAnswer(res, err, close, ctx.requestIdHeader, id)
   if (lastOnConnection(res)) socket[kBusy] = true
+  ctx.accessLog?.(res.req, socket, err.status, 0, undefined, id, bytes)
 }
 
 /**
@@ -292,6 +318,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   /** Set by mirroring for the requests it copies. */
   tap: ResponseTap | undefined = undefined
   readonly started = performance.now()
+  /** Response body bytes written to the client, for the access log. */
+  bytes = 0
   #tries = 0
   #controller: Dispatcher.DispatchController | undefined
   #headers: string[] | undefined
@@ -320,6 +348,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     readonly route: VersionRoute,
     readonly key: number,
     readonly socket: ClientSocket,
+    readonly requestId: string,
   ) {
     this.#headDeadline = this.started + ctx.connectMs + ctx.headersTimeout
     this.#bodyDeadline = hasBody(req.headers) ? this.started + ctx.requestBodyMs : 0
@@ -336,7 +365,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     instance.inflight++
     instance.version.inflight++
     const req = this.req
-    this.#headers ??= upstreamHeaders(req, this.ctx.proto)
+    this.#headers ??= upstreamHeaders(req, this.ctx.proto, this.ctx.requestIdHeader, this.requestId)
     const pool = instance.pool
     if (pool === undefined) {
       this.onResponseError(undefined, new UpstreamFailedError('instance has no connection pool'))
@@ -382,6 +411,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     if (this.#clientGone) return
     const list = responseHeaderList(headers, statusCode === 204)
     if (this.tap !== undefined) this.tap.start(statusCode, list)
+    echoRequestId(list, headers, this.ctx.requestIdHeader, this.requestId)
     const res = this.res
     if (this.ctx.stopping) res.shouldKeepAlive = false
     // Node's types say string[] for the flat form; it takes array values (set-cookie) there too.
@@ -401,6 +431,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#clientGone || this.#finished) return
     if (this.tap !== undefined) this.tap.data(chunk)
+    this.bytes += chunk.length
     if (!this.res.write(chunk)) {
       controller.pause()
       if (!this.#drainHooked) {
@@ -439,7 +470,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     if (errorCode(err) === 'UND_ERR_INVALID_ARG') {
       // undici refused the request as sent: nothing reached the upstream, and it is not the instance's failure.
       this.status = 400
-      sendOwnAnswer(this.res, new BadRequestError(err.message), true)
+      this.bytes = sendOwnAnswer(this.res, new BadRequestError(err.message), true, this.ctx.requestIdHeader, this.requestId)
       this.#finish(400, false)
       return
     }
@@ -457,9 +488,9 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   }
 
   #fail(answer: SluiceError): void {
-    this.ctx.logFailure(answer, this.instance)
+    this.ctx.logFailure(answer, this.instance, this.requestId)
     this.status = answer.status
-    sendOwnAnswer(this.res, answer, this.ctx.stopping)
+    this.bytes = sendOwnAnswer(this.res, answer, this.ctx.stopping, this.ctx.requestIdHeader, this.requestId)
     this.#finish(answer.status, true)
   }
 
@@ -500,7 +531,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     let status = this.status
     if (!this.#responded && !this.#clientGone) {
       status = this.status = err.status
-      sendOwnAnswer(this.res, err, true)
+      this.bytes = sendOwnAnswer(this.res, err, true, this.ctx.requestIdHeader, this.requestId)
     } else if (!this.#clientGone) this.res.destroy()
     this.#finish(status, false)
     controller?.abort(err)
@@ -550,7 +581,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     this.#release()
     const ms = performance.now() - this.started
     this.ctx.sink.end(this.instance, status, ms, failed)
-    this.ctx.accessLog?.(this.req, status, ms, this.instance)
+    this.ctx.accessLog?.(this.req, this.socket, status, ms, this.instance, this.requestId, this.bytes)
     if (this.tap !== undefined) this.tap.finish(status, failed || this.#clientGone, ms)
   }
 }

@@ -35,6 +35,11 @@ for (const name of DROPPED) DROPPED_LENGTHS[name.length] = 1
  */
 const NEVER_HOP = new Set(['host', 'content-length', 'transfer-encoding'])
 
+/** A header the proxy sets, removes or frames the message with: never one a setting may claim (requestId.header). */
+export function proxyOwnedHeader(lowerCaseName: string): boolean {
+  return DROPPED.has(lowerCaseName) || NEVER_HOP.has(lowerCaseName)
+}
+
 /** Tokens of a Connection header that name extra hop-by-hop headers (beyond keep-alive/close/upgrade). */
 function connectionNamed(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined
@@ -54,16 +59,23 @@ function connectionNamed(value: string | undefined): Set<string> | undefined {
   return out
 }
 
-/** The flat [name, value, ...] list sent upstream. */
-export function upstreamHeaders(req: IncomingMessage, proto: string): string[] {
+/**
+ * The flat [name, value, ...] list sent upstream. With a request ID (README
+ * "Request IDs"; `idName` lower-case, `id` already chosen), the client's own
+ * copies of that header are left out and the chosen one is added once; the
+ * name's length is compared first, so other headers pay one integer compare.
+ */
+export function upstreamHeaders(req: IncomingMessage, proto: string, idName = '', id = ''): string[] {
   const raw = req.rawHeaders
   const out: string[] = []
   const extra = connectionNamed(req.headers.connection)
+  const idLen = idName === '' ? -1 : idName.length
   let xff: string | undefined
   let host: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
     const len = name.length
+    if (len === idLen && name.toLowerCase() === idName) continue
     if ((len < 32 && DROPPED_LENGTHS[len] === 1) || extra !== undefined) {
       const lower = name.toLowerCase()
       if (lower === 'x-forwarded-for') {
@@ -81,6 +93,7 @@ export function upstreamHeaders(req: IncomingMessage, proto: string): string[] {
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
   out.push('x-forwarded-proto', proto)
   if (host !== undefined) out.push('x-forwarded-host', host)
+  if (idLen > 0) out.push(idName, id)
   return out
 }
 
@@ -114,6 +127,28 @@ export function responseHeaderList(headers: IncomingHttpHeaders, noLength = fals
     if (v !== undefined) out.push(name, v)
   }
   return out
+}
+
+/**
+ * Adds the request ID to a response's flat header list (from
+ * responseHeaderList). An upstream's own copy is replaced, so the client
+ * always sees the ID the proxy logged and sent upstream.
+ */
+export function echoRequestId(
+  list: (string | string[])[],
+  headers: IncomingHttpHeaders,
+  idName: string,
+  id: string,
+): void {
+  if (headers[idName] !== undefined) {
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] === idName) {
+        list.splice(i, 2)
+        break
+      }
+    }
+  }
+  list.push(idName, id)
 }
 
 /** Removes hop-by-hop headers from an upstream response's parsed headers, in place. */

@@ -13,6 +13,7 @@ import {
 } from '../errors.js'
 import type { Sluice, SluiceHooks } from '../lifecycle/sluice.js'
 import { CLIENT_CLOSED } from '../proxy/forward.js'
+import { requestIdOf } from '../proxy/request-id.js'
 import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
 import type { Handshake, WsConnection } from './connection.js'
@@ -226,9 +227,15 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     this.#sluice.listener.server.emit('request', req, res)
   }
 
+  /** The handshake carries a request ID upstream as every request does (README "Request IDs"). */
+  #requestId(req: IncomingMessage): [proto: string, idName: string, id: string] {
+    const ctx = this.#sluice.forwardContext
+    return [ctx.proto, ctx.requestIdHeader, requestIdOf(req.headers[ctx.requestIdHeader])]
+  }
+
   async #relay(u: Upgrade): Promise<void> {
     const { req, socket, head, handshake } = u
-    const headers = relayHeaders(req, this.#sluice.forwardContext.proto)
+    const headers = relayHeaders(req, ...this.#requestId(req))
     const offer = offeredProtocols(req)
     const options = this.#relayOptions()
     const reached = await this.#reach(u, (i) => openRelayUpstream(i.url + handshake.path, headers, offer, options))
@@ -261,7 +268,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   async #tunnel(u: Upgrade): Promise<void> {
     const { req, socket, head, handshake } = u
-    const headers = tunnelHeaders(req, this.#sluice.forwardContext.proto)
+    const headers = tunnelHeaders(req, ...this.#requestId(req))
     const t = this.#sluice.config.timeouts
     const bounds = { connectMs: t.connectMs, upstreamMs: t.upstreamMs }
     const reached = await this.#reach(u, (i) => openTunnelUpstream(i.url, handshake.path, headers, bounds))

@@ -50,8 +50,8 @@ const PER_SIDE = new Set([
  * minus the Sec-WebSocket-* fields each side negotiates for itself. An object
  * because that is what ws accepts; repeated fields are joined.
  */
-export function relayHeaders(req: IncomingMessage, proto: string): Record<string, string> {
-  const flat = upstreamHeaders(req, proto)
+export function relayHeaders(req: IncomingMessage, proto: string, idName = '', id = ''): Record<string, string> {
+  const flat = upstreamHeaders(req, proto, idName, id)
   const out: Record<string, string> = {}
   for (let i = 0; i < flat.length; i += 2) {
     const name = flat[i]!.toLowerCase()
@@ -68,8 +68,8 @@ export function relayHeaders(req: IncomingMessage, proto: string): Record<string
  * same header rules, with the upgrade itself and every Sec-WebSocket-* field
  * kept, because the two ends negotiate with each other through the tunnel.
  */
-export function tunnelHeaders(req: IncomingMessage, proto: string): string[] {
-  const flat = upstreamHeaders(req, proto)
+export function tunnelHeaders(req: IncomingMessage, proto: string, idName = '', id = ''): string[] {
+  const flat = upstreamHeaders(req, proto, idName, id)
   flat.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade ?? 'websocket')
   return flat
 }

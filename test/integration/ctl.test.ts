@@ -216,7 +216,7 @@ describe('sluice ctl against the admin API', () => {
   test('rollout status reads the state; rollout history reads /v1/rollouts', async () => {
     answers.set('GET /v1/rollouts', [200, []])
     expect((await ctl(['rollout', 'status'])).stdout).toBe(
-      'rollout\n  status  progressing\n  canary  green (baseline blue)\n  step    1\n  reason  -\n',
+      'rollout\n  status  progressing\n  canary  green (baseline blue)\n  step    2\n  reason  -\n',
     )
     expect((await ctl(['rollout', 'history'])).stdout).toBe('no rollouts yet\n')
     expect(seen.map((s) => s.url)).toEqual(['/v1/state', '/v1/rollouts'])

@@ -70,7 +70,7 @@ describe("the proxy's own answers", () => {
       status: 502,
       type: 'application/json',
       cache: 'no-store',
-      body: { error: { code: 'SLUICE_UPSTREAM_FAILED', message: 'could not connect to the upstream' } },
+      body: { error: { code: 'SLUICE_UPSTREAM_FAILED', message: 'could not connect to the upstream', requestId: expect.any(String) } },
     })
     const text = JSON.stringify(r.body)
     for (const internal of [new URL(refused).port, '127.0.0.1', 'ECONNREFUSED', 'UND_ERR']) expect(text).not.toContain(internal)
@@ -79,7 +79,7 @@ describe("the proxy's own answers", () => {
   it('502 for an upstream that answers garbage: a short message, no parser error text', async () => {
     const r = await get({ 'x-version': 'garbage' })
     expect(r.status).toBe(502)
-    expect(r.body).toEqual({ error: { code: 'SLUICE_UPSTREAM_FAILED', message: 'the upstream failed to answer' } })
+    expect(r.body).toEqual({ error: { code: 'SLUICE_UPSTREAM_FAILED', message: 'the upstream failed to answer', requestId: expect.any(String) } })
   })
 
   it('504 SLUICE_UPSTREAM_TIMEOUT when the headers do not come within timeouts.upstreamMs', async () => {
@@ -88,7 +88,7 @@ describe("the proxy's own answers", () => {
       type: 'application/json',
       cache: 'no-store',
       body: {
-        error: { code: 'SLUICE_UPSTREAM_TIMEOUT', message: 'the upstream did not answer in time' },
+        error: { code: 'SLUICE_UPSTREAM_TIMEOUT', message: 'the upstream did not answer in time', requestId: expect.any(String) },
       },
     })
   })
@@ -100,7 +100,7 @@ describe("the proxy's own answers", () => {
         status: 503,
         type: 'application/json',
         cache: 'no-store',
-        body: { error: { code: 'SLUICE_NO_USABLE_INSTANCE', message: 'no usable instance in any version' } },
+        body: { error: { code: 'SLUICE_NO_USABLE_INSTANCE', message: 'no usable instance in any version', requestId: expect.any(String) } },
       })
     } finally {
       for (const version of VERSIONS) await admin(proxy, 'POST', '/v1/undrain', { version })

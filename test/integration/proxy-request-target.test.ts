@@ -41,7 +41,11 @@ describe('request-targets that are not a plain path', () => {
       const r = await rawExchange(proxy.port, ['OPTIONS * HTTP/1.1\r\nHost: shop.example\r\n\r\n'], { timeoutMs: 5000 })
       expect(r.status).toBe(400)
       expect(JSON.parse(r.body)).toEqual({
-        error: { code: 'SLUICE_BAD_REQUEST', message: 'cannot forward the request-target "*"' },
+        error: {
+          code: 'SLUICE_BAD_REQUEST',
+          message: 'cannot forward the request-target "*"',
+          requestId: expect.any(String),
+        },
       })
     }
     expect(a.hits + b.hits).toBe(hits)

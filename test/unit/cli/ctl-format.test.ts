@@ -40,7 +40,7 @@ describe('sluice ctl state', () => {
         'rollout',
         '  status  progressing',
         '  canary  green (baseline blue)',
-        '  step    1',
+        '  step    2',
         '  reason  -',
         '',
         'analysis',
@@ -99,7 +99,7 @@ describe('sluice ctl state', () => {
       },
       NOW,
     )
-    expect(out).toContain('  step       1 (2 of 3, canary weight 25)\n')
+    expect(out).toContain('  step       2 of 3 (canary weight 25)\n')
     expect(out).toContain('  hold left  42 s\n')
     expect(out).toContain('  on breach  pause\n')
     expect(out).toContain('  reason     canary error rate 0.05 exceeds baseline 0.001 + 0.02 (n=400)\n')
