@@ -1,4 +1,5 @@
-// `npm run prepare`: builds dist/ unless it is newer than every input.
+// `npm run prepare` (kept in .ci/ since the top level holds only the project's fixed set of files):
+// builds dist/ unless it is newer than every input.
 //
 // `npx sluice ...` inside this repository installs the package into npx's
 // cache as a link to the working tree and runs its `prepare` on every call
