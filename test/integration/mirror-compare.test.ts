@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { request } from 'undici'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 let counter = 0
 
@@ -58,10 +57,14 @@ describe('mirror comparison', () => {
       await res.body.text()
       expect(res.statusCode).toBeLessThan(500)
     }
-    return waitFor(async () => {
-      const m = (await admin(p, 'GET', '/v1/state')).body.mirror
-      return m.matched + m.mismatches + m.errors + m.uncompared === n ? m : undefined
-    }, `${n} settled copies`)
+    return vi.waitFor(
+      async () => {
+        const m = (await admin(p, 'GET', '/v1/state')).body.mirror
+        expect(m.matched + m.mismatches + m.errors + m.uncompared, `${n} settled copies`).toBe(n)
+        return m
+      },
+      { timeout: 10_000, interval: 20 },
+    )
   }
 
   async function metric(outcome: string): Promise<number> {

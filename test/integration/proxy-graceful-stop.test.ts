@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { inflight } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 describe('a graceful stop with requests in flight', () => {
   let slow: TestUpstream
@@ -43,13 +42,15 @@ describe('a graceful stop with requests in flight', () => {
       })
       return { status: res.statusCode, connection: res.headers.connection, body: await res.body.text() }
     })
-    await waitFor(() => slow.hits === 10, 'all 10 requests to reach the upstream')
+    await expect.poll(() => slow.hits, { message: 'all 10 requests to reach the upstream' }).toBe(10)
     expect(inflight(proxy)).toBe(10)
 
     const stopped = proxy.stop()
     // The stop waits for the requests: readyz answers 503 meanwhile.
-    await waitFor(async () => (await fetch(`${proxy.adminUrl}/readyz`)).status === 503, 'readyz 503')
-    await waitFor(() => !proxy.sluice.listener.server.listening, 'the listener to stop accepting')
+    await expect.poll(async () => (await fetch(`${proxy.adminUrl}/readyz`)).status, { message: 'readyz 503' }).toBe(503)
+    await expect
+      .poll(() => proxy.sluice.listener.server.listening, { message: 'the listener to stop accepting' })
+      .toBe(false)
     const refused = await new Promise<string>((resolve) => {
       const s = connect(proxy.port, '127.0.0.1')
       s.on('connect', () => {

@@ -3,7 +3,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 /** Several proxies sharing one Redis act as one: README, "Several proxies (Redis)". */
 describe('proxies sharing Redis', () => {
@@ -52,11 +51,12 @@ describe('proxies sharing Redis', () => {
     expect(put.status).toBe(200)
     const changedAt = Date.now()
     for (const p of [b!, c!]) {
-      await waitFor(
-        async () => (await weightsOf(p)).green === 100,
-        'the change on every proxy',
-        1000 - (Date.now() - changedAt),
-      )
+      await expect
+        .poll(async () => (await weightsOf(p)).green, {
+          message: 'the change on every proxy',
+          timeout: 1000 - (Date.now() - changedAt),
+        })
+        .toBe(100)
     }
     expect(Date.now() - changedAt).toBeLessThan(1000)
     const res = await fetch(c!.url + '/')
@@ -67,7 +67,12 @@ describe('proxies sharing Redis', () => {
   it('a drain through one proxy applies on all, and the shared audit keeps the original source', async () => {
     const [a, b] = await cluster(2)
     expect((await admin(b!, 'POST', '/v1/drain', { version: 'green' })).status).toBe(200)
-    await waitFor(async () => (await admin(a!, 'GET', '/v1/state')).body.versions.green.draining, 'drain on a', 1000)
+    await expect
+      .poll(async () => (await admin(a!, 'GET', '/v1/state')).body.versions.green.draining, {
+        message: 'drain on a',
+        timeout: 1000,
+      })
+      .toBeTruthy()
     const audit = (await admin(a!, 'GET', '/v1/audit')).body as { action: string; source: string }[]
     expect(audit.at(-1)).toMatchObject({ action: 'drain', source: 'admin' })
   })
@@ -81,7 +86,8 @@ describe('proxies sharing Redis', () => {
     // Written the way a commit writes it, but never published.
     await raw.hset(`${keyPrefix}state`, 'revision', next.revision, 'json', JSON.stringify(next))
     const writtenAt = Date.now()
-    for (const p of [a!, b!]) await waitFor(async () => (await weightsOf(p)).green === 70, 'the polled change', 3000)
+    for (const p of [a!, b!])
+      await expect.poll(async () => (await weightsOf(p)).green, { message: 'the polled change', timeout: 3000 }).toBe(70)
     expect(Date.now() - writtenAt).toBeLessThan(1000)
   })
 
@@ -89,7 +95,9 @@ describe('proxies sharing Redis', () => {
     const [a1, a2] = await cluster(2)
     const [b1] = await cluster(1)
     await admin(a1!, 'PUT', '/v1/weights', { blue: 40, green: 60 })
-    await waitFor(async () => (await weightsOf(a2!)).green === 60, 'the change within cluster a', 1000)
+    await expect
+      .poll(async () => (await weightsOf(a2!)).green, { message: 'the change within cluster a', timeout: 1000 })
+      .toBe(60)
     await admin(b1!, 'PUT', '/v1/weights', { blue: 90, green: 10 })
     // Both clusters' changes have been published and polled by now.
     await new Promise((r) => setTimeout(r, 700))

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 /**
  * Several proxies as one rollout: the verdict is computed on the sum of
@@ -53,7 +52,9 @@ describe('a rollout across proxies sharing Redis', () => {
     const a = await start(prefix)
     const b = await start(prefix)
     expect((await admin(a, 'POST', '/v1/rollout', { canary: 'green' })).status).toBe(201)
-    await waitFor(async () => (await admin(b, 'GET', '/v1/state')).body.weights.green === 50, 'the step on b')
+    await expect
+      .poll(async () => (await admin(b, 'GET', '/v1/state')).body.weights.green, { message: 'the step on b' })
+      .toBe(50)
 
     // 80 requests through a: 40 reach green, below minRequests (60), so no verdict.
     await send(a, 80)
@@ -62,20 +63,22 @@ describe('a rollout across proxies sharing Redis', () => {
 
     // 80 more through b: 80 green requests across the two, every one an error.
     await send(b, 80)
-    const rolled = await waitFor(
+    const rolled = await vi.waitFor(
       async () => {
         const s = (await admin(a, 'GET', '/v1/state')).body
-        return s.rollout.status === 'rolled_back' ? s : undefined
+        expect(s.rollout.status, 'the rollback').toBe('rolled_back')
+        return s
       },
-      'the rollback',
-      10_000,
+      { timeout: 10_000, interval: 20 },
     )
     expect(rolled.weights).toEqual({ blue: 100, green: 0 })
     expect(rolled.rollout.reason).toMatch(/error rate/)
     // The reason names the pooled sample: at least both proxies' 40 each.
     const sizes = [...String(rolled.rollout.reason).matchAll(/(\d+) vs (\d+) requests/g)].map((m) => Number(m[1]))
     expect(Math.max(...sizes)).toBeGreaterThanOrEqual(60)
-    await waitFor(async () => (await admin(b, 'GET', '/v1/state')).body.weights.green === 0, 'b to follow')
+    await expect
+      .poll(async () => (await admin(b, 'GET', '/v1/state')).body.weights.green, { message: 'b to follow' })
+      .toBe(0)
   })
 })
 
@@ -118,10 +121,13 @@ describe('rollout leader failover', () => {
       )
     }
     const [a, b] = proxies as [TestProxy, TestProxy]
-    const leader = await waitFor(async () => {
-      for (const p of [a, b]) if ((await admin(p, 'GET', '/v1/state')).body.store.leader) return p
-      return undefined
-    }, 'a leader')
+    const leader = await vi.waitFor(
+      async () => {
+        for (const p of [a, b]) if ((await admin(p, 'GET', '/v1/state')).body.store.leader) return p
+        throw new Error('no leader yet')
+      },
+      { timeout: 10_000, interval: 20 },
+    )
     const follower = leader === a ? b : a
     expect((await admin(follower, 'POST', '/v1/rollout', { canary: 'green' })).status).toBe(201)
 
@@ -134,15 +140,20 @@ describe('rollout leader failover', () => {
         }
       }
     })()
-    await waitFor(async () => (await admin(follower, 'GET', '/v1/state')).body.rollout.step === 1, 'step 1', 15_000)
+    await expect
+      .poll(async () => (await admin(follower, 'GET', '/v1/state')).body.rollout.step, {
+        message: 'step 1',
+        timeout: 15_000,
+      })
+      .toBe(1)
     await leader.stop()
-    const done = await waitFor(
+    const done = await vi.waitFor(
       async () => {
         const s = (await admin(follower, 'GET', '/v1/state')).body
-        return s.rollout.status === 'promoted' ? s : undefined
+        expect(s.rollout.status, 'the promotion by the surviving proxy').toBe('promoted')
+        return s
       },
-      'the promotion by the surviving proxy',
-      20_000,
+      { timeout: 20_000, interval: 20 },
     )
     running = false
     await traffic

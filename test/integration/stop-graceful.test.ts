@@ -4,7 +4,6 @@ import { request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { admin } from '../helpers/proxy.js'
-import { waitFor } from '../helpers/wait.js'
 
 const GET = 'GET / HTTP/1.1\r\nHost: sluice.test\r\n\r\n'
 
@@ -32,7 +31,7 @@ describe('a graceful stop of the proxy', () => {
     f = await startDeployFixture({ blue: [{ name: 'blue' }] })
     const c = await rawClient(f.proxy.port)
     c.socket.write(GET)
-    await waitFor(() => c.text().includes('"name":"blue"'), 'first response')
+    await expect.poll(() => c.text().includes('"name":"blue"'), { message: 'first response' }).toBeTruthy()
     expect(c.text()).toMatch(/connection: keep-alive/i)
     await f.proxy.stop()
     await c.closed
@@ -43,7 +42,7 @@ describe('a graceful stop of the proxy', () => {
     f = await startDeployFixture({ blue: [{ name: 'blue' }] })
     const c = await rawClient(f.proxy.port)
     c.socket.write(GET)
-    await waitFor(() => c.text().includes('"name":"blue"'), 'first response')
+    await expect.poll(() => c.text().includes('"name":"blue"'), { message: 'first response' }).toBeTruthy()
     const stopping = f.proxy.stop()
     // Written as the stop begins: the proxy reads it only after it began.
     c.socket.write(GET)
@@ -64,7 +63,7 @@ describe('a graceful stop of the proxy', () => {
     f = await startDeployFixture({ blue: [{ name: 'blue', handler: slow }] })
     const { proxy } = f
     const pending = request(`${proxy.url}/slow`)
-    await waitFor(() => held.length === 1, 'request held upstream')
+    await expect.poll(() => held.length, { message: 'request held upstream' }).toBe(1)
     const stopping = proxy.sluice.stop()
     expect((await admin(proxy, 'GET', '/readyz')).status).toBe(503)
     held[0]!.writeHead(200, { 'content-type': 'text/plain' })
