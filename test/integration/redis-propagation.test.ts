@@ -41,6 +41,14 @@ describe('proxies sharing Redis', () => {
 
   const weightsOf = async (p: TestProxy) => (await admin(p, 'GET', '/v1/state')).body.weights
 
+  /** Writes new weights the way a commit writes them, but never publishes them: only a poll brings them. */
+  const writeUnpublished = async (keyPrefix: string, weights: Record<string, number>) => {
+    const raw = redis.client()
+    const shared = JSON.parse((await raw.hget(`${keyPrefix}state`, 'json'))!)
+    const next = { ...shared, revision: shared.revision + 1, weights }
+    await raw.hset(`${keyPrefix}state`, 'revision', next.revision, 'json', JSON.stringify(next))
+  }
+
   it('a weight change through one proxy reaches every proxy within one second, and their traffic follows', async () => {
     const [a, b, c] = await cluster(3)
     const state = (await admin(b!, 'GET', '/v1/state')).body
@@ -80,29 +88,36 @@ describe('proxies sharing Redis', () => {
   it('a change whose message is lost still reaches every proxy, by polling', async () => {
     const keyPrefix = `lost-${randomBytes(4).toString('hex')}:`
     const [a, b] = await cluster(2, keyPrefix)
-    const raw = redis.client()
-    const shared = JSON.parse((await raw.hget(`${keyPrefix}state`, 'json'))!)
-    const next = { ...shared, revision: shared.revision + 1, weights: { blue: 30, green: 70 } }
-    // Written the way a commit writes it, but never published.
-    await raw.hset(`${keyPrefix}state`, 'revision', next.revision, 'json', JSON.stringify(next))
+    await writeUnpublished(keyPrefix, { blue: 30, green: 70 })
     const writtenAt = Date.now()
     for (const p of [a!, b!])
-      await expect.poll(async () => (await weightsOf(p)).green, { message: 'the polled change', timeout: 3000 }).toBe(70)
+      await expect
+        .poll(async () => (await weightsOf(p)).green, { message: 'the polled change', timeout: 3000 })
+        .toBe(70)
     expect(Date.now() - writtenAt).toBeLessThan(1000)
   })
 
   it('two clusters with different key prefixes on one Redis do not see each other', async () => {
-    const [a1, a2] = await cluster(2)
-    const [b1] = await cluster(1)
+    const prefixA = `a-${randomBytes(4).toString('hex')}:`
+    const [a1, a2] = await cluster(2, prefixA)
+    const [b1, b2] = await cluster(2)
     await admin(a1!, 'PUT', '/v1/weights', { blue: 40, green: 60 })
     await expect
       .poll(async () => (await weightsOf(a2!)).green, { message: 'the change within cluster a', timeout: 1000 })
       .toBe(60)
     await admin(b1!, 'PUT', '/v1/weights', { blue: 90, green: 10 })
-    // Both clusters' changes have been published and polled by now.
-    await new Promise((r) => setTimeout(r, 700))
-    expect(await weightsOf(a1!)).toEqual({ blue: 40, green: 60 })
-    expect(await weightsOf(a2!)).toEqual({ blue: 40, green: 60 })
+    // Published: the other proxy of cluster b has it.
+    await expect
+      .poll(async () => (await weightsOf(b2!)).green, { message: 'the change within cluster b', timeout: 1000 })
+      .toBe(10)
+    // A change in cluster a that only a poll brings: once both show it, both polled Redis after b's change.
+    await writeUnpublished(prefixA, { blue: 45, green: 55 })
+    for (const p of [a1!, a2!])
+      await expect
+        .poll(async () => (await weightsOf(p)).green, { message: 'the polled change in cluster a', timeout: 3000 })
+        .toBe(55)
+    expect(await weightsOf(a1!)).toEqual({ blue: 45, green: 55 })
+    expect(await weightsOf(a2!)).toEqual({ blue: 45, green: 55 })
     expect(await weightsOf(b1!)).toEqual({ blue: 90, green: 10 })
     expect((await admin(b1!, 'GET', '/v1/audit')).body).toHaveLength(1)
   })

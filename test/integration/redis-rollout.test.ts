@@ -4,6 +4,22 @@ import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
+/** The proxy that holds the lease, once one does. */
+const leaderOf = (ps: TestProxy[]) =>
+  vi.waitFor(
+    async () => {
+      for (const p of ps) if ((await admin(p, 'GET', '/v1/state')).body.store.leader) return p
+      throw new Error('no leader yet')
+    },
+    { timeout: 10_000, interval: 20 },
+  )
+
+/** Waits until a call of `spy` made from now on has returned. */
+const nextCallDone = async (spy: { mock: { calls: unknown[]; settledResults: { type: string }[] } }) => {
+  const before = spy.mock.calls.length
+  await expect.poll(() => spy.mock.settledResults.filter((r) => r.type !== 'incomplete').length).toBeGreaterThan(before)
+}
+
 /**
  * Several proxies as one rollout: the verdict is computed on the sum of
  * their traffic, and a leader's death does not stop the rollout.
@@ -57,8 +73,14 @@ describe('a rollout across proxies sharing Redis', () => {
       .toBe(50)
 
     // 80 requests through a: 40 reach green, below minRequests (60), so no verdict.
+    const published = vi.spyOn(a.sluice.store, 'publishSlices')
+    const verdicts = vi.spyOn((await leaderOf([a, b])).rollout, 'tick')
     await send(a, 80)
-    await new Promise((r) => setTimeout(r, 1000))
+    // Judged on them: a published its slices after the last request, then the leader ran a whole verdict.
+    await nextCallDone(published)
+    await nextCallDone(verdicts)
+    published.mockRestore()
+    verdicts.mockRestore()
     expect((await admin(a, 'GET', '/v1/state')).body.rollout.status).toBe('progressing')
 
     // 80 more through b: 80 green requests across the two, every one an error.
@@ -121,13 +143,7 @@ describe('rollout leader failover', () => {
       )
     }
     const [a, b] = proxies as [TestProxy, TestProxy]
-    const leader = await vi.waitFor(
-      async () => {
-        for (const p of [a, b]) if ((await admin(p, 'GET', '/v1/state')).body.store.leader) return p
-        throw new Error('no leader yet')
-      },
-      { timeout: 10_000, interval: 20 },
-    )
+    const leader = await leaderOf([a, b])
     const follower = leader === a ? b : a
     expect((await admin(follower, 'POST', '/v1/rollout', { canary: 'green' })).status).toBe(201)
 

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, type TestProxy } from '../helpers/proxy.js'
 import { auditEntry, FAST_STEPS, metric, recordedUpstream, rolloutProxy, USERS, versionsOf } from './rollout-fixture.js'
@@ -44,7 +44,7 @@ async function lastReport(proxy: TestProxy): Promise<any> {
 
 describe('a rollout driven by the analysis', () => {
   it('a canary with 20% 5xx is rolled back, and its sticky users return to the baseline', async () => {
-    const { green, proxy, load } = await setUp({})
+    const { blue, green, proxy, load } = await setUp({})
     const steps = [{ weight: 20, holdMs: 60_000 }, { weight: 100 }]
     const started = await admin(proxy, 'POST', '/v1/rollout', { canary: 'green', baseline: 'blue', steps })
     expect(started.status).toBe(201)
@@ -77,9 +77,11 @@ describe('a rollout driven by the analysis', () => {
 
     const after = await versionsOf(proxy, onCanary)
     expect([...after.values()].every((v) => v === 'blue')).toBe(true)
+    // The load goes on (100 more requests at the baseline): the canary gets at most what was in flight.
     const served = green.arrivals.length
-    await new Promise((r) => setTimeout(r, 300))
-    expect(green.arrivals.length - served).toBeLessThanOrEqual(8) // at most what was in flight
+    const atBaseline = blue.arrivals.length
+    await expect.poll(() => blue.arrivals.length, { message: 'more load' }).toBeGreaterThan(atBaseline + 100)
+    expect(green.arrivals.length - served).toBeLessThanOrEqual(8)
 
     const report = await lastReport(proxy)
     expect(report).toMatchObject({ canary: 'green', baseline: 'blue', outcome: 'rolled_back', reason: entry.reason })
@@ -178,7 +180,13 @@ describe('a rollout driven by the analysis', () => {
     await expect
       .poll(async () => (await admin(proxy, 'GET', '/readyz')).status, { message: 'the first probe round' })
       .toBe(200)
-    await new Promise((r) => setTimeout(r, 500))
+    await expect
+      .poll(async () => (await admin(proxy, 'GET', '/v1/state')).body.versions.green.instances[0].healthy)
+      .toBe(true)
+    // A verdict begun once the canary was probed healthy, and done: it found an instance to judge.
+    const verdicts = vi.spyOn(proxy.rollout, 'tick')
+    await expect.poll(() => verdicts.mock.settledResults.filter((r) => r.type !== 'incomplete').length).toBeGreaterThan(0)
+    verdicts.mockRestore()
     expect(await rollout(proxy)).toMatchObject({ status: 'progressing', step: 0 })
 
     green.upstream.healthy = false
