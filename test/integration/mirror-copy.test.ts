@@ -3,8 +3,9 @@ import { request } from 'undici'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { runCtl } from '../../src/cli/ctl.js'
 import { steadyLoad } from '../helpers/load.js'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
 import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 interface Seen {
   method: string
@@ -271,22 +272,12 @@ describe('mirroring copies', () => {
 })
 
 describe('PUT /v1/mirror', () => {
-  let blue: TestUpstream
-  let green: TestUpstream
-  let p: TestProxy
-  afterEach(async () => {
-    await p?.stop()
-    await blue?.close()
-    await green?.close()
-  })
+  let f: BlueGreen | undefined
+  afterEach(() => f?.close())
 
   it('starts and stops mirroring through the change path, and refuses invalid settings', async () => {
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
-    p = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 100 },
-    })
+    f = await blueGreen({ weights: { blue: 100 } })
+    const { blue, green, proxy: p } = f
     expect((await admin(p, 'GET', '/v1/state')).body.mirror).toBeNull()
     expect((await admin(p, 'GET', '/v1/mirror')).body).toBeNull()
 
@@ -328,12 +319,8 @@ describe('PUT /v1/mirror', () => {
 
 describe('sluice ctl mirror', () => {
   it('start, mismatches and stop work against the real admin API', async () => {
-    const blue = await startUpstream('blue')
-    const green = await startUpstream('green')
-    const p = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 100 },
-    })
+    const f = await blueGreen({ weights: { blue: 100 } })
+    const p = f.proxy
     try {
       const ctl = async (...argv: string[]) => {
         let out = ''
@@ -361,9 +348,7 @@ describe('sluice ctl mirror', () => {
       expect(await ctl('mirror', 'stop')).toEqual({ code: 0, out: 'mirroring stopped\n', err: '' })
       expect((await admin(p, 'GET', '/v1/state')).body.mirror).toBeNull()
     } finally {
-      await p.stop()
-      await blue.close()
-      await green.close()
+      await f.close()
     }
   })
 })

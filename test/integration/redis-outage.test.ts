@@ -3,26 +3,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initialState } from '../../src/state/desired.js'
 import { RedisStore } from '../../src/state/redis-store.js'
 import { steadyLoad } from '../helpers/load.js'
+import { type BlueGreenUpstreams, blueGreenUpstreams } from '../helpers/blue-green.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
 /** Fail-static: Redis dying never fails a request, and a Redis that comes back empty is re-seeded. */
 describe('proxies sharing a Redis that dies and comes back empty', () => {
   let redis: TestRedis
-  let blue: TestUpstream
-  let green: TestUpstream
+  let ups: BlueGreenUpstreams
   const proxies: TestProxy[] = []
   const keyPrefix = 'outage:'
 
   beforeAll(async () => {
     redis = await startRedis()
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
+    ups = await blueGreenUpstreams()
     for (let i = 0; i < 3; i++) {
       proxies.push(
         await startProxy({
-          versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+          versions: ups.versions,
           weights: { blue: 100 },
           redis: { url: redis.url, keyPrefix },
         }),
@@ -32,8 +30,7 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
   afterAll(async () => {
     await Promise.all(proxies.map((p) => p.stop()))
     await redis?.stop()
-    await blue?.close()
-    await green?.close()
+    await ups?.close()
   })
 
   const state = async (p: TestProxy) => (await admin(p, 'GET', '/v1/state')).body

@@ -1,35 +1,32 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { type BlueGreenUpstreams, blueGreenUpstreams } from '../helpers/blue-green.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
 /** Several proxies sharing one Redis act as one: README, "Several proxies (Redis)". */
 describe('proxies sharing Redis', () => {
   let redis: TestRedis
-  let blue: TestUpstream
-  let green: TestUpstream
+  let ups: BlueGreenUpstreams
   const proxies: TestProxy[] = []
 
   beforeAll(async () => {
     redis = await startRedis()
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
+    ups = await blueGreenUpstreams()
   })
   afterEach(async () => {
     await Promise.all(proxies.splice(0).map((p) => p.stop()))
   })
   afterAll(async () => {
     await redis?.stop()
-    await blue?.close()
-    await green?.close()
+    await ups?.close()
   })
 
   const cluster = async (n: number, keyPrefix = `prop-${randomBytes(4).toString('hex')}:`) => {
     const started: TestProxy[] = []
     for (let i = 0; i < n; i++) {
       const p = await startProxy({
-        versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+        versions: ups.versions,
         weights: { blue: 100 },
         redis: { url: redis.url, keyPrefix },
       })

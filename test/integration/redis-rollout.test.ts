@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { type BlueGreenUpstreams, blueGreenUpstreams } from '../helpers/blue-green.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
 /** The proxy that holds the lease, once one does. */
 const leaderOf = (ps: TestProxy[]) =>
@@ -26,28 +26,28 @@ const nextCallDone = async (spy: { mock: { calls: unknown[]; settledResults: { t
  */
 describe('a rollout across proxies sharing Redis', () => {
   let redis: TestRedis
-  let blue: TestUpstream
-  let green: TestUpstream
+  let ups: BlueGreenUpstreams
   const proxies: TestProxy[] = []
 
   beforeAll(async () => {
     redis = await startRedis()
-    blue = await startUpstream('blue')
-    green = await startUpstream('green', (req, res) => {
-      req.resume()
-      res.writeHead(500, { 'x-upstream': 'green' })
-      res.end('broken')
+    ups = await blueGreenUpstreams({
+      green: (req, res) => {
+        req.resume()
+        res.writeHead(500, { 'x-upstream': 'green' })
+        res.end('broken')
+      },
     })
   })
   afterAll(async () => {
     await Promise.all(proxies.map((p) => p.stop()))
-    await Promise.all([blue.close(), green.close()])
+    await ups?.close()
     await redis?.stop()
   })
 
   const start = async (keyPrefix: string) => {
     const p = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+      versions: ups.versions,
       weights: { blue: 100 },
       // Ejection would end the test on its own ("canary without instances"); this one is about the figures.
       outlier: { consecutiveFailures: 0 },
@@ -106,18 +106,16 @@ describe('a rollout across proxies sharing Redis', () => {
 
 describe('rollout leader failover', () => {
   let redis: TestRedis
-  let blue: TestUpstream
-  let green: TestUpstream
+  let ups: BlueGreenUpstreams
   const proxies: TestProxy[] = []
 
   beforeAll(async () => {
     redis = await startRedis()
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
+    ups = await blueGreenUpstreams()
   })
   afterAll(async () => {
     await Promise.all(proxies.map((p) => p.stop()))
-    await Promise.all([blue.close(), green.close()])
+    await ups?.close()
     await redis?.stop()
   })
 
@@ -126,7 +124,7 @@ describe('rollout leader failover', () => {
     for (let i = 0; i < 2; i++) {
       proxies.push(
         await startProxy({
-          versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+          versions: ups.versions,
           weights: { blue: 100 },
           analysis: { intervalMs: 200, windowMs: 30_000, minRequests: 20 },
           rollout: {

@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
+import { admin, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { auditEntry, metric } from './rollout-fixture.js'
 
 /**
@@ -16,24 +16,14 @@ import { auditEntry, metric } from './rollout-fixture.js'
 const run = promisify(execFile)
 const CLI = resolve(import.meta.dirname, '../../dist/cli/main.js')
 
-let blue: TestUpstream
-let green: TestUpstream
+let f: BlueGreen
 let proxy: TestProxy
 
 beforeAll(async () => {
-  blue = await startUpstream('blue')
-  green = await startUpstream('green')
-  proxy = await startProxy({
-    versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-    weights: { blue: 100 },
-    analysis: { intervalMs: 100, windowMs: 5000, minRequests: 50 },
-  })
+  f = await blueGreen({ weights: { blue: 100 }, analysis: { intervalMs: 100, windowMs: 5000, minRequests: 50 } })
+  proxy = f.proxy
 })
-afterAll(async () => {
-  await proxy.stop()
-  await blue.close()
-  await green.close()
-})
+afterAll(() => f?.close())
 
 const steps = [{ weight: 30, holdMs: 1000 }, { weight: 60 }, { weight: 100 }]
 
