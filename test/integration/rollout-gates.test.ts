@@ -26,13 +26,10 @@ beforeAll(async () => {
   prom = await startPrometheus(exporter.url)
   receiver = await startReceiver()
   // The first scrape lands a few seconds after the start.
-  await expect
-    .poll(async () => (await prom.values('checkout_conversion')).length, {
-      message: 'the first scrape',
-      timeout: 30_000,
-      interval: 200,
-    })
-    .toBe(2)
+  await vi.waitFor(
+    async () => expect((await prom.values('checkout_conversion')).length, 'the first scrape').toBe(2),
+    { timeout: 30_000, interval: 200 },
+  )
 }, 60_000)
 afterAll(async () => {
   await prom?.stop()
