@@ -2,6 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runCtl } from '../../src/cli/ctl.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const MAIN = `${ROOT}dist/cli/main.js`
@@ -152,4 +153,16 @@ export function startServe(configFile: string, env: Record<string, string | unde
       }
     })
   })
+}
+
+/**
+ * `sluice ctl ARGV` run in this process against the admin API that `env`
+ * names: the ctl's own code, without a Node start per call. The CLI's
+ * process boundary (exit codes, argv) is tested by the spawning tests.
+ */
+export async function ctlInProcess(argv: string[], env: Record<string, string>): Promise<Omit<CliResult, 'signal'>> {
+  let stdout = ''
+  let stderr = ''
+  const code = await runCtl(argv, { env, stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) })
+  return { code, stdout, stderr }
 }

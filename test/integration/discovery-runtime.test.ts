@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildOnce, runCli } from '../helpers/cli.js'
+import { ctlInProcess } from '../helpers/cli.js'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
@@ -133,23 +133,22 @@ describe('runtime instances: POST and DELETE /v1/instances', () => {
   })
 
   it('sluice ctl instances add|remove', async () => {
-    await buildOnce()
     const env = { SLUICE_ADMIN_URL: proxy.adminUrl, SLUICE_ADMIN_TOKEN: TEST_TOKEN }
-    const add = await runCli(['ctl', 'instances', 'add', 'green', extra.url], env)
+    const add = await ctlInProcess(['instances', 'add', 'green', extra.url], env)
     expect(add.stderr).toBe('')
     expect(add.code).toBe(0)
     expect(add.stdout).toContain(`added ${extra.url} to green`)
     expect((await rows(proxy, 'green')).map((r) => [r.url, r.source])).toContainEqual([extra.url, 'api'])
-    const again = await runCli(['ctl', 'instances', 'add', 'green', extra.url], env)
+    const again = await ctlInProcess(['instances', 'add', 'green', extra.url], env)
     expect(again.code).toBe(1)
     expect(again.stderr).toContain('SLUICE_INSTANCE_EXISTS')
-    const state = await runCli(['ctl', 'state'], env)
+    const state = await ctlInProcess(['state'], env)
     expect(state.stdout).toMatch(/SOURCE/)
-    const remove = await runCli(['ctl', 'instances', 'remove', extra.url], env)
+    const remove = await ctlInProcess(['instances', 'remove', extra.url], env)
     expect(remove.code).toBe(0)
     expect(remove.stdout).toContain(`removing ${extra.url}`)
     await expect.poll(async () => (await rows(proxy, 'green')).length, { message: 'the instance to leave' }).toBe(1)
-    const usage = await runCli(['ctl', 'instances', 'add', 'green'], env)
+    const usage = await ctlInProcess(['instances', 'add', 'green'], env)
     expect(usage.code).toBe(2)
   })
 })

@@ -1,9 +1,6 @@
-import { execFile } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
+import { ctlInProcess } from '../helpers/cli.js'
 import { admin, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { auditEntry, metric } from './rollout-fixture.js'
 
@@ -12,9 +9,6 @@ import { auditEntry, metric } from './rollout-fixture.js'
  * on the real proxy. There is no traffic, so the analysis never has enough
  * samples to move a step: every change here is the operator's.
  */
-
-const run = promisify(execFile)
-const CLI = resolve(import.meta.dirname, '../../dist/cli/main.js')
 
 let f: BlueGreen
 let proxy: TestProxy
@@ -155,15 +149,9 @@ describe('rollout controls through the admin API', () => {
   })
 })
 
-describe.skipIf(!existsSync(CLI))('sluice ctl rollout against the real proxy', () => {
+describe('sluice ctl rollout against the real proxy', () => {
   const ctl = (...args: string[]) =>
-    run(process.execPath, [CLI, 'ctl', ...args], {
-      env: { ...process.env, SLUICE_ADMIN_URL: proxy.adminUrl, SLUICE_ADMIN_TOKEN: TEST_TOKEN },
-      timeout: 20_000,
-    }).then(
-      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-      (e: any) => ({ code: e.code as number, stdout: String(e.stdout), stderr: String(e.stderr) }),
-    )
+    ctlInProcess(args, { SLUICE_ADMIN_URL: proxy.adminUrl, SLUICE_ADMIN_TOKEN: TEST_TOKEN })
 
   it('starts, pauses, resumes and aborts a rollout and prints the history', async () => {
     const start = await ctl('rollout', 'start', 'blue', '--baseline', 'green', '--steps', '10:60000,50,100')
