@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
-import { buildOnce, runCli } from '../helpers/cli.js'
+import { ctlInProcess } from '../helpers/cli.js'
 import { steadyLoad } from '../helpers/load.js'
 import { startExporter, startPrometheus, type TestExporter, type TestPrometheus } from '../helpers/prometheus.js'
 import { admin, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
@@ -165,7 +165,6 @@ describe('webhook gates', () => {
 
 describe('approvals and windows', () => {
   it('a step stops for an approval; approve before that is 409; sluice ctl rollout approve moves it', async () => {
-    await buildOnce()
     const { proxy } = await setUp()
     const steps = [{ weight: 20, holdMs: 300, approval: true }, { weight: 100 }]
     expect((await start(proxy, { steps })).status).toBe(201)
@@ -175,9 +174,9 @@ describe('approvals and windows', () => {
     expect(early.body.error.message).toContain('not awaiting an approval')
     const held = await until(proxy, 'awaiting approval', (r) => r.awaiting === 'approval')
     expect(held).toMatchObject({ status: 'progressing', step: 0 })
-    const status = await runCli(['ctl', 'rollout', 'status'], env(proxy))
+    const status = await ctlInProcess(['rollout', 'status'], env(proxy))
     expect(status.stdout).toMatch(/awaiting\s+approval/)
-    const approved = await runCli(['ctl', 'rollout', 'approve'], env(proxy))
+    const approved = await ctlInProcess(['rollout', 'approve'], env(proxy))
     expect(approved.code).toBe(0)
     expect(approved.stdout).toContain('rollout approved')
     const audit = await auditEntry(proxy, 'rollout.approve')
