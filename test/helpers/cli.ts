@@ -2,6 +2,8 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runCtl } from '../../src/cli/ctl.js'
+import type { CliIo } from '../../src/cli/io.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const MAIN = `${ROOT}dist/cli/main.js`
@@ -153,3 +155,26 @@ export function startServe(configFile: string, env: Record<string, string | unde
     })
   })
 }
+
+/**
+ * A CLI command run in this process, its output captured, with `env` over
+ * this process's environment: the command's own code without a Node start
+ * per call. The process boundary (exit codes, argv, the shebang) is tested
+ * by the tests that spawn the built CLI.
+ */
+export async function inProcess(
+  run: (io: CliIo) => Promise<number>,
+  env: Record<string, string | undefined> = {},
+): Promise<Omit<CliResult, 'signal'>> {
+  let stdout = ''
+  let stderr = ''
+  const code = await run({
+    env: { ...process.env, ...env },
+    stdout: (t) => void (stdout += t),
+    stderr: (t) => void (stderr += t),
+  })
+  return { code, stdout, stderr }
+}
+
+/** `sluice ctl ARGV` in this process, against the admin API that `env` names. */
+export const ctlInProcess = (argv: string[], env: Record<string, string>) => inProcess((io) => runCtl(argv, io), env)

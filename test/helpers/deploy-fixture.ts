@@ -1,7 +1,7 @@
 import { request } from 'undici'
 import { admin, startProxy, type TestProxy } from './proxy.js'
 import { startUpstream, type TestUpstream, type UpstreamHandler } from './upstream.js'
-import { waitFor } from './wait.js'
+import { vi } from 'vitest'
 
 export interface UpstreamSpec {
   /** The x-upstream name it answers with. */
@@ -41,7 +41,12 @@ export async function startDeployFixture(
     health: { intervalMs: 250, timeoutMs: 250 },
     ...raw,
   })
-  await waitFor(async () => (await admin(proxy, 'GET', '/readyz')).status === 200, 'proxy ready')
+  await vi.waitFor(
+    async () => {
+      if ((await admin(proxy, 'GET', '/readyz')).status !== 200) throw new Error('proxy not ready')
+    },
+    { timeout: 10_000, interval: 20 },
+  )
   return {
     proxy,
     ups,

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { Resolver } from 'node:dns/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { waitFor } from './wait.js'
+import { vi } from 'vitest'
 
 const DNSMASQ = '/usr/sbin/dnsmasq'
 /** Names under this domain are dnsmasq's own: an unknown one answers NXDOMAIN, not REFUSED. */
@@ -67,12 +67,7 @@ export async function startDns(
   const restart = async () => {
     await kill()
     output = { text: '' }
-    current = await waitFor(
-      () => launch(port, hostsFile, confFile, output),
-      `dnsmasq to start again on port ${port}`,
-      10_000,
-      100,
-    )
+    current = await vi.waitFor(() => launch(port, hostsFile, confFile, output), { timeout: 10_000, interval: 100 })
   }
   return {
     port,
@@ -83,7 +78,12 @@ export async function startDns(
       if (!c) return
       const reads = count(output.text, `read ${hostsFile}`)
       c.kill('SIGHUP')
-      await waitFor(() => count(output.text, `read ${hostsFile}`) > reads, 'dnsmasq to re-read its hosts file')
+      await vi.waitFor(
+        () => {
+          if (count(output.text, `read ${hostsFile}`) <= reads) throw new Error('dnsmasq has not re-read its hosts file')
+        },
+        { timeout: 10_000, interval: 20 },
+      )
     },
     async setSrv(next) {
       writeSrv(confFile, next)

@@ -1,5 +1,5 @@
 import { admin } from './proxy.js'
-import { waitFor } from './wait.js'
+import { vi } from 'vitest'
 
 /** One instance as GET /v1/state shows it. */
 export interface InstanceView {
@@ -25,6 +25,12 @@ export function waitForInstance(
   check: (i: InstanceView) => boolean,
   what: string,
   timeoutMs?: number,
-): Promise<boolean> {
-  return waitFor(async () => check(await instanceState(p, version, index)), what, timeoutMs)
+): Promise<void> {
+  return vi.waitFor(
+    async () => {
+      const i = await instanceState(p, version, index)
+      if (!check(i)) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(i)}`)
+    },
+    { timeout: timeoutMs ?? 10_000, interval: 20 },
+  )
 }

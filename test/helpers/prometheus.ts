@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from './redis-server.js'
-import { waitFor } from './wait.js'
+import { vi } from 'vitest'
 
 export const PROMETHEUS_BIN = process.env.SLUICE_PROMETHEUS ?? '/usr/bin/prometheus'
 
@@ -93,12 +93,14 @@ export async function startPrometheus(targetUrl: string): Promise<TestPrometheus
     p.stdout!.on('data', (d: Buffer) => (output += d.toString()))
     p.stderr!.on('data', (d: Buffer) => (output += d.toString()))
     const exited = new Promise<false>((r) => p.once('exit', () => r(false)))
-    const ready = waitFor(
-      async () => (await fetch(`http://127.0.0.1:${port}/-/ready`)).ok,
-      'prometheus ready',
-      20_000,
-      100,
-    ).then(() => true)
+    const ready = vi
+      .waitFor(
+        async () => {
+          if (!(await fetch(`http://127.0.0.1:${port}/-/ready`)).ok) throw new Error('prometheus not ready')
+        },
+        { timeout: 20_000, interval: 100 },
+      )
+      .then(() => true)
     if (await Promise.race([ready, exited])) {
       child = p
       url = `http://127.0.0.1:${port}`

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { Redis } from 'ioredis'
-import { waitFor } from './wait.js'
+import { vi } from 'vitest'
 
 export interface TestRedis {
   readonly port: number
@@ -91,7 +91,7 @@ export async function startRedis(opts: { password?: string; tls?: boolean } = {}
     async restart() {
       await kill()
       // The port was just freed by our own process; the kernel lets it be bound again at once.
-      const c = await waitFor(() => start(port), `redis-server to start again on port ${port}`, 10_000, 100)
+      const c = await vi.waitFor(() => start(port), { timeout: 10_000, interval: 100 })
       current = c
     },
     client() {

@@ -1,9 +1,8 @@
 import { pino } from 'pino'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { buildConfig } from '../../src/config/load.js'
 import { type Running, runSluice } from '../../src/lifecycle/run.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 async function start(access: boolean, upstream: TestUpstream, lines: string[]): Promise<Running> {
   const config = buildConfig(
@@ -33,9 +32,13 @@ describe('the access log', () => {
     try {
       const res = await fetch(`http://127.0.0.1:${p.port}/orders?id=7`, { method: 'POST', body: 'x' })
       await res.text()
-      const entry = await waitFor(
-        () => lines.map((l) => JSON.parse(l)).find((e) => e.log === 'access'),
-        'the access line',
+      const entry = await vi.waitFor(
+        () => {
+          const found = lines.map((l) => JSON.parse(l)).find((e) => e.log === 'access')
+          expect(found, 'the access line').toBeDefined()
+          return found
+        },
+        { timeout: 10_000, interval: 20 },
       )
       expect(entry).toMatchObject({ method: 'POST', path: '/orders?id=7', status: 200, version: 'blue', instance: blue.url })
       expect(typeof entry.ms).toBe('number')

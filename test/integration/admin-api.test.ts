@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 function yamlConfig(instances: Record<string, string[]>, weights: Record<string, number>): string {
   const versions = Object.entries(instances)
@@ -174,17 +173,17 @@ describe('admin API', () => {
   it('reload adds and removes instances under load without a failed request', async () => {
     expect((await admin(proxy, 'PUT', '/v1/weights', { blue: 100, green: 0 })).status).toBe(200)
     const load = steadyLoad({ url: proxy.url, concurrency: 6 })
-    await waitFor(() => load.result.ok > 100, 'load to run')
+    await expect.poll(() => load.result.ok, { message: 'load to run' }).toBeGreaterThan(100)
     await writeFile(file, yamlConfig({ blue: [blue.url, blue2.url], green: [green.url] }, { blue: 100 }))
     const add = await admin(proxy, 'POST', '/v1/reload')
     expect(add.status).toBe(200)
     expect(add.body.versions.blue.instances.map((i: any) => i.url)).toEqual([blue.url, blue2.url])
-    await waitFor(() => blue2.hits > 20, 'the new instance to take traffic')
+    await expect.poll(() => blue2.hits, { message: 'the new instance to take traffic' }).toBeGreaterThan(20)
     await writeFile(file, yamlConfig({ blue: [blue2.url], green: [green.url] }, { blue: 100 }))
     const remove = await admin(proxy, 'POST', '/v1/reload')
     expect(remove.status).toBe(200)
     const hitsAtRemoval = blue.hits
-    await waitFor(() => load.result.ok > 600, 'more load')
+    await expect.poll(() => load.result.ok, { message: 'more load' }).toBeGreaterThan(600)
     const r = await load.stop()
     expect(r.failures).toEqual([])
     expect(r.failed).toBe(0)
@@ -201,7 +200,7 @@ describe('admin API', () => {
     })
     const p = await startProxy({ versions: { solo: { instances: [{ url: u.url }] } } })
     const slow = fetch(`${p.url}/`).then((r) => r.text())
-    await waitFor(() => u.hits === 1, 'the slow request to arrive')
+    await expect.poll(() => u.hits, { message: 'the slow request to arrive' }).toBe(1)
     const stopping = p.stop()
     // The admin listener stays up while the public one drains, so the answer is there to read.
     const ready = await fetch(`${p.adminUrl}/readyz`)

@@ -1,5 +1,6 @@
 import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
 import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { rawExchange } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
@@ -37,27 +38,18 @@ function send(port: number, method: string, path: string, headers: Record<string
 }
 
 describe('a token-less loopback admin refuses what a page elsewhere sends', () => {
-  let blue: TestUpstream
-  let green: TestUpstream
+  let f: BlueGreen
   let p: TestProxy
   let port: number
   let own: string
 
   beforeAll(async () => {
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
-    p = await startProxy({
-      admin: { host: '127.0.0.1', port: 0 },
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 90, green: 10 },
-    })
+    f = await blueGreen({ admin: { host: '127.0.0.1', port: 0 }, weights: { blue: 90, green: 10 } })
+    p = f.proxy
     port = p.adminPort
     own = `127.0.0.1:${port}`
   })
-  afterAll(async () => {
-    await p.stop()
-    await Promise.all([blue.close(), green.close()])
-  })
+  afterAll(() => f?.close())
 
   const weights = async () => (await admin(p, 'GET', '/v1/state', undefined, null)).body.weights
 

@@ -3,8 +3,8 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
+import { admin, type TestProxy } from '../helpers/proxy.js'
 import { CHROMIUM, launchChromium } from '../helpers/chromium.js'
 
 /**
@@ -42,8 +42,7 @@ describe('a token-less admin API against pages elsewhere, in Chromium', () => {
     expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (or set SLUICE_CHROMIUM)`).toBe(true)
   })
 
-  let blue: TestUpstream
-  let green: TestUpstream
+  let f: BlueGreen
   let p: TestProxy
   let evil: Server
   let evilOrigin: string
@@ -53,13 +52,8 @@ describe('a token-less admin API against pages elsewhere, in Chromium', () => {
   const seen: string[] = []
 
   beforeAll(async () => {
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
-    p = await startProxy({
-      admin: { host: '127.0.0.1', port: 0 },
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 90, green: 10 },
-    })
+    f = await blueGreen({ admin: { host: '127.0.0.1', port: 0 }, weights: { blue: 90, green: 10 } })
+    p = f.proxy
     p.admin.server.on('request', (req, res) => {
       if (req.url?.startsWith('/v1/') && (req.headers.origin ?? '').includes('127.0.0.2'))
         res.on('finish', () => seen.push(`${req.method} ${req.url} ${res.statusCode}`))
@@ -87,8 +81,7 @@ describe('a token-less admin API against pages elsewhere, in Chromium', () => {
   afterAll(async () => {
     await browser?.close()
     await new Promise((resolve) => evil?.close(resolve))
-    await p?.stop()
-    await Promise.all([blue?.close(), green?.close()])
+    await f?.close()
   })
 
   const state = async () => (await admin(p, 'GET', '/v1/state', undefined, null)).body

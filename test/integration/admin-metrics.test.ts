@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
+import { admin, type TestProxy } from '../helpers/proxy.js'
+import type { TestUpstream } from '../helpers/upstream.js'
 
 /** Parses Prometheus text into name{labels} -> value (labels sorted, as written). */
 function parseMetrics(text: string): Map<string, number> {
@@ -31,26 +32,32 @@ describe('/metrics for Prometheus', () => {
   let blue: TestUpstream
   let green: TestUpstream
   let proxy: TestProxy
+  let f: BlueGreen
 
   beforeAll(async () => {
-    blue = await startUpstream('blue')
-    green = await startUpstream('green', (req, res) => {
-      req.resume()
-      res.writeHead(req.url === '/fail' ? 503 : 200, { 'x-upstream': 'green' })
-      res.end('green')
-    })
-    proxy = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 50, green: 50 },
-      health: { path: '/healthz', intervalMs: 200, timeoutMs: 100, healthyThreshold: 1, unhealthyThreshold: 1 },
-    })
-    for (let i = 0; i < 50 && !proxy.sluice.ready; i++) await new Promise((r) => setTimeout(r, 20))
+    f = await blueGreen(
+      {
+        weights: { blue: 50, green: 50 },
+        health: { path: '/healthz', intervalMs: 200, timeoutMs: 100, healthyThreshold: 1, unhealthyThreshold: 1 },
+      },
+      {
+        green: (req, res) => {
+          req.resume()
+          res.writeHead(req.url === '/fail' ? 503 : 200, { 'x-upstream': 'green' })
+          res.end('green')
+        },
+      },
+    )
+    ;({ blue, green, proxy } = f)
+    // The figures below count both versions as probed healthy: a proxy that never gets there fails here.
+    await vi.waitFor(
+      async () => {
+        if ((await admin(proxy, 'GET', '/readyz')).status !== 200) throw new Error('the proxy never became ready')
+      },
+      { timeout: 10_000, interval: 20 },
+    )
   })
-  afterAll(async () => {
-    await proxy.stop()
-    await blue.close()
-    await green.close()
-  })
+  afterAll(() => f?.close())
 
   it('exposes every contract metric with its type', async () => {
     const { text } = await scrape(proxy)
@@ -93,13 +100,12 @@ describe('/metrics for Prometheus', () => {
 
   it('turns sluice_upstream_healthy to 0 when probes fail', async () => {
     blue.healthy = false
-    for (let i = 0; i < 200; i++) {
-      const { values } = await scrape(proxy)
-      if (values.get(`sluice_upstream_healthy{version="blue",upstream="${blue.url}"}`) === 0) break
-      await new Promise((r) => setTimeout(r, 25))
+    try {
+      await expect
+        .poll(async () => (await scrape(proxy)).values.get(`sluice_upstream_healthy{version="blue",upstream="${blue.url}"}`))
+        .toBe(0)
+    } finally {
+      blue.healthy = true
     }
-    const { values } = await scrape(proxy)
-    expect(values.get(`sluice_upstream_healthy{version="blue",upstream="${blue.url}"}`)).toBe(0)
-    blue.healthy = true
   })
 })

@@ -5,7 +5,6 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildOnce, runCli, startServe } from '../helpers/cli.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 describe('sluice serve', () => {
   let dir: string
@@ -92,13 +91,17 @@ describe('sluice serve', () => {
       )
       writeFileSync(file, withGreen)
       proc.child.kill('SIGHUP')
-      await waitFor(async () => (await state()).weights.green === 100, 'the reload on SIGHUP')
+      await expect.poll(async () => (await state()).weights.green, { message: 'the reload on SIGHUP' }).toBe(100)
       const res = await fetch(`${proc.url}/`)
       expect(((await res.json()) as any).name).toBe('green')
 
       writeFileSync(file, 'versions: {}\nbogus: 1\n')
       proc.child.kill('SIGHUP')
-      await waitFor(() => proc.lines.some((l) => l.includes('reload on SIGHUP failed')), 'the refused reload logged')
+      await expect
+        .poll(() => proc.lines.some((l) => l.includes('reload on SIGHUP failed')), {
+          message: 'the refused reload logged',
+        })
+        .toBeTruthy()
       expect((await state()).weights).toEqual({ blue: 0, green: 100 })
       expect((await fetch(`${proc.url}/`)).status).toBe(200)
     } finally {

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { parse as parseYaml } from 'yaml'
 import { loadConfigFile } from '../../src/config/load.js'
 import { configSchema } from '../../src/config/schema.js'
-import { buildOnce, ROOT, runCli } from '../helpers/cli.js'
+import { runValidate } from '../../src/cli/validate.js'
+import { inProcess, ROOT } from '../helpers/cli.js'
 
 const ENV = {
   SLUICE_ADMIN_TOKEN: 'admin-secret',
@@ -38,10 +39,8 @@ function yamlPaths(value: unknown, prefix = ''): string[] {
 }
 
 describe('the example configs in config/', () => {
-  beforeAll(() => buildOnce(), 180_000)
-
   it.each(EXAMPLES)('sluice validate says ok for %s with its environment set', async (name) => {
-    const r = await runCli(['validate', '--config', file(name)], ENV)
+    const r = await inProcess((io) => runValidate(['--config', file(name)], io), ENV)
     expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 0, stdout: 'ok\n', stderr: '' })
   })
 
@@ -89,7 +88,10 @@ describe('the example configs in config/', () => {
   })
 
   it('redis-cluster.yaml without REDIS_URL is refused, naming the key and the variable', async () => {
-    const r = await runCli(['validate', '--config', file('redis-cluster.yaml')], { ...ENV, REDIS_URL: undefined })
+    const r = await inProcess((io) => runValidate(['--config', file('redis-cluster.yaml')], io), {
+      ...ENV,
+      REDIS_URL: undefined,
+    })
     expect(r.code).toBe(1)
     expect(r.stdout).toBe('config error: redis.url: environment variable REDIS_URL is not set\n')
   })

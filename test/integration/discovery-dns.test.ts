@@ -7,7 +7,6 @@ import { startDns, type TestDns } from '../helpers/dns-server.js'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 import { openClient, startWsUpstream, whenClosed, nextMessage, type WsUpstream, wsUrl } from '../helpers/ws-upstream.js'
 
 const NAME = 'green.sluice.test'
@@ -76,22 +75,28 @@ describe('DNS discovery (a real dnsmasq)', () => {
     await dns.kill()
     proxy = await startProxy(proxyConfig(dns, { dns: NAME, port }))
     // Refused lookups are not answers: not ready, and each one counts.
-    await waitFor(async () => (await discoveryErrors(proxy!)) >= 2, 'failed lookups to count')
+    await expect
+      .poll(async () => (await discoveryErrors(proxy!)), { message: 'failed lookups to count' })
+      .toBeGreaterThanOrEqual(2)
     expect((await fetch(`${proxy.adminUrl}/readyz`)).status).toBe(503)
     await dns.restart()
-    await waitFor(async () => (await fetch(`${proxy!.adminUrl}/readyz`)).status === 200, 'readyz 200', 10_000)
-    await waitFor(async () => (await instances(proxy!))[0]?.usable, 'the discovered instance to be usable')
+    await expect
+      .poll(async () => (await fetch(`${proxy!.adminUrl}/readyz`)).status, { message: 'readyz 200', timeout: 10_000 })
+      .toBe(200)
+    await expect
+      .poll(async () => (await instances(proxy!))[0]?.usable, { message: 'the discovered instance to be usable' })
+      .toBeTruthy()
     const rows = await instances(proxy)
     expect(rows.map((r) => [r.url, r.source])).toEqual([[`http://127.0.0.2:${port}`, 'dns']])
     expect(await hit(proxy)).toBe('g2')
 
     const t0 = Date.now()
     await dns.setHosts({ [NAME]: ['127.0.0.2', '127.0.0.3'] })
-    await waitFor(async () => {
+    await expect.poll(async () => {
       const seen = new Set<string>()
       for (let i = 0; i < 10; i++) seen.add(await hit(proxy!))
       return seen.has('g3')
-    }, 'the added address to take traffic', 10_000)
+    }, { message: 'the added address to take traffic', timeout: 10_000 }).toBeTruthy()
     const tookMs = Date.now() - t0
     console.log(`an added address took traffic after ${tookMs} ms (interval ${INTERVAL_MS} + probe ${PROBE_MS})`)
     // Within the interval plus one probe, with room for a shared machine.
@@ -107,18 +112,22 @@ describe('DNS discovery (a real dnsmasq)', () => {
         drain: { timeoutMs: 10_000 },
       }),
     )
-    await waitFor(async () => (await instances(proxy!)).filter((r) => r.usable).length === 2, 'two usable instances')
+    await expect
+      .poll(async () => (await instances(proxy!)).filter((r) => r.usable).length, { message: 'two usable instances' })
+      .toBe(2)
     const g3 = ups[1] as WsUpstream
     const clients = await Promise.all(
       Array.from({ length: 10 }, (_, i) => openClient(wsUrl(proxy!.url), undefined, { headers: { 'x-user-id': `ws-${i}` } })),
     )
     expect(g3.clients.size).toBeGreaterThan(0)
     const load = steadyLoad({ url: proxy.url, concurrency: 8 })
-    await waitFor(() => load.result.ok > 300, 'load on both instances')
+    await expect.poll(() => load.result.ok, { message: 'load on both instances' }).toBeGreaterThan(300)
     await dns.setHosts({ [NAME]: ['127.0.0.2'] })
-    await waitFor(async () => (await instances(proxy!)).length === 1, 'the removed address to leave', 10_000)
+    await expect
+      .poll(async () => (await instances(proxy!)).length, { message: 'the removed address to leave', timeout: 10_000 })
+      .toBe(1)
     const during = load.result.ok
-    await waitFor(() => load.result.ok > during + 300, 'more load after the change')
+    await expect.poll(() => load.result.ok, { message: 'more load after the change' }).toBeGreaterThan(during + 300)
     const r = await load.stop()
     expect(r.failures).toEqual([])
     expect(r.failed).toBe(0)
@@ -138,11 +147,15 @@ describe('DNS discovery (a real dnsmasq)', () => {
   it('keeps the last-known instances serving while the DNS server is down, and counts the errors', async () => {
     await dns.setHosts({ [NAME]: ['127.0.0.2', '127.0.0.3'] })
     proxy = await startProxy(proxyConfig(dns, { dns: NAME, port }))
-    await waitFor(async () => (await instances(proxy!)).filter((r) => r.usable).length === 2, 'two usable instances')
+    await expect
+      .poll(async () => (await instances(proxy!)).filter((r) => r.usable).length, { message: 'two usable instances' })
+      .toBe(2)
     const before = await discoveryErrors(proxy)
     expect(before).toBe(0)
     await dns.kill()
-    await waitFor(async () => (await discoveryErrors(proxy!)) >= 3, 'the error counter to rise')
+    await expect
+      .poll(async () => (await discoveryErrors(proxy!)), { message: 'the error counter to rise' })
+      .toBeGreaterThanOrEqual(3)
     expect((await instances(proxy)).map((r) => r.url).sort()).toEqual([
       `http://127.0.0.2:${port}`,
       `http://127.0.0.3:${port}`,
@@ -155,20 +168,26 @@ describe('DNS discovery (a real dnsmasq)', () => {
 
   it('an empty answer empties the version only after emptyAfter answers in a row', async () => {
     proxy = await startProxy(proxyConfig(dns, { dns: NAME, port, emptyAfter: 3 }))
-    await waitFor(async () => (await instances(proxy!)).length === 1, 'one instance')
+    await expect.poll(async () => (await instances(proxy!)).length, { message: 'one instance' }).toBe(1)
     await dns.setHosts({})
-    await waitFor(async () => (await discoveryErrors(proxy!)) >= 1, 'the first empty answer')
+    await expect
+      .poll(async () => (await discoveryErrors(proxy!)), { message: 'the first empty answer' })
+      .toBeGreaterThanOrEqual(1)
     // One empty answer (NXDOMAIN) is not enough to drop the version.
     const after = await instances(proxy)
     if ((await discoveryErrors(proxy)) < 3) expect(after.length).toBe(1)
-    await waitFor(async () => (await instances(proxy!)).length === 0, 'the version to be emptied', 10_000)
+    await expect
+      .poll(async () => (await instances(proxy!)).length, { message: 'the version to be emptied', timeout: 10_000 })
+      .toBe(0)
     expect(await discoveryErrors(proxy)).toBeGreaterThanOrEqual(3)
     // An empty version is not usable: 503, and the proxy keeps serving its admin API.
     const res = await request(proxy.url + '/')
     await res.body.dump()
     expect(res.statusCode).toBe(503)
     await dns.setHosts({ [NAME]: ['127.0.0.4'] })
-    await waitFor(async () => (await hit(proxy!)) === 'g4', 'the address that came back to take traffic', 10_000)
+    await expect
+      .poll(async () => (await hit(proxy!)), { message: 'the address that came back to take traffic', timeout: 10_000 })
+      .toBe('g4')
   })
 
   it('SRV records: every target address on its record port', async () => {
@@ -187,7 +206,7 @@ describe('DNS discovery (a real dnsmasq)', () => {
         resolver: { servers: [dns.server], timeoutMs: 200 },
         versions: { blue: { discover: { srv: '_http._tcp.blue.sluice.test', intervalMs: INTERVAL_MS } } },
       })
-      await waitFor(async () => (await instances(proxy!, 'blue')).length === 2, 'two SRV instances')
+      await expect.poll(async () => (await instances(proxy!, 'blue')).length, { message: 'two SRV instances' }).toBe(2)
       const rows = await instances(proxy, 'blue')
       expect(rows.map((r) => [r.url, r.source]).sort()).toEqual([
         [b1.url, 'srv'],
@@ -220,7 +239,7 @@ describe('DNS discovery (a real dnsmasq)', () => {
     write({ discover })
     try {
       proxy = await startProxy(JSON.parse(readFileSync(file, 'utf8')), { source: file })
-      await waitFor(async () => (await instances(proxy!)).length === 1, 'the discovered instance')
+      await expect.poll(async () => (await instances(proxy!)).length, { message: 'the discovered instance' }).toBe(1)
       // The DNS server is down while the lookup restarts: the proxy stays ready with what it knew.
       await dns.kill()
       write({ discover: { ...discover, intervalMs: INTERVAL_MS + 100 } })
@@ -231,7 +250,12 @@ describe('DNS discovery (a real dnsmasq)', () => {
       // No more discover: the discovered address leaves, the static one stays.
       write({ instances: [{ url: `http://127.0.0.4:${port}` }] })
       expect((await admin(proxy, 'POST', '/v1/reload')).status).toBe(200)
-      await waitFor(async () => (await instances(proxy!)).length === 1, 'the discovered instance to leave', 10_000)
+      await expect
+        .poll(async () => (await instances(proxy!)).length, {
+          message: 'the discovered instance to leave',
+          timeout: 10_000,
+        })
+        .toBe(1)
       expect((await instances(proxy)).map((r) => [r.url, r.source])).toEqual([[`http://127.0.0.4:${port}`, 'config']])
     } finally {
       rmSync(dir, { recursive: true, force: true })

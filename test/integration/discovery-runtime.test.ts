@@ -3,12 +3,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildOnce, runCli } from '../helpers/cli.js'
+import { ctlInProcess } from '../helpers/cli.js'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 async function rows(p: TestProxy, version: string): Promise<{ url: string; source: string; draining: boolean }[]> {
   return (await admin(p, 'GET', '/v1/state')).body.versions[version].instances
@@ -98,7 +97,9 @@ describe('runtime instances: POST and DELETE /v1/instances', () => {
       [extra.url, 'api'],
     ])
     expect((await admin(proxy, 'POST', '/v1/instances', { version: 'green', url: extra.url })).status).toBe(409)
-    await waitFor(async () => (await names(proxy, 10)).has('extra'), 'the added instance to take traffic')
+    await expect
+      .poll(async () => (await names(proxy, 10)).has('extra'), { message: 'the added instance to take traffic' })
+      .toBeTruthy()
 
     // A reload keeps it (and the file's weights change applies).
     writeFileSync(configFile, yaml('{ blue: 90, green: 10 }'))
@@ -106,13 +107,18 @@ describe('runtime instances: POST and DELETE /v1/instances', () => {
     expect((await rows(proxy, 'blue')).map((r) => r.url)).toEqual([blue.url, extra.url])
 
     const load = steadyLoad({ url: proxy.url, concurrency: 8 })
-    await waitFor(() => extra.hits > 50, 'load on the runtime instance')
+    await expect.poll(() => extra.hits, { message: 'load on the runtime instance' }).toBeGreaterThan(50)
     const removed = await admin(proxy, 'DELETE', '/v1/instances', { url: extra.url })
     expect(removed.status).toBe(202)
     const leaving = removed.body.versions.blue.instances.find((i: { url: string }) => i.url === extra.url)
     // Requests were in flight on it: it shows draining until idle.
     if (leaving) expect(leaving.draining).toBe(true)
-    await waitFor(async () => (await rows(proxy, 'blue')).length === 1, 'the removed instance to leave', 10_000)
+    await expect
+      .poll(async () => (await rows(proxy, 'blue')).length, {
+        message: 'the removed instance to leave',
+        timeout: 10_000,
+      })
+      .toBe(1)
     const r = await load.stop()
     expect(r.failures).toEqual([])
     expect(r.failed).toBe(0)
@@ -127,23 +133,22 @@ describe('runtime instances: POST and DELETE /v1/instances', () => {
   })
 
   it('sluice ctl instances add|remove', async () => {
-    await buildOnce()
     const env = { SLUICE_ADMIN_URL: proxy.adminUrl, SLUICE_ADMIN_TOKEN: TEST_TOKEN }
-    const add = await runCli(['ctl', 'instances', 'add', 'green', extra.url], env)
+    const add = await ctlInProcess(['instances', 'add', 'green', extra.url], env)
     expect(add.stderr).toBe('')
     expect(add.code).toBe(0)
     expect(add.stdout).toContain(`added ${extra.url} to green`)
     expect((await rows(proxy, 'green')).map((r) => [r.url, r.source])).toContainEqual([extra.url, 'api'])
-    const again = await runCli(['ctl', 'instances', 'add', 'green', extra.url], env)
+    const again = await ctlInProcess(['instances', 'add', 'green', extra.url], env)
     expect(again.code).toBe(1)
     expect(again.stderr).toContain('SLUICE_INSTANCE_EXISTS')
-    const state = await runCli(['ctl', 'state'], env)
+    const state = await ctlInProcess(['state'], env)
     expect(state.stdout).toMatch(/SOURCE/)
-    const remove = await runCli(['ctl', 'instances', 'remove', extra.url], env)
+    const remove = await ctlInProcess(['instances', 'remove', extra.url], env)
     expect(remove.code).toBe(0)
     expect(remove.stdout).toContain(`removing ${extra.url}`)
-    await waitFor(async () => (await rows(proxy, 'green')).length === 1, 'the instance to leave')
-    const usage = await runCli(['ctl', 'instances', 'add', 'green'], env)
+    await expect.poll(async () => (await rows(proxy, 'green')).length, { message: 'the instance to leave' }).toBe(1)
+    const usage = await ctlInProcess(['instances', 'add', 'green'], env)
     expect(usage.code).toBe(2)
   })
 })
@@ -173,10 +178,16 @@ describe('runtime instances are shared and durable', () => {
     const b = await startProxy({ versions: versions(), redis: { url: redis.url, keyPrefix: 'rt:' } })
     try {
       expect((await admin(a, 'POST', '/v1/instances', { version: 'blue', url: extra.url })).status).toBe(201)
-      await waitFor(async () => (await rows(b, 'blue')).some((r) => r.url === extra.url && r.source === 'api'), 'the peer to add it')
-      await waitFor(async () => (await names(b, 10)).has('extra'), 'the peer to route to it')
+      await expect
+        .poll(async () => (await rows(b, 'blue')).some((r) => r.url === extra.url && r.source === 'api'), {
+          message: 'the peer to add it',
+        })
+        .toBeTruthy()
+      await expect
+        .poll(async () => (await names(b, 10)).has('extra'), { message: 'the peer to route to it' })
+        .toBeTruthy()
       expect((await admin(b, 'DELETE', '/v1/instances', { url: extra.url })).status).toBe(202)
-      await waitFor(async () => (await rows(a, 'blue')).length === 1, 'the first proxy to remove it')
+      await expect.poll(async () => (await rows(a, 'blue')).length, { message: 'the first proxy to remove it' }).toBe(1)
     } finally {
       await a.stop()
       await b.stop()
@@ -194,7 +205,9 @@ describe('runtime instances are shared and durable', () => {
         [blue.url, 'config'],
         [extra.url, 'api'],
       ])
-      await waitFor(async () => (await names(second, 10)).has('extra'), 'the restored instance to take traffic')
+      await expect
+        .poll(async () => (await names(second, 10)).has('extra'), { message: 'the restored instance to take traffic' })
+        .toBeTruthy()
     } finally {
       await second.stop()
     }

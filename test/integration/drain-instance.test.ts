@@ -5,7 +5,6 @@ import { type DeployFixture, keysLandingOn, startDeployFixture, upstreamOf } fro
 import { instanceState, waitForInstance } from '../helpers/instance-state.js'
 import { admin } from '../helpers/proxy.js'
 import { describeFailures, failed, moreRequests, recordedLoad } from '../helpers/recorded-load.js'
-import { waitFor } from '../helpers/wait.js'
 
 /** `/hold` answers only on `release()`; `aborted` counts held requests whose client went away first. */
 function holdingUpstream(name: string) {
@@ -57,7 +56,9 @@ describe('draining an instance', () => {
     const drainedAt = performance.now()
     // Requests routed before the drain may still reach b1; count from when they are all done.
     const sentBefore = load.records.filter((r) => r.sentAt < drainedAt)
-    await waitFor(() => sentBefore.every((r) => r.doneAt > 0), 'requests sent before the drain done')
+    await expect
+      .poll(() => sentBefore.every((r) => r.doneAt > 0), { message: 'requests sent before the drain done' })
+      .toBeTruthy()
     const hitsAtDrain = u1.hits
     expect(await instanceState(proxy, 'blue', 0)).toMatchObject({
       draining: true,
@@ -154,7 +155,7 @@ describe('a drain that outlasts drain.timeoutMs', () => {
     const res = await post
     expect(res.statusCode).toBe(502)
     expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('SLUICE_UPSTREAM_FAILED')
-    await waitFor(() => b1.stats.aborted === 1, 'the upstream sees the request cancelled')
+    await expect.poll(() => b1.stats.aborted, { message: 'the upstream sees the request cancelled' }).toBe(1)
     await waitForInstance(proxy, 'blue', 0, (i) => i.inflight === 0, 'nothing left in flight')
   })
 })

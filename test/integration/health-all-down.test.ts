@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { admin } from '../helpers/proxy.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 async function get(url: string): Promise<{ status: number; body: any; type: string | undefined }> {
   const res = await request(url)
@@ -34,10 +33,10 @@ describe('every instance down', () => {
     const [blue, green] = [ups.blue!, ups.green!]
     expect((await get(proxy.url + '/')).status).toBe(200)
     for (const u of [...blue, ...green]) await u.kill()
-    await waitFor(async () => {
+    await expect.poll(async () => {
       const s = await admin(proxy, 'GET', '/v1/state')
       return Object.values(s.body.versions).every((v: any) => v.instances.every((i: any) => !i.healthy))
-    }, 'every instance probed unhealthy')
+    }, { message: 'every instance probed unhealthy' }).toBeTruthy()
 
     for (let i = 0; i < 5; i++) {
       const r = await get(proxy.url + '/')
@@ -48,15 +47,17 @@ describe('every instance down', () => {
 
     // Only green comes back first: blue's weight passes to it.
     green[0] = await startUpstream('green', undefined, green[0]!.port)
-    await waitFor(async () => (await get(proxy.url + '/')).status === 200, 'traffic resumes on green')
+    await expect
+      .poll(async () => (await get(proxy.url + '/')).status, { message: 'traffic resumes on green' })
+      .toBe(200)
     for (let i = 0; i < 10; i++) expect((await get(proxy.url + '/')).body.name).toBe('green')
 
     blue[0] = await startUpstream('blue', undefined, blue[0]!.port)
     blue[1] = await startUpstream('blue', undefined, blue[1]!.port)
-    await waitFor(async () => {
+    await expect.poll(async () => {
       const s = await admin(proxy, 'GET', '/v1/state')
       return s.body.versions.blue.instances.every((i: any) => i.healthy)
-    }, 'blue probed healthy')
+    }, { message: 'blue probed healthy' }).toBeTruthy()
     const counts: Record<string, number> = {}
     for (let i = 0; i < 100; i++) {
       const name = (await get(proxy.url + '/')).body.name

@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { describeFailures, failed, recordedLoad } from '../helpers/recorded-load.js'
-import { waitFor } from '../helpers/wait.js'
 
 /**
  * Probe results of the flapping instance, one per probe: + passes, - fails.
@@ -54,7 +53,7 @@ describe('an instance that flaps between healthy and unhealthy', () => {
     })
 
     const load = recordedLoad({ url: proxy.url, concurrency: 4 })
-    await waitFor(() => transitions.length === EXPECTED.length, 'all transitions', 20_000)
+    await expect.poll(() => transitions.length, { message: 'all transitions', timeout: 20_000 }).toBe(EXPECTED.length)
     const records = await load.stop()
 
     expect(transitions).toEqual(EXPECTED)

@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DeployFixture, keysLandingOn, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { waitForInstance } from '../helpers/instance-state.js'
 import { describeFailures, failed, moreRequests, recordedLoad } from '../helpers/recorded-load.js'
-import { waitFor } from '../helpers/wait.js'
 
 /** GETs answer at once; a POST is read whole and then held without an answer; `posts` counts them. */
 function holdingPosts(name: string) {
@@ -50,7 +49,7 @@ describe('an instance killed under load', () => {
       headers: { 'x-user-id': key!, 'content-type': 'application/json' },
       body: JSON.stringify({ item: 'book' }),
     })
-    await waitFor(() => b1.state.posts === 1, 'the POST reached b1')
+    await expect.poll(() => b1.state.posts, { message: 'the POST reached b1' }).toBe(1)
     await u1.kill()
     const killedAt = performance.now()
 

@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { request } from 'undici'
-import { afterEach, describe, expect, it } from 'vitest'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
+import { admin, type TestProxy } from '../helpers/proxy.js'
 
 let counter = 0
 
@@ -28,27 +27,20 @@ function answering(opts: { status?: number; extra?: Record<string, unknown>; vol
 }
 
 describe('mirror comparison', () => {
-  let blue: TestUpstream
-  let green: TestUpstream
   let p: TestProxy
-  afterEach(async () => {
-    await p?.stop()
-    await blue?.close()
-    await green?.close()
-  })
+  let f: BlueGreen | undefined
+  afterEach(() => f?.close())
 
   async function setup(
     blueOpts: Parameters<typeof answering>[0],
     greenOpts: Parameters<typeof answering>[0],
     mirror: Record<string, unknown>,
   ) {
-    blue = await startUpstream('blue', answering(blueOpts))
-    green = await startUpstream('green', answering(greenOpts))
-    p = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 100 },
-      mirror: { version: 'green', percent: 100, ...mirror },
-    })
+    f = await blueGreen(
+      { weights: { blue: 100 }, mirror: { version: 'green', percent: 100, ...mirror } },
+      { blue: answering(blueOpts), green: answering(greenOpts) },
+    )
+    p = f.proxy
   }
 
   /** Sends `n` GETs and waits until all their copies have settled; returns the mirror figures. */
@@ -58,10 +50,14 @@ describe('mirror comparison', () => {
       await res.body.text()
       expect(res.statusCode).toBeLessThan(500)
     }
-    return waitFor(async () => {
-      const m = (await admin(p, 'GET', '/v1/state')).body.mirror
-      return m.matched + m.mismatches + m.errors + m.uncompared === n ? m : undefined
-    }, `${n} settled copies`)
+    return vi.waitFor(
+      async () => {
+        const m = (await admin(p, 'GET', '/v1/state')).body.mirror
+        expect(m.matched + m.mismatches + m.errors + m.uncompared, `${n} settled copies`).toBe(n)
+        return m
+      },
+      { timeout: 10_000, interval: 20 },
+    )
   }
 
   async function metric(outcome: string): Promise<number> {
@@ -98,9 +94,7 @@ describe('mirror comparison', () => {
     })
     expect(list.at(-1).error).toBeUndefined()
 
-    await p.stop()
-    await green.close()
-    await blue.close()
+    await f!.close()
     await setup({}, { status: 500 }, {})
     m = await send(2, '/status')
     expect(m).toMatchObject({ mismatches: 2 })

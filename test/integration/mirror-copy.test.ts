@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { request } from 'undici'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { runCtl } from '../../src/cli/ctl.js'
 import { steadyLoad } from '../helpers/load.js'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
 import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 interface Seen {
   method: string
@@ -68,6 +68,11 @@ async function mirrorMetric(p: TestProxy, outcome: string): Promise<number> {
 }
 
 const state = async (p: TestProxy) => (await admin(p, 'GET', '/v1/state')).body
+/** Copies compared so far (matched or not). */
+const settled = async (p: TestProxy) => {
+  const m = (await state(p)).mirror
+  return m.matched + m.mismatches
+}
 
 describe('mirroring copies', () => {
   const closers: (() => Promise<unknown>)[] = []
@@ -100,16 +105,14 @@ describe('mirroring copies', () => {
       expect(JSON.parse(r.text)).toEqual({ name: 'blue', method: 'GET', url: `/items/${i}?q=${i}`, bytes: 0 })
       expect(r.upstream).toBe('blue')
     }
-    await waitFor(() => green.seen.length === 20, 'twenty copies at green')
+    await expect.poll(() => green.seen.length, { message: 'twenty copies at green' }).toBe(20)
     expect(green.seen.map((s) => s.url).sort()).toEqual(blue.seen.map((s) => s.url).sort())
     // Each copy leaves only after the user's request was sent: blue always has it first.
     for (const copy of green.seen) {
       expect(copy.order).toBeGreaterThan(blue.seen.find((s) => s.url === copy.url)!.order)
     }
-    const m = await waitFor(async () => {
-      const s = await state(p)
-      return s.mirror.matched + s.mirror.mismatches === 20 ? s.mirror : undefined
-    }, 'twenty settled copies')
+    await expect.poll(() => settled(p), { message: 'twenty settled copies' }).toBe(20)
+    const m = (await state(p)).mirror
     expect(m).toMatchObject({ version: 'green', percent: 100, copied: 20, errors: 0, dropped: 0 })
     expect(m.shadowP95Ms).toBeGreaterThan(0)
     expect(m.primaryP95Ms).toBeGreaterThan(0)
@@ -127,15 +130,9 @@ describe('mirroring copies', () => {
     expect(r.upstream).toBe('blue')
     // Generous: the user's answer comes from blue at once; the shadow answers after 2 s.
     expect(r.ms).toBeLessThan(1000)
-    await waitFor(() => green.seen.length === 1, 'the copy at green')
-    const m = await waitFor(
-      async () => {
-        const s = await state(p)
-        return s.mirror.matched + s.mirror.mismatches === 1 ? s.mirror : undefined
-      },
-      'the copy settled',
-      10_000,
-    )
+    await expect.poll(() => green.seen.length, { message: 'the copy at green' }).toBe(1)
+    await expect.poll(() => settled(p), { message: 'the copy settled' }).toBe(1)
+    const m = (await state(p)).mirror
     expect(m.shadowP95Ms).toBeGreaterThanOrEqual(1900)
   })
 
@@ -147,10 +144,17 @@ describe('mirroring copies', () => {
       expect(r.status).toBe(200)
       expect(r.upstream).toBe('blue')
     }
-    const m = await waitFor(async () => {
-      const s = await state(p)
-      return s.mirror.errors === 3 && s.mirror.inflight === 0 ? s.mirror : undefined
-    }, 'three copies timed out')
+    const m = await vi.waitFor(
+      async () => {
+        const s = await state(p)
+        expect({ errors: s.mirror.errors, inflight: s.mirror.inflight }, 'three copies timed out').toEqual({
+          errors: 3,
+          inflight: 0,
+        })
+        return s.mirror
+      },
+      { timeout: 10_000, interval: 20 },
+    )
     expect(m).toMatchObject({ copied: 3, matched: 0, mismatches: 0 })
     const mm = (await admin(p, 'GET', '/v1/mirror/mismatches')).body.mismatches
     expect(mm).toHaveLength(3)
@@ -174,8 +178,8 @@ describe('mirroring copies', () => {
       })
       expect(r.status).toBe(200)
     }
-    await waitFor(async () => (await state(p)).mirror.copied === 2, 'two copies')
-    await waitFor(() => green.seen.length === 2, 'two copies at green')
+    await expect.poll(async () => (await state(p)).mirror.copied, { message: 'two copies' }).toBe(2)
+    await expect.poll(() => green.seen.length, { message: 'two copies at green' }).toBe(2)
     expect(green.seen.map((s) => s.method).sort()).toEqual(['GET', 'HEAD'])
 
     // POST copied with its body when small; a body over maxBodyBytes is not copied (and is counted dropped).
@@ -192,7 +196,7 @@ describe('mirroring copies', () => {
     const big = 'y'.repeat(5000)
     const r2 = await get(p, '/orders/big', { method: 'POST', body: big })
     expect(JSON.parse(r2.text)).toMatchObject({ name: 'blue', bytes: 5000 })
-    await waitFor(() => green.seen.length === 3, 'the small POST at green')
+    await expect.poll(() => green.seen.length, { message: 'the small POST at green' }).toBe(3)
     expect(green.seen[2]).toMatchObject({ method: 'POST', url: '/orders', body: small })
     const m = (await state(p)).mirror
     expect(m).toMatchObject({ copied: 1, dropped: 1 })
@@ -204,7 +208,7 @@ describe('mirroring copies', () => {
     const { p } = await setup(green, { version: 'green', percent: 100, maxInflight: 2, timeoutMs: 20_000 })
     const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => get(p, `/cap/${i}`)))
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200])
-    await waitFor(() => green.held.length === 2, 'two copies held at green')
+    await expect.poll(() => green.held.length, { message: 'two copies held at green' }).toBe(2)
     let s = await state(p)
     expect(s.mirror).toMatchObject({ copied: 2, dropped: 4, inflight: 2 })
     expect(await mirrorMetric(p, 'dropped')).toBe(4)
@@ -213,9 +217,9 @@ describe('mirroring copies', () => {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end('{}')
     }
-    await waitFor(async () => (await state(p)).mirror.inflight === 0, 'no copy in flight')
+    await expect.poll(async () => (await state(p)).mirror.inflight, { message: 'no copy in flight' }).toBe(0)
     await get(p, '/cap/after')
-    await waitFor(() => green.held.length === 1, 'the next copy at green')
+    await expect.poll(() => green.held.length, { message: 'the next copy at green' }).toBe(1)
     s = await state(p)
     expect(s.mirror).toMatchObject({ copied: 3, dropped: 4 })
     green.held.splice(0).forEach((res) => res.destroy())
@@ -226,15 +230,19 @@ describe('mirroring copies', () => {
     await green.u.kill()
     const { p } = await setup(green, { version: 'green', percent: 100 })
     const load = steadyLoad({ url: p.url, concurrency: 4, maxPerLoop: 50 })
-    await waitFor(() => load.result.ok + load.result.failed === 200, 'two hundred answers')
+    await expect.poll(() => load.result.ok + load.result.failed, { message: 'two hundred answers' }).toBe(200)
     const result = await load.stop()
     expect(result.sent).toBe(200)
     expect(result.failed).toBe(0)
     expect(result.failures).toEqual([])
-    const m = await waitFor(async () => {
-      const s = await state(p)
-      return s.mirror.errors === 200 ? s.mirror : undefined
-    }, 'every copy counted as an error')
+    const m = await vi.waitFor(
+      async () => {
+        const s = await state(p)
+        expect(s.mirror.errors, 'every copy counted as an error').toBe(200)
+        return s.mirror
+      },
+      { timeout: 10_000, interval: 20 },
+    )
     expect(m).toMatchObject({ copied: 200, matched: 0 })
     expect(await mirrorMetric(p, 'error')).toBe(200)
     const mm = (await admin(p, 'GET', '/v1/mirror/mismatches')).body.mismatches
@@ -253,7 +261,7 @@ describe('mirroring copies', () => {
     const { p } = await setup(green, { version: 'green', percent: 50 })
     const users = Array.from({ length: 40 }, (_, i) => `user-${i}`)
     for (const user of users) for (let n = 0; n < 4; n++) await get(p, `/u/${user}/${n}`, { user })
-    await waitFor(async () => (await state(p)).mirror.inflight === 0, 'copies done')
+    await expect.poll(async () => (await state(p)).mirror.inflight, { message: 'copies done' }).toBe(0)
     const perUser = new Map<string, number>()
     for (const s of green.seen) perUser.set(s.user!, (perUser.get(s.user!) ?? 0) + 1)
     for (const count of perUser.values()) expect(count).toBe(4)
@@ -264,22 +272,12 @@ describe('mirroring copies', () => {
 })
 
 describe('PUT /v1/mirror', () => {
-  let blue: TestUpstream
-  let green: TestUpstream
-  let p: TestProxy
-  afterEach(async () => {
-    await p?.stop()
-    await blue?.close()
-    await green?.close()
-  })
+  let f: BlueGreen | undefined
+  afterEach(() => f?.close())
 
   it('starts and stops mirroring through the change path, and refuses invalid settings', async () => {
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
-    p = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 100 },
-    })
+    f = await blueGreen({ weights: { blue: 100 } })
+    const { blue, green, proxy: p } = f
     expect((await admin(p, 'GET', '/v1/state')).body.mirror).toBeNull()
     expect((await admin(p, 'GET', '/v1/mirror')).body).toBeNull()
 
@@ -302,7 +300,7 @@ describe('PUT /v1/mirror', () => {
     expect(on.status).toBe(200)
     expect(on.body.mirror).toMatchObject({ version: 'green', percent: 100, methods: ['GET', 'HEAD'], copied: 0 })
     await (await request(p.url + '/x')).body.text()
-    await waitFor(() => green.hits === 1, 'a copy at green')
+    await expect.poll(() => green.hits, { message: 'a copy at green' }).toBe(1)
 
     const off = await admin(p, 'PUT', '/v1/mirror', null)
     expect(off.status).toBe(200)
@@ -321,12 +319,8 @@ describe('PUT /v1/mirror', () => {
 
 describe('sluice ctl mirror', () => {
   it('start, mismatches and stop work against the real admin API', async () => {
-    const blue = await startUpstream('blue')
-    const green = await startUpstream('green')
-    const p = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 100 },
-    })
+    const f = await blueGreen({ weights: { blue: 100 } })
+    const p = f.proxy
     try {
       const ctl = async (...argv: string[]) => {
         let out = ''
@@ -341,7 +335,9 @@ describe('sluice ctl mirror', () => {
         err: '',
       })
       await (await request(`${p.url}/differs`)).body.text()
-      await waitFor(async () => (await admin(p, 'GET', '/v1/state')).body.mirror.mismatches === 1, 'a mismatch')
+      await expect
+        .poll(async () => (await admin(p, 'GET', '/v1/state')).body.mirror.mismatches, { message: 'a mismatch' })
+        .toBe(1)
       const listed = await ctl('mirror', 'mismatches')
       expect(listed.code).toBe(0)
       expect(listed.out).toContain('/differs')
@@ -352,9 +348,7 @@ describe('sluice ctl mirror', () => {
       expect(await ctl('mirror', 'stop')).toEqual({ code: 0, out: 'mirroring stopped\n', err: '' })
       expect((await admin(p, 'GET', '/v1/state')).body.mirror).toBeNull()
     } finally {
-      await p.stop()
-      await blue.close()
-      await green.close()
+      await f.close()
     }
   })
 })

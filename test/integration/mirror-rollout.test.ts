@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type LoadResult, steadyLoad } from '../helpers/load.js'
-import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
+import { admin, type TestProxy } from '../helpers/proxy.js'
+import { type TestUpstream } from '../helpers/upstream.js'
 import { auditEntry, FAST_STEPS } from './rollout-fixture.js'
 
 /** Answers `{"path":...}` (plus `extra`) after `delayMs`, naming itself in x-upstream so tests see who served users. */
@@ -22,7 +22,6 @@ function app(name: string, opts: { extra?: Record<string, unknown>; delayMs?: nu
 const rollout = async (p: TestProxy) => (await admin(p, 'GET', '/v1/state')).body.rollout
 
 describe('the mirror phase of a rollout', () => {
-  let blue: TestUpstream
   let green: TestUpstream
   let p: TestProxy
   let load: { stop(): Promise<LoadResult>; result: LoadResult } | undefined
@@ -32,31 +31,31 @@ describe('the mirror phase of a rollout', () => {
     load = undefined
     return l.stop()
   }
+  let f: BlueGreen | undefined
   afterEach(async () => {
     if (load) await stopLoad()
-    await p?.stop()
-    await blue?.close()
-    await green?.close()
+    await f?.close()
   })
 
   async function setup(greenOpts: Parameters<typeof app>[1], phase: Record<string, unknown> = {}) {
-    blue = await startUpstream('blue', app('blue'))
-    green = await startUpstream('green', app('green', greenOpts))
-    p = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-      weights: { blue: 100 },
-      sticky: { keys: ['header:x-user-id'] },
-      analysis: { intervalMs: 200, windowMs: 10_000, minRequests: 50 },
-      outlier: { consecutiveFailures: 0 },
-      // The comparison settings of the mirror phase (percent 0: no mirroring outside a rollout).
-      mirror: { version: 'green', percent: 0, ignore: ['x-upstream'] },
-      rollout: {
-        baseline: 'blue',
-        canary: 'green',
-        steps: FAST_STEPS,
-        mirror: { percent: 100, holdMs: 600, maxMismatchRate: 0.05, maxP95Ratio: 10, minRequests: 20, ...phase },
+    f = await blueGreen(
+      {
+        weights: { blue: 100 },
+        sticky: { keys: ['header:x-user-id'] },
+        analysis: { intervalMs: 200, windowMs: 10_000, minRequests: 50 },
+        outlier: { consecutiveFailures: 0 },
+        // The comparison settings of the mirror phase (percent 0: no mirroring outside a rollout).
+        mirror: { version: 'green', percent: 0, ignore: ['x-upstream'] },
+        rollout: {
+          baseline: 'blue',
+          canary: 'green',
+          steps: FAST_STEPS,
+          mirror: { percent: 100, holdMs: 600, maxMismatchRate: 0.05, maxP95Ratio: 10, minRequests: 20, ...phase },
+        },
       },
-    })
+      { blue: app('blue'), green: app('green', greenOpts) },
+    )
+    ;({ green, proxy: p } = f)
     load = steadyLoad({ url: p.url, concurrency: 2, maxPerLoop: 20_000 })
     expect((await admin(p, 'POST', '/v1/rollout', {})).status).toBe(201)
     const r = await rollout(p)
@@ -66,13 +65,13 @@ describe('the mirror phase of a rollout', () => {
 
   it('moves to the first weighted step when the shadow matches and keeps up', async () => {
     await setup({})
-    const s = await waitFor(
+    const s = await vi.waitFor(
       async () => {
         const st = (await admin(p, 'GET', '/v1/state')).body
-        return st.rollout.phase === 'mirror' ? undefined : st
+        expect(st.rollout.phase, 'the end of the mirror phase').not.toBe('mirror')
+        return st
       },
-      'the end of the mirror phase',
-      20_000,
+      { timeout: 20_000, interval: 20 },
     )
     // During the phase green only took copies; now it takes its first weighted share and mirroring stops.
     expect(s.rollout.status).toMatch(/progressing|promoted/)
@@ -84,7 +83,9 @@ describe('the mirror phase of a rollout', () => {
 
   it('rolls back, having served no user, when the shadow answers differently', async () => {
     await setup({ extra: { price: 'changed' } })
-    await waitFor(async () => (await rollout(p)).status === 'rolled_back', 'the rollback', 20_000)
+    await expect
+      .poll(async () => (await rollout(p)).status, { message: 'the rollback', timeout: 20_000 })
+      .toBe('rolled_back')
     const result = await stopLoad()
     const s = (await admin(p, 'GET', '/v1/state')).body
     expect(s.rollout.reason).toMatch(/^mirror mismatch rate 1 exceeds 0.05 \(\d+ of \d+ copies\) in the mirror phase/)
@@ -99,7 +100,9 @@ describe('the mirror phase of a rollout', () => {
   it('rolls back, having served no user, when the shadow is too slow', async () => {
     // A ratio gate needs room on a loaded machine: 1 s against a user-facing p95 of well under 333 ms.
     await setup({ delayMs: 1000 }, { maxP95Ratio: 3 })
-    await waitFor(async () => (await rollout(p)).status === 'rolled_back', 'the rollback', 20_000)
+    await expect
+      .poll(async () => (await rollout(p)).status, { message: 'the rollback', timeout: 20_000 })
+      .toBe('rolled_back')
     const result = await stopLoad()
     const s = (await admin(p, 'GET', '/v1/state')).body
     expect(s.rollout.reason).toMatch(/^shadow p95 \d+\.\d ms exceeds primary p95 \d+\.\d ms x 3/)

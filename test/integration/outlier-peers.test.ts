@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { moreRequests, recordedLoad } from '../helpers/recorded-load.js'
-import { waitFor } from '../helpers/wait.js'
 import { faulty, faultySpecs, share, splitWindows } from './outlier-fixture.js'
 import { metric } from './rollout-fixture.js'
 
@@ -35,7 +34,7 @@ describe('peer outlier detection under load', () => {
     const instance = f.proxy.sluice.versions[0]!.instances[0]!
     const started = performance.now()
     const load = recordedLoad({ url: f.proxy.url, concurrency: 8, keyFor: () => undefined })
-    await waitFor(() => instance.ejected, `b1 ejected (${mode})`, 20_000)
+    await expect.poll(() => instance.ejected, { message: `b1 ejected (${mode})`, timeout: 20_000 }).toBeTruthy()
     const after = { ms: Math.round(performance.now() - started), hits: b1.hits }
     await moreRequests(load.records, 1_000)
     const records = await load.stop()

@@ -2,7 +2,6 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { admin } from '../helpers/proxy.js'
 import { moreRequests, recordedLoad } from '../helpers/recorded-load.js'
-import { waitFor } from '../helpers/wait.js'
 import { faultySpecs, share, splitWindows } from './outlier-fixture.js'
 
 /**
@@ -43,8 +42,7 @@ describe('a rollout under uniform faults', () => {
     ]
     expect((await admin(proxy, 'POST', '/v1/rollout', { canary: 'green', baseline: 'blue', steps })).status).toBe(201)
     const snapshots: Snapshot[] = []
-    await waitFor(
-      async () => {
+    await expect.poll(async () => {
         const s = (await admin(proxy, 'GET', '/v1/state')).body
         snapshots.push({
           t: performance.now(),
@@ -54,10 +52,7 @@ describe('a rollout under uniform faults', () => {
           greenRequests: s.analysis.green.requests,
         })
         return s.rollout.status !== 'progressing'
-      },
-      'the rollout to end',
-      30_000,
-    )
+      }, { message: 'the rollout to end', timeout: 30_000 }).toBeTruthy()
     const records = await load.stop()
     const last = snapshots.at(-1)!
     const report = (await admin(proxy, 'GET', '/v1/rollouts')).body.at(-1)

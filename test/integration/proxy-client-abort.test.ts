@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { connections, inflight } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 interface Seen {
   path: string
@@ -51,12 +50,14 @@ describe('a client that goes away', () => {
     socket.on('error', () => {})
     socket.on('data', () => {})
     socket.write(head)
-    await waitFor(() => seen.has(path) && (after?.() ?? true), `the upstream to see ${path}`)
+    await expect
+      .poll(() => seen.has(path) && (after?.() ?? true), { message: `the upstream to see ${path}` })
+      .toBeTruthy()
     socket.destroy()
     const s = seen.get(path)!
-    await waitFor(() => s.aborted, `the upstream request ${path} to be closed`)
-    await waitFor(() => inflight(proxy) === 0, 'in flight back to 0')
-    await waitFor(async () => (await connections(proxy)) === 0, 'no open client connection')
+    await expect.poll(() => s.aborted, { message: `the upstream request ${path} to be closed` }).toBeTruthy()
+    await expect.poll(() => inflight(proxy), { message: 'in flight back to 0' }).toBe(0)
+    await expect.poll(async () => (await connections(proxy)), { message: 'no open client connection' }).toBe(0)
     return s
   }
 

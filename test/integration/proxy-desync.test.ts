@@ -3,7 +3,6 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { inflight } from '../helpers/raw-http.js'
-import { waitFor } from '../helpers/wait.js'
 
 /** What the raw upstream made of one complete request it received. */
 interface Seen {
@@ -290,7 +289,13 @@ async function exchange(proxy: TestProxy, writes: Buffer[]): Promise<{ text: str
   }
   last = performance.now()
   try {
-    await waitFor(() => closed || (inflight(proxy) === 0 && performance.now() - last > 250), 'the exchange to settle', 5000, 10)
+    await expect
+      .poll(() => closed || (inflight(proxy) === 0 && performance.now() - last > 250), {
+        message: 'the exchange to settle',
+        timeout: 5000,
+        interval: 10,
+      })
+      .toBeTruthy()
   } finally {
     socket.destroy()
   }
@@ -321,7 +326,7 @@ describe('request desync: the upstream sees exactly the requests the proxy answe
       fc.asyncProperty(stream, async (writes) => {
         upstream.seen = []
         const { text, proxyClosed } = await exchange(proxy, writes)
-        await waitFor(() => inflight(proxy) === 0, 'nothing in flight')
+        await expect.poll(() => inflight(proxy), { message: 'nothing in flight' }).toBe(0)
         const answered = responses(text)
           .map((r) => r.body)
           .filter((b) => b.startsWith('U'))

@@ -5,7 +5,6 @@ import { type LoadResult, steadyLoad } from '../helpers/load.js'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { connections, inflight, rawExchange } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 const CLIENT_IDLE_MS = 1000
 
@@ -108,7 +107,9 @@ describe('hostile clients while other requests keep flowing', () => {
     )
     expect(r.closed).toBe(true)
     expect(uploads).toHaveLength(1)
-    await waitFor(() => uploads[0]!.destroyed || uploads[0]!.complete, 'the upstream request to end')
+    await expect
+      .poll(() => uploads[0]!.destroyed || uploads[0]!.complete, { message: 'the upstream request to end' })
+      .toBeTruthy()
     expect(uploads[0]!.complete).toBe(false)
   })
 
@@ -125,7 +126,9 @@ describe('hostile clients while other requests keep flowing', () => {
     socket.write('GET /endless HTTP/1.1\r\nHost: a\r\n\r\n')
     socket.pause() // reads nothing: the proxy's writes back up
     try {
-      await waitFor(() => endlessClosed, 'the upstream response to be closed', CLIENT_IDLE_MS * 20)
+      await expect
+        .poll(() => endlessClosed, { message: 'the upstream response to be closed', timeout: CLIENT_IDLE_MS * 20 })
+        .toBeTruthy()
     } finally {
       socket.destroy()
     }
@@ -141,7 +144,12 @@ describe('hostile clients while other requests keep flowing', () => {
     const result = await loadResult
     expect(result.failures).toEqual([])
     expect(result.ok).toBeGreaterThan(0)
-    await waitFor(() => inflight(proxy) === 0, 'in flight back to 0')
-    await waitFor(async () => (await connections(proxy)) === 0, 'no client connection left open', 5 * CLIENT_IDLE_MS)
+    await expect.poll(() => inflight(proxy), { message: 'in flight back to 0' }).toBe(0)
+    await expect
+      .poll(async () => (await connections(proxy)), {
+        message: 'no client connection left open',
+        timeout: 5 * CLIENT_IDLE_MS,
+      })
+      .toBe(0)
   })
 })

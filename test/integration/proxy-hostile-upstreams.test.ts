@@ -5,7 +5,6 @@ import { type LoadResult, steadyLoad } from '../helpers/load.js'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { connections, inflight } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 interface RawUpstream {
   url: string
@@ -118,9 +117,11 @@ describe('hostile upstreams', () => {
     expect(result.failures).toEqual([])
     expect(result.ok).toBeGreaterThan(0)
     await dispatcher.close()
-    await waitFor(() => inflight(proxy) === 0, 'in flight back to 0')
-    await waitFor(async () => (await connections(proxy)) === 0, 'no client connection left open')
+    await expect.poll(() => inflight(proxy), { message: 'in flight back to 0' }).toBe(0)
+    await expect.poll(async () => (await connections(proxy)), { message: 'no client connection left open' }).toBe(0)
     for (const [name, u] of Object.entries(raw))
-      await waitFor(() => u.sockets.size === 0, `the proxy to close its connection to the ${name} upstream`)
+      await expect
+        .poll(() => u.sockets.size, { message: `the proxy to close its connection to the ${name} upstream` })
+        .toBe(0)
   })
 })

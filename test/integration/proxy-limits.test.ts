@@ -4,7 +4,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { connections as openConnections, rawExchange } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 /** README "Limits and timeouts": every limit has a key and a default that holds. */
 describe('head size limits', () => {
@@ -101,7 +100,7 @@ describe('connection caps', () => {
 
   it('an instance gets at most limits.upstreamConnections connections; a request beyond them waits, within its deadline', async () => {
     const holding = [fetch(`${proxy.url}/hold`), fetch(`${proxy.url}/hold`)]
-    await waitFor(() => held.length === 2, 'two requests held upstream')
+    await expect.poll(() => held.length, { message: 'two requests held upstream' }).toBe(2)
     const bodies = (await Promise.all(holding)).map((r) => r.text())
     const started = performance.now()
     const third = await fetch(`${proxy.url}/hold`)
@@ -135,13 +134,15 @@ describe('connection caps', () => {
         clients.push(s)
         await new Promise<void>((r) => s.once('connect', r))
       }
-      await waitFor(async () => (await openConnections(capped)) === 4, 'four client connections open')
+      await expect
+        .poll(async () => (await openConnections(capped)), { message: 'four client connections open' })
+        .toBe(4)
       const started = performance.now()
       const over = await rawExchange(capped.port, ['GET / HTTP/1.1\r\nHost: a\r\n\r\n'], { timeoutMs: 3000 })
       expect({ status: over.status, closed: over.closed }).toEqual({ status: 0, closed: true })
       expect(performance.now() - started).toBeLessThan(1000)
       clients.pop()!.destroy()
-      await waitFor(async () => (await openConnections(capped)) === 3, 'one closed')
+      await expect.poll(async () => (await openConnections(capped)), { message: 'one closed' }).toBe(3)
       const served = await rawExchange(capped.port, ['GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'])
       expect(served.status).toBe(200)
     } finally {

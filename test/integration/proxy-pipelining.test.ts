@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { inflight } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 const PIPELINED = 5000
 
@@ -48,17 +47,20 @@ describe('pipelined requests on one client connection', () => {
     socket.write(requests.join(''))
     try {
       // Stops early once a second upstream connection opened: the assertions below then say so.
-      await waitFor(
-        () => upstreamConnections > 1 || (text.split('HTTP/1.1 200').length - 1 === PIPELINED && text.endsWith(`${PIPELINED - 1};`)),
-        'every answer',
-        30_000,
-      )
+      await expect
+        .poll(
+          () =>
+            upstreamConnections > 1 ||
+            (text.split('HTTP/1.1 200').length - 1 === PIPELINED && text.endsWith(`${PIPELINED - 1};`)),
+          { message: 'every answer', timeout: 30_000 },
+        )
+        .toBeTruthy()
     } finally {
       socket.destroy()
     }
     const bodies = [...text.matchAll(/\r\n\r\n(\d+);/g)].map((m) => Number(m[1]))
     expect(bodies).toEqual(Array.from({ length: PIPELINED }, (_, i) => i))
     expect({ upstreamConnections, maxConcurrent }).toEqual({ upstreamConnections: 1, maxConcurrent: 1 })
-    await waitFor(() => inflight(proxy) === 0, 'in flight back to 0')
+    await expect.poll(() => inflight(proxy), { message: 'in flight back to 0' }).toBe(0)
   })
 })

@@ -1,10 +1,9 @@
 import type { ServerResponse } from 'node:http'
 import { request } from 'undici'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { inflight, keyFor, refusedUrl } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 /** Answers with its name and the request body it read. */
 function echo(req: import('node:http').IncomingMessage, res: ServerResponse, u: TestUpstream): void {
@@ -72,9 +71,18 @@ describe('retries through the real proxy', () => {
       retries: { attempts: 1 },
     })
   })
+  // Each test starts from nothing in flight: the hung upstream's requests end, and every count is back to 0.
+  afterEach(async () => {
+    for (const res of hung.splice(0)) res.destroy()
+    await vi.waitFor(
+      () => {
+        if (inflight(proxy) !== 0) throw new Error(`${inflight(proxy)} requests still in flight`)
+      },
+      { timeout: 10_000, interval: 20 },
+    )
+  })
   afterAll(async () => {
     await proxy.stop()
-    for (const res of hung) res.destroy()
     for (const u of [live1, hang, live2, cut, live3, closing, live4]) await u.close()
   })
 
@@ -138,9 +146,5 @@ describe('retries through the real proxy', () => {
     expect(res.headers['x-upstream']).toBe('cut')
     await expect(res.body.text()).rejects.toThrow()
     expect({ cut: cut.hits - before.cut, live3: live3.hits - before.live3 }).toEqual({ cut: 1, live3: 0 })
-  })
-
-  it('every instance is back to zero in flight', async () => {
-    await waitFor(() => inflight(proxy) === 0, 'in-flight counts back at 0')
   })
 })

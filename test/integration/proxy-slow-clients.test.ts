@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { inflight, parseReply, type RawReply, rawExchange } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 const CLIENT_IDLE_MS = 1000
 const REQUEST_BODY_MS = 600
@@ -70,7 +69,7 @@ describe('slow and broken request bodies, slow heads', () => {
     expect(r.ms / REQUEST_BODY_MS).toBeGreaterThanOrEqual(0.95)
     expect(r.ms / REQUEST_BODY_MS).toBeLessThan(2)
     const upload = uploads.at(-1)!
-    await waitFor(() => upload.destroyed, 'the upstream request to be cancelled')
+    await expect.poll(() => upload.destroyed, { message: 'the upstream request to be cancelled' }).toBeTruthy()
     expect(upload.complete).toBe(false)
     const blue = proxy.sluice.versions[0]!
     expect({ ejected: blue.instances[0]!.ejected, errors: blue.errorsTotal }).toEqual({ ejected: false, errors: 0 })
@@ -84,7 +83,7 @@ describe('slow and broken request bodies, slow heads', () => {
     expect(r.body).toContain('early answer, ')
     expect(r.ms / REQUEST_BODY_MS).toBeLessThan(2)
     const upload = uploads.at(-1)!
-    await waitFor(() => upload.destroyed, 'the upstream request to be cancelled')
+    await expect.poll(() => upload.destroyed, { message: 'the upstream request to be cancelled' }).toBeTruthy()
     expect(proxy.sluice.versions[0]!.errorsTotal).toBe(0)
   })
 
@@ -105,13 +104,14 @@ describe('slow and broken request bodies, slow heads', () => {
     expect(r.status).toBe(400)
     expect(JSON.parse(r.body)).toEqual({ error: { code: 'SLUICE_BAD_REQUEST', message: 'malformed request body' } })
     expect(r.closed).toBe(true)
-    if (uploads.length > before) await waitFor(() => uploads.at(-1)!.destroyed, 'the upstream request to be cancelled')
+    if (uploads.length > before)
+      await expect.poll(() => uploads.at(-1)!.destroyed, { message: 'the upstream request to be cancelled' }).toBe(true)
     expect(proxy.sluice.versions[0]!.instances[0]!.ejected).toBe(false)
   })
 
   it('a whole body in time is forwarded, and nothing is left in flight', async () => {
     const r = await drip(proxy.port, 'POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\n', 100)
     expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: 'got 3' })
-    await waitFor(() => inflight(proxy) === 0, 'in flight back to 0')
+    await expect.poll(() => inflight(proxy), { message: 'in flight back to 0' }).toBe(0)
   })
 })

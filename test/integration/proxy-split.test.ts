@@ -1,5 +1,6 @@
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
@@ -128,5 +129,27 @@ describe('split and overrides through the real proxy', () => {
       await admin(proxy, 'POST', '/v1/undrain', { version: 'red' })
       await admin(proxy, 'PUT', '/v1/weights', { blue: 90, green: 10 })
     }
+  })
+})
+
+describe('weighted sticky split between two versions', () => {
+  let f: BlueGreen
+
+  beforeAll(async () => {
+    f = await blueGreen({ weights: { blue: 90, green: 10 }, sticky: { keys: ['header:x-user-id'] } })
+  })
+  afterAll(() => f?.close())
+
+  it('keyless requests split 90/10 exactly over 100 requests', async () => {
+    const keyless = await names(`${f.proxy.url}/`, Array.from({ length: 100 }, () => ({})), 1)
+    expect(count(keyless)).toEqual({ '200 blue': 90, '200 green': 10 })
+  })
+
+  it('a sticky key keeps its version across requests and a weight change to the other version', async () => {
+    const alice = Array.from({ length: 21 }, () => ({ 'x-user-id': 'alice' }))
+    const before = await names(`${f.proxy.url}/`, alice, 1)
+    expect(new Set(before).size).toBe(1)
+    expect((await admin(f.proxy, 'PUT', '/v1/weights', { blue: 0, green: 100 })).status).toBe(200)
+    expect(await names(`${f.proxy.url}/`, alice.slice(0, 1), 1)).toEqual(['200 green'])
   })
 })

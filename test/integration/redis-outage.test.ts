@@ -3,27 +3,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initialState } from '../../src/state/desired.js'
 import { RedisStore } from '../../src/state/redis-store.js'
 import { steadyLoad } from '../helpers/load.js'
+import { type BlueGreenUpstreams, blueGreenUpstreams } from '../helpers/blue-green.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 /** Fail-static: Redis dying never fails a request, and a Redis that comes back empty is re-seeded. */
 describe('proxies sharing a Redis that dies and comes back empty', () => {
   let redis: TestRedis
-  let blue: TestUpstream
-  let green: TestUpstream
+  let ups: BlueGreenUpstreams
   const proxies: TestProxy[] = []
   const keyPrefix = 'outage:'
 
   beforeAll(async () => {
     redis = await startRedis()
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
+    ups = await blueGreenUpstreams()
     for (let i = 0; i < 3; i++) {
       proxies.push(
         await startProxy({
-          versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+          versions: ups.versions,
           weights: { blue: 100 },
           redis: { url: redis.url, keyPrefix },
         }),
@@ -33,8 +30,7 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
   afterAll(async () => {
     await Promise.all(proxies.map((p) => p.stop()))
     await redis?.stop()
-    await blue?.close()
-    await green?.close()
+    await ups?.close()
   })
 
   const state = async (p: TestProxy) => (await admin(p, 'GET', '/v1/state')).body
@@ -42,20 +38,24 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
   it('serves without a failure through the outage, keeps its state, and reconciles a change made meanwhile', async () => {
     const [a, b, c] = proxies as [TestProxy, TestProxy, TestProxy]
     await admin(a, 'PUT', '/v1/weights', { blue: 80, green: 20 })
-    for (const p of proxies) await waitFor(async () => (await state(p)).weights.green === 20, 'the change everywhere')
+    for (const p of proxies)
+      await expect.poll(async () => (await state(p)).weights.green, { message: 'the change everywhere' }).toBe(20)
 
     // One leader at most at any moment, through the outage and the empty restart.
     // (A fresh Redis holds the lease back for one lease period: wait for the first leader.)
-    await waitFor(() => proxies.some((p) => p.sluice.store.leader), 'a first leader', 10_000)
+    await expect
+      .poll(() => proxies.some((p) => p.sluice.store.leader), { message: 'a first leader', timeout: 10_000 })
+      .toBeTruthy()
     let mostLeaders = 0
     const sampler = setInterval(() => {
       mostLeaders = Math.max(mostLeaders, proxies.filter((p) => p.sluice.store.leader).length)
     }, 5)
     const loads = proxies.map((p) => steadyLoad({ url: p.url, concurrency: 3 }))
-    await waitFor(() => loads.every((l) => l.result.ok > 20), 'load flowing')
+    await expect.poll(() => loads.every((l) => l.result.ok > 20), { message: 'load flowing' }).toBeTruthy()
 
     await redis.kill()
-    for (const p of proxies) await waitFor(async () => (await state(p)).store.up === false, 'the outage seen')
+    for (const p of proxies)
+      await expect.poll(async () => (await state(p)).store.up, { message: 'the outage seen' }).toBe(false)
     const metrics = await (await fetch(`${b.adminUrl}/metrics`)).text()
     expect(metrics).toMatch(/^sluice_state_store_up 0$/m)
     expect((await state(b)).weights).toEqual({ blue: 80, green: 20 })
@@ -66,14 +66,18 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
     expect(put.body.weights).toEqual({ blue: 50, green: 50 })
     expect((await state(c)).weights).toEqual({ blue: 80, green: 20 })
     const sentDuringOutage = loads.map((l) => l.result.sent)
-    await waitFor(() => loads.every((l, i) => l.result.sent > sentDuringOutage[i]! + 20), 'load during the outage')
+    await expect
+      .poll(() => loads.every((l, i) => l.result.sent > sentDuringOutage[i]! + 20), {
+        message: 'load during the outage',
+      })
+      .toBeTruthy()
 
     await redis.restart()
     for (const p of proxies) {
-      await waitFor(async () => {
+      await expect.poll(async () => {
         const s = await state(p)
         return s.store.up && s.weights.green === 50
-      }, 'every proxy converged on the change made during the outage')
+      }, { message: 'every proxy converged on the change made during the outage' }).toBeTruthy()
     }
     // Redis was re-seeded with the highest revision, and has the change's audit entry.
     const raw = redis.client()
@@ -83,7 +87,7 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
     const audit = (await raw.lrange(`${keyPrefix}audit`, 0, -1)).map((s) => JSON.parse(s))
     expect(audit.at(-1)).toMatchObject({ action: 'weights', source: 'admin', revision, after: { blue: 50, green: 50 } })
 
-    await waitFor(() => proxies.some((p) => p.sluice.store.leader), 'a leader again')
+    await expect.poll(() => proxies.some((p) => p.sluice.store.leader), { message: 'a leader again' }).toBeTruthy()
     clearInterval(sampler)
     expect(mostLeaders).toBe(1)
 
@@ -102,16 +106,18 @@ describe('proxies sharing a Redis that dies and comes back empty', () => {
     )
     try {
       for (const s of stores) await s.init(initialState({ blue: 100 }))
-      await waitFor(() => stores.some((s) => s.leader), 'a leader')
+      await expect.poll(() => stores.some((s) => s.leader), { message: 'a leader' }).toBeTruthy()
       const oldToken = Math.max(...stores.map((s) => s.leaderToken))
       let mostLeaders = 0
       const sampler = setInterval(() => {
         mostLeaders = Math.max(mostLeaders, stores.filter((s) => s.leader).length)
       }, 2)
       await redis.restart()
-      await waitFor(() => stores.every((s) => s.up), 'all reconnected', 5000)
+      await expect.poll(() => stores.every((s) => s.up), { message: 'all reconnected', timeout: 5000 }).toBeTruthy()
       // A new holding, with a larger fencing token although the counter was lost.
-      await waitFor(() => stores.some((s) => s.leaderToken > oldToken), 'a new leader', 10_000)
+      await expect
+        .poll(() => stores.some((s) => s.leaderToken > oldToken), { message: 'a new leader', timeout: 10_000 })
+        .toBeTruthy()
       clearInterval(sampler)
       expect(mostLeaders).toBe(1)
     } finally {

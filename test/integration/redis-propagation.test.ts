@@ -1,36 +1,32 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { type BlueGreenUpstreams, blueGreenUpstreams } from '../helpers/blue-green.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 /** Several proxies sharing one Redis act as one: README, "Several proxies (Redis)". */
 describe('proxies sharing Redis', () => {
   let redis: TestRedis
-  let blue: TestUpstream
-  let green: TestUpstream
+  let ups: BlueGreenUpstreams
   const proxies: TestProxy[] = []
 
   beforeAll(async () => {
     redis = await startRedis()
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
+    ups = await blueGreenUpstreams()
   })
   afterEach(async () => {
     await Promise.all(proxies.splice(0).map((p) => p.stop()))
   })
   afterAll(async () => {
     await redis?.stop()
-    await blue?.close()
-    await green?.close()
+    await ups?.close()
   })
 
   const cluster = async (n: number, keyPrefix = `prop-${randomBytes(4).toString('hex')}:`) => {
     const started: TestProxy[] = []
     for (let i = 0; i < n; i++) {
       const p = await startProxy({
-        versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+        versions: ups.versions,
         weights: { blue: 100 },
         redis: { url: redis.url, keyPrefix },
       })
@@ -42,6 +38,14 @@ describe('proxies sharing Redis', () => {
 
   const weightsOf = async (p: TestProxy) => (await admin(p, 'GET', '/v1/state')).body.weights
 
+  /** Writes new weights the way a commit writes them, but never publishes them: only a poll brings them. */
+  const writeUnpublished = async (keyPrefix: string, weights: Record<string, number>) => {
+    const raw = redis.client()
+    const shared = JSON.parse((await raw.hget(`${keyPrefix}state`, 'json'))!)
+    const next = { ...shared, revision: shared.revision + 1, weights }
+    await raw.hset(`${keyPrefix}state`, 'revision', next.revision, 'json', JSON.stringify(next))
+  }
+
   it('a weight change through one proxy reaches every proxy within one second, and their traffic follows', async () => {
     const [a, b, c] = await cluster(3)
     const state = (await admin(b!, 'GET', '/v1/state')).body
@@ -52,11 +56,12 @@ describe('proxies sharing Redis', () => {
     expect(put.status).toBe(200)
     const changedAt = Date.now()
     for (const p of [b!, c!]) {
-      await waitFor(
-        async () => (await weightsOf(p)).green === 100,
-        'the change on every proxy',
-        1000 - (Date.now() - changedAt),
-      )
+      await expect
+        .poll(async () => (await weightsOf(p)).green, {
+          message: 'the change on every proxy',
+          timeout: 1000 - (Date.now() - changedAt),
+        })
+        .toBe(100)
     }
     expect(Date.now() - changedAt).toBeLessThan(1000)
     const res = await fetch(c!.url + '/')
@@ -67,7 +72,12 @@ describe('proxies sharing Redis', () => {
   it('a drain through one proxy applies on all, and the shared audit keeps the original source', async () => {
     const [a, b] = await cluster(2)
     expect((await admin(b!, 'POST', '/v1/drain', { version: 'green' })).status).toBe(200)
-    await waitFor(async () => (await admin(a!, 'GET', '/v1/state')).body.versions.green.draining, 'drain on a', 1000)
+    await expect
+      .poll(async () => (await admin(a!, 'GET', '/v1/state')).body.versions.green.draining, {
+        message: 'drain on a',
+        timeout: 1000,
+      })
+      .toBeTruthy()
     const audit = (await admin(a!, 'GET', '/v1/audit')).body as { action: string; source: string }[]
     expect(audit.at(-1)).toMatchObject({ action: 'drain', source: 'admin' })
   })
@@ -75,26 +85,36 @@ describe('proxies sharing Redis', () => {
   it('a change whose message is lost still reaches every proxy, by polling', async () => {
     const keyPrefix = `lost-${randomBytes(4).toString('hex')}:`
     const [a, b] = await cluster(2, keyPrefix)
-    const raw = redis.client()
-    const shared = JSON.parse((await raw.hget(`${keyPrefix}state`, 'json'))!)
-    const next = { ...shared, revision: shared.revision + 1, weights: { blue: 30, green: 70 } }
-    // Written the way a commit writes it, but never published.
-    await raw.hset(`${keyPrefix}state`, 'revision', next.revision, 'json', JSON.stringify(next))
+    await writeUnpublished(keyPrefix, { blue: 30, green: 70 })
     const writtenAt = Date.now()
-    for (const p of [a!, b!]) await waitFor(async () => (await weightsOf(p)).green === 70, 'the polled change', 3000)
+    for (const p of [a!, b!])
+      await expect
+        .poll(async () => (await weightsOf(p)).green, { message: 'the polled change', timeout: 3000 })
+        .toBe(70)
     expect(Date.now() - writtenAt).toBeLessThan(1000)
   })
 
   it('two clusters with different key prefixes on one Redis do not see each other', async () => {
-    const [a1, a2] = await cluster(2)
-    const [b1] = await cluster(1)
+    const prefixA = `a-${randomBytes(4).toString('hex')}:`
+    const [a1, a2] = await cluster(2, prefixA)
+    const [b1, b2] = await cluster(2)
     await admin(a1!, 'PUT', '/v1/weights', { blue: 40, green: 60 })
-    await waitFor(async () => (await weightsOf(a2!)).green === 60, 'the change within cluster a', 1000)
+    await expect
+      .poll(async () => (await weightsOf(a2!)).green, { message: 'the change within cluster a', timeout: 1000 })
+      .toBe(60)
     await admin(b1!, 'PUT', '/v1/weights', { blue: 90, green: 10 })
-    // Both clusters' changes have been published and polled by now.
-    await new Promise((r) => setTimeout(r, 700))
-    expect(await weightsOf(a1!)).toEqual({ blue: 40, green: 60 })
-    expect(await weightsOf(a2!)).toEqual({ blue: 40, green: 60 })
+    // Published: the other proxy of cluster b has it.
+    await expect
+      .poll(async () => (await weightsOf(b2!)).green, { message: 'the change within cluster b', timeout: 1000 })
+      .toBe(10)
+    // A change in cluster a that only a poll brings: once both show it, both polled Redis after b's change.
+    await writeUnpublished(prefixA, { blue: 45, green: 55 })
+    for (const p of [a1!, a2!])
+      await expect
+        .poll(async () => (await weightsOf(p)).green, { message: 'the polled change in cluster a', timeout: 3000 })
+        .toBe(55)
+    expect(await weightsOf(a1!)).toEqual({ blue: 45, green: 55 })
+    expect(await weightsOf(a2!)).toEqual({ blue: 45, green: 55 })
     expect(await weightsOf(b1!)).toEqual({ blue: 90, green: 10 })
     expect((await admin(b1!, 'GET', '/v1/audit')).body).toHaveLength(1)
   })

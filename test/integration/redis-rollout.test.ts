@@ -1,9 +1,24 @@
 import { randomBytes } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { type BlueGreenUpstreams, blueGreenUpstreams } from '../helpers/blue-green.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
+
+/** The proxy that holds the lease, once one does. */
+const leaderOf = (ps: TestProxy[]) =>
+  vi.waitFor(
+    async () => {
+      for (const p of ps) if ((await admin(p, 'GET', '/v1/state')).body.store.leader) return p
+      throw new Error('no leader yet')
+    },
+    { timeout: 10_000, interval: 20 },
+  )
+
+/** Waits until a call of `spy` made from now on has returned. */
+const nextCallDone = async (spy: { mock: { calls: unknown[]; settledResults: { type: string }[] } }) => {
+  const before = spy.mock.calls.length
+  await expect.poll(() => spy.mock.settledResults.filter((r) => r.type !== 'incomplete').length).toBeGreaterThan(before)
+}
 
 /**
  * Several proxies as one rollout: the verdict is computed on the sum of
@@ -11,28 +26,28 @@ import { waitFor } from '../helpers/wait.js'
  */
 describe('a rollout across proxies sharing Redis', () => {
   let redis: TestRedis
-  let blue: TestUpstream
-  let green: TestUpstream
+  let ups: BlueGreenUpstreams
   const proxies: TestProxy[] = []
 
   beforeAll(async () => {
     redis = await startRedis()
-    blue = await startUpstream('blue')
-    green = await startUpstream('green', (req, res) => {
-      req.resume()
-      res.writeHead(500, { 'x-upstream': 'green' })
-      res.end('broken')
+    ups = await blueGreenUpstreams({
+      green: (req, res) => {
+        req.resume()
+        res.writeHead(500, { 'x-upstream': 'green' })
+        res.end('broken')
+      },
     })
   })
   afterAll(async () => {
     await Promise.all(proxies.map((p) => p.stop()))
-    await Promise.all([blue.close(), green.close()])
+    await ups?.close()
     await redis?.stop()
   })
 
   const start = async (keyPrefix: string) => {
     const p = await startProxy({
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+      versions: ups.versions,
       weights: { blue: 100 },
       // Ejection would end the test on its own ("canary without instances"); this one is about the figures.
       outlier: { consecutiveFailures: 0 },
@@ -53,46 +68,54 @@ describe('a rollout across proxies sharing Redis', () => {
     const a = await start(prefix)
     const b = await start(prefix)
     expect((await admin(a, 'POST', '/v1/rollout', { canary: 'green' })).status).toBe(201)
-    await waitFor(async () => (await admin(b, 'GET', '/v1/state')).body.weights.green === 50, 'the step on b')
+    await expect
+      .poll(async () => (await admin(b, 'GET', '/v1/state')).body.weights.green, { message: 'the step on b' })
+      .toBe(50)
 
     // 80 requests through a: 40 reach green, below minRequests (60), so no verdict.
+    const published = vi.spyOn(a.sluice.store, 'publishSlices')
+    const verdicts = vi.spyOn((await leaderOf([a, b])).rollout, 'tick')
     await send(a, 80)
-    await new Promise((r) => setTimeout(r, 1000))
+    // Judged on them: a published its slices after the last request, then the leader ran a whole verdict.
+    await nextCallDone(published)
+    await nextCallDone(verdicts)
+    published.mockRestore()
+    verdicts.mockRestore()
     expect((await admin(a, 'GET', '/v1/state')).body.rollout.status).toBe('progressing')
 
     // 80 more through b: 80 green requests across the two, every one an error.
     await send(b, 80)
-    const rolled = await waitFor(
+    const rolled = await vi.waitFor(
       async () => {
         const s = (await admin(a, 'GET', '/v1/state')).body
-        return s.rollout.status === 'rolled_back' ? s : undefined
+        expect(s.rollout.status, 'the rollback').toBe('rolled_back')
+        return s
       },
-      'the rollback',
-      10_000,
+      { timeout: 10_000, interval: 20 },
     )
     expect(rolled.weights).toEqual({ blue: 100, green: 0 })
     expect(rolled.rollout.reason).toMatch(/error rate/)
     // The reason names the pooled sample: at least both proxies' 40 each.
     const sizes = [...String(rolled.rollout.reason).matchAll(/(\d+) vs (\d+) requests/g)].map((m) => Number(m[1]))
     expect(Math.max(...sizes)).toBeGreaterThanOrEqual(60)
-    await waitFor(async () => (await admin(b, 'GET', '/v1/state')).body.weights.green === 0, 'b to follow')
+    await expect
+      .poll(async () => (await admin(b, 'GET', '/v1/state')).body.weights.green, { message: 'b to follow' })
+      .toBe(0)
   })
 })
 
 describe('rollout leader failover', () => {
   let redis: TestRedis
-  let blue: TestUpstream
-  let green: TestUpstream
+  let ups: BlueGreenUpstreams
   const proxies: TestProxy[] = []
 
   beforeAll(async () => {
     redis = await startRedis()
-    blue = await startUpstream('blue')
-    green = await startUpstream('green')
+    ups = await blueGreenUpstreams()
   })
   afterAll(async () => {
     await Promise.all(proxies.map((p) => p.stop()))
-    await Promise.all([blue.close(), green.close()])
+    await ups?.close()
     await redis?.stop()
   })
 
@@ -101,7 +124,7 @@ describe('rollout leader failover', () => {
     for (let i = 0; i < 2; i++) {
       proxies.push(
         await startProxy({
-          versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+          versions: ups.versions,
           weights: { blue: 100 },
           analysis: { intervalMs: 200, windowMs: 30_000, minRequests: 20 },
           rollout: {
@@ -118,10 +141,7 @@ describe('rollout leader failover', () => {
       )
     }
     const [a, b] = proxies as [TestProxy, TestProxy]
-    const leader = await waitFor(async () => {
-      for (const p of [a, b]) if ((await admin(p, 'GET', '/v1/state')).body.store.leader) return p
-      return undefined
-    }, 'a leader')
+    const leader = await leaderOf([a, b])
     const follower = leader === a ? b : a
     expect((await admin(follower, 'POST', '/v1/rollout', { canary: 'green' })).status).toBe(201)
 
@@ -134,15 +154,20 @@ describe('rollout leader failover', () => {
         }
       }
     })()
-    await waitFor(async () => (await admin(follower, 'GET', '/v1/state')).body.rollout.step === 1, 'step 1', 15_000)
+    await expect
+      .poll(async () => (await admin(follower, 'GET', '/v1/state')).body.rollout.step, {
+        message: 'step 1',
+        timeout: 15_000,
+      })
+      .toBe(1)
     await leader.stop()
-    const done = await waitFor(
+    const done = await vi.waitFor(
       async () => {
         const s = (await admin(follower, 'GET', '/v1/state')).body
-        return s.rollout.status === 'promoted' ? s : undefined
+        expect(s.rollout.status, 'the promotion by the surviving proxy').toBe('promoted')
+        return s
       },
-      'the promotion by the surviving proxy',
-      20_000,
+      { timeout: 20_000, interval: 20 },
     )
     running = false
     await traffic

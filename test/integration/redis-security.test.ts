@@ -4,7 +4,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { initialState } from '../../src/state/desired.js'
 import { RedisStore } from '../../src/state/redis-store.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
-import { waitFor } from '../helpers/wait.js'
 import { entry } from '../unit/state/store-contract.js'
 
 describe('a Redis with a password, over TLS', () => {
@@ -43,7 +42,7 @@ describe('a Redis with a password, over TLS', () => {
     expect(a.up && b.up).toBe(true)
     const next = { ...seed, revision: 2, weights: { blue: 0, green: 100 } }
     expect(await a.commit(next, entry(2, 'weights'))).toEqual({ ok: true })
-    await waitFor(() => b.current().revision === 2, 'the change over TLS', 1000)
+    await expect.poll(() => b.current().revision, { message: 'the change over TLS', timeout: 1000 }).toBe(2)
     expect(b.current()).toEqual(next)
   })
 

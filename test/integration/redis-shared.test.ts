@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { SliceSnapshot } from '../../src/analysis/slices.js'
 import { type DesiredState, initialState } from '../../src/state/desired.js'
 import { RedisStore } from '../../src/state/redis-store.js'
 import { startRedis, startRelay, type TcpRelay, type TestRedis } from '../helpers/redis-server.js'
-import { waitFor } from '../helpers/wait.js'
 import { entry } from '../unit/state/store-contract.js'
 
 const LEASE_MS = 1000
@@ -42,7 +41,7 @@ describe('stores sharing one Redis', () => {
     const prefix = group()
     const stores = [store(prefix), store(prefix), store(prefix)]
     for (const s of stores) await s.init(seed())
-    await waitFor(() => stores.some((s) => s.leader), 'a leader')
+    await expect.poll(() => stores.some((s) => s.leader), { message: 'a leader' }).toBeTruthy()
     for (let i = 0; i < 10; i++) {
       expect(stores.filter((s) => s.leader)).toHaveLength(1)
       await new Promise((r) => setTimeout(r, LEASE_MS / 10))
@@ -50,7 +49,14 @@ describe('stores sharing one Redis', () => {
     const leader = stores.find((s) => s.leader)!
     const stoppedAt = Date.now()
     await leader.close()
-    const next = await waitFor(() => stores.find((s) => s !== leader && s.leader), 'a new leader', 2 * LEASE_MS)
+    const next = await vi.waitFor(
+      () => {
+        const found = stores.find((s) => s !== leader && s.leader)
+        expect(found, 'a new leader').toBeDefined()
+        return found!
+      },
+      { timeout: 2 * LEASE_MS, interval: 20 },
+    )
     expect(Date.now() - stoppedAt).toBeLessThan(2 * LEASE_MS)
     expect(stores.filter((s) => s.leader)).toEqual([next])
   })
@@ -61,7 +67,7 @@ describe('stores sharing one Redis', () => {
     relays.push(relay)
     const a = store(prefix, relay.url)
     await a.init(seed())
-    await waitFor(() => a.leader, 'a leads')
+    await expect.poll(() => a.leader, { message: 'a leads' }).toBeTruthy()
     const oldToken = a.leaderToken
     const others = [store(prefix), store(prefix)]
     for (const s of others) await s.init(seed())
@@ -69,14 +75,14 @@ describe('stores sharing one Redis', () => {
     const cutAt = Date.now()
     await relay.cut()
     let both = 0
-    const next = await waitFor(
+    const next = await vi.waitFor(
       () => {
         if (a.leader && others.some((s) => s.leader)) both++
-        return others.find((s) => s.leader)
+        const found = others.find((s) => s.leader)
+        expect(found, 'another leader').toBeDefined()
+        return found!
       },
-      'another leader',
-      2 * LEASE_MS,
-      5,
+      { timeout: 2 * LEASE_MS, interval: 5 },
     )
     expect(Date.now() - cutAt).toBeLessThan(2 * LEASE_MS)
     expect(both).toBe(0)
@@ -85,7 +91,7 @@ describe('stores sharing one Redis', () => {
 
     // Back on the network, it follows instead of fighting for the lease.
     await relay.heal()
-    await waitFor(() => a.up, 'a reconnected', 5000)
+    await expect.poll(() => a.up, { message: 'a reconnected', timeout: 5000 }).toBeTruthy()
     await new Promise((r) => setTimeout(r, LEASE_MS))
     expect(a.leader).toBe(false)
     expect(next.leader).toBe(true)
@@ -105,7 +111,7 @@ describe('stores sharing one Redis', () => {
     b.onRemoteChange((s) => seenByB.push(s))
 
     await relay.cut()
-    await waitFor(() => !a.up, 'a sees the outage', 5000)
+    await expect.poll(() => a.up, { message: 'a sees the outage', timeout: 5000 }).toBe(false)
     const rolledBack = {
       ...a.current(),
       revision: 2,
@@ -128,8 +134,12 @@ describe('stores sharing one Redis', () => {
 
     await relay.heal()
     const expected = { ...drained, revision: 4, weights: { blue: 100, green: 0 }, rollout: rolledBack.rollout }
-    await waitFor(() => JSON.stringify(b.current()) === JSON.stringify(expected), 'b has the rollback', 5000)
-    await waitFor(() => JSON.stringify(a.current()) === JSON.stringify(expected), 'a agrees', 5000)
+    await expect
+      .poll(() => JSON.stringify(b.current()), { message: 'b has the rollback', timeout: 5000 })
+      .toBe(JSON.stringify(expected))
+    await expect
+      .poll(() => JSON.stringify(a.current()), { message: 'a agrees', timeout: 5000 })
+      .toBe(JSON.stringify(expected))
     expect(seenByB.at(-1)).toEqual(expected)
     const audit = await b.audit(10)
     expect(audit.map((e) => [e.revision, e.action])).toEqual([
@@ -149,7 +159,7 @@ describe('stores sharing one Redis', () => {
     await a.init(seed())
     await b.init(seed())
     await relay.cut()
-    await waitFor(() => !a.up, 'a sees the outage', 5000)
+    await expect.poll(() => a.up, { message: 'a sees the outage', timeout: 5000 }).toBe(false)
     const mine = { ...a.current(), revision: 2, weights: { blue: 90, green: 10 } }
     expect(await a.commit(mine, entry(2, 'weights'))).toMatchObject({ ok: true, pending: true })
     const theirs = { ...b.current(), revision: 2, weights: { blue: 20, green: 80 } }
@@ -158,7 +168,7 @@ describe('stores sharing one Redis', () => {
     await b.commit(newer, entry(3, 'weights'))
 
     await relay.heal()
-    await waitFor(() => a.up && a.current().revision === 3, 'a catches up', 5000)
+    await expect.poll(() => a.up && a.current().revision === 3, { message: 'a catches up', timeout: 5000 }).toBeTruthy()
     expect(a.current()).toEqual(newer)
     expect(b.current()).toEqual(newer)
     const warning = logLines.find((l) => l.includes('were overridden by a newer shared state'))
@@ -183,7 +193,7 @@ describe('stores sharing one Redis', () => {
     const applied: DesiredState[] = []
     a.onRemoteChange((s) => applied.push(s))
     await relay.heal()
-    await waitFor(() => a.up, 'a joins', 5000)
+    await expect.poll(() => a.up, { message: 'a joins', timeout: 5000 }).toBeTruthy()
     expect(a.current()).toEqual(shared)
     expect(applied).toEqual([shared])
   })

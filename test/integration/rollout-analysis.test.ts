@@ -1,7 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, type TestProxy } from '../helpers/proxy.js'
-import { waitFor } from '../helpers/wait.js'
 import { auditEntry, FAST_STEPS, metric, recordedUpstream, rolloutProxy, USERS, versionsOf } from './rollout-fixture.js'
 
 /**
@@ -29,7 +28,7 @@ async function setUp(green: Parameters<typeof recordedUpstream>[1], concurrency 
     () => load.stop(),
   )
   // The baseline has figures before the rollout begins.
-  await waitFor(() => blue.arrivals.length > 100, 'baseline traffic')
+  await expect.poll(() => blue.arrivals.length, { message: 'baseline traffic' }).toBeGreaterThan(100)
   return { blue, green: canary, proxy, load }
 }
 
@@ -45,7 +44,7 @@ async function lastReport(proxy: TestProxy): Promise<any> {
 
 describe('a rollout driven by the analysis', () => {
   it('a canary with 20% 5xx is rolled back, and its sticky users return to the baseline', async () => {
-    const { green, proxy, load } = await setUp({})
+    const { blue, green, proxy, load } = await setUp({})
     const steps = [{ weight: 20, holdMs: 60_000 }, { weight: 100 }]
     const started = await admin(proxy, 'POST', '/v1/rollout', { canary: 'green', baseline: 'blue', steps })
     expect(started.status).toBe(201)
@@ -56,7 +55,9 @@ describe('a rollout driven by the analysis', () => {
     // The canary starts failing in the middle of its step.
     const healthyServed = green.arrivals.length
     green.mode.errorEvery = 5
-    await waitFor(async () => (await rollout(proxy)).status === 'rolled_back', 'the rollback', 30_000)
+    await expect
+      .poll(async () => (await rollout(proxy)).status, { message: 'the rollback', timeout: 30_000 })
+      .toBe('rolled_back')
     const entry = await auditEntry(proxy, 'rollout.rollback')
     const rolledBackAt = Date.parse(entry.at)
     const firstError = green.firstErrorAt!
@@ -76,9 +77,11 @@ describe('a rollout driven by the analysis', () => {
 
     const after = await versionsOf(proxy, onCanary)
     expect([...after.values()].every((v) => v === 'blue')).toBe(true)
+    // The load goes on (100 more requests at the baseline): the canary gets at most what was in flight.
     const served = green.arrivals.length
-    await new Promise((r) => setTimeout(r, 300))
-    expect(green.arrivals.length - served).toBeLessThanOrEqual(8) // at most what was in flight
+    const atBaseline = blue.arrivals.length
+    await expect.poll(() => blue.arrivals.length, { message: 'more load' }).toBeGreaterThan(atBaseline + 100)
+    expect(green.arrivals.length - served).toBeLessThanOrEqual(8)
 
     const report = await lastReport(proxy)
     expect(report).toMatchObject({ canary: 'green', baseline: 'blue', outcome: 'rolled_back', reason: entry.reason })
@@ -99,7 +102,9 @@ describe('a rollout driven by the analysis', () => {
     expect(
       (await admin(proxy, 'POST', '/v1/rollout', { steps: FAST_STEPS, canary: 'green', baseline: 'blue' })).status,
     ).toBe(201)
-    await waitFor(async () => (await rollout(proxy)).status === 'rolled_back', 'the rollback', 30_000)
+    await expect
+      .poll(async () => (await rollout(proxy)).status, { message: 'the rollback', timeout: 30_000 })
+      .toBe('rolled_back')
     const entry = await auditEntry(proxy, 'rollout.rollback')
     console.log(`+300 ms canary: rolled back after it served ${green.arrivals.length} requests: ${entry.reason}`)
     expect(entry.source).toBe('analysis')
@@ -119,17 +124,13 @@ describe('a rollout driven by the analysis', () => {
     ).toBe(201)
     const everOnCanary = new Set<string>()
     let movedBack = 0
-    await waitFor(
-      async () => {
+    await expect.poll(async () => {
         for (const [user, v] of await versionsOf(proxy, USERS)) {
           if (v === 'green') everOnCanary.add(user)
           else if (everOnCanary.has(user)) movedBack++
         }
         return (await rollout(proxy)).status === 'promoted'
-      },
-      'the promotion',
-      40_000,
-    )
+      }, { message: 'the promotion', timeout: 40_000 }).toBeTruthy()
     console.log(`healthy canary: promoted through 20, 50, 100 in ${Date.now() - t0} ms`)
     expect(movedBack).toBe(0)
     expect(everOnCanary.size).toBeGreaterThan(0)
@@ -176,12 +177,22 @@ describe('a rollout driven by the analysis', () => {
     expect(start).toMatchObject({ source: 'rollout', actor: null })
     expect(start.reason).toMatch(/^started by the config: green against blue in steps 20, 50, 100/)
     // Not yet probed is not "no usable instance": the rollout waits for the probes.
-    await waitFor(async () => (await admin(proxy, 'GET', '/readyz')).status === 200, 'the first probe round')
-    await new Promise((r) => setTimeout(r, 500))
+    await expect
+      .poll(async () => (await admin(proxy, 'GET', '/readyz')).status, { message: 'the first probe round' })
+      .toBe(200)
+    await expect
+      .poll(async () => (await admin(proxy, 'GET', '/v1/state')).body.versions.green.instances[0].healthy)
+      .toBe(true)
+    // A verdict begun once the canary was probed healthy, and done: it found an instance to judge.
+    const verdicts = vi.spyOn(proxy.rollout, 'tick')
+    await expect.poll(() => verdicts.mock.settledResults.filter((r) => r.type !== 'incomplete').length).toBeGreaterThan(0)
+    verdicts.mockRestore()
     expect(await rollout(proxy)).toMatchObject({ status: 'progressing', step: 0 })
 
     green.upstream.healthy = false
-    await waitFor(async () => (await rollout(proxy)).status === 'rolled_back', 'the rollback', 20_000)
+    await expect
+      .poll(async () => (await rollout(proxy)).status, { message: 'the rollback', timeout: 20_000 })
+      .toBe('rolled_back')
     const entry = await auditEntry(proxy, 'rollout.rollback')
     expect(entry.source).toBe('analysis')
     expect(entry.reason).toMatch(/^canary has no usable instance .* at step 0 \(weight 20\)$/)

@@ -1,10 +1,7 @@
-import { execFile } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { admin, startProxy, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { type BlueGreen, blueGreen } from '../helpers/blue-green.js'
+import { ctlInProcess } from '../helpers/cli.js'
+import { admin, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { auditEntry, metric } from './rollout-fixture.js'
 
 /**
@@ -13,27 +10,14 @@ import { auditEntry, metric } from './rollout-fixture.js'
  * samples to move a step: every change here is the operator's.
  */
 
-const run = promisify(execFile)
-const CLI = resolve(import.meta.dirname, '../../dist/cli/main.js')
-
-let blue: TestUpstream
-let green: TestUpstream
+let f: BlueGreen
 let proxy: TestProxy
 
 beforeAll(async () => {
-  blue = await startUpstream('blue')
-  green = await startUpstream('green')
-  proxy = await startProxy({
-    versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
-    weights: { blue: 100 },
-    analysis: { intervalMs: 100, windowMs: 5000, minRequests: 50 },
-  })
+  f = await blueGreen({ weights: { blue: 100 }, analysis: { intervalMs: 100, windowMs: 5000, minRequests: 50 } })
+  proxy = f.proxy
 })
-afterAll(async () => {
-  await proxy.stop()
-  await blue.close()
-  await green.close()
-})
+afterAll(() => f?.close())
 
 const steps = [{ weight: 30, holdMs: 1000 }, { weight: 60 }, { weight: 100 }]
 
@@ -165,15 +149,9 @@ describe('rollout controls through the admin API', () => {
   })
 })
 
-describe.skipIf(!existsSync(CLI))('sluice ctl rollout against the real proxy', () => {
+describe('sluice ctl rollout against the real proxy', () => {
   const ctl = (...args: string[]) =>
-    run(process.execPath, [CLI, 'ctl', ...args], {
-      env: { ...process.env, SLUICE_ADMIN_URL: proxy.adminUrl, SLUICE_ADMIN_TOKEN: TEST_TOKEN },
-      timeout: 20_000,
-    }).then(
-      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-      (e: any) => ({ code: e.code as number, stdout: String(e.stdout), stderr: String(e.stderr) }),
-    )
+    ctlInProcess(args, { SLUICE_ADMIN_URL: proxy.adminUrl, SLUICE_ADMIN_TOKEN: TEST_TOKEN })
 
   it('starts, pauses, resumes and aborts a rollout and prints the history', async () => {
     const start = await ctl('rollout', 'start', 'blue', '--baseline', 'green', '--steps', '10:60000,50,100')

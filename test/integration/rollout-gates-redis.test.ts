@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { steadyLoad } from '../helpers/load.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startRedis, type TestRedis } from '../helpers/redis-server.js'
-import { waitFor } from '../helpers/wait.js'
 import { startReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js'
 import { metric, type Recorded, recordedUpstream } from './rollout-fixture.js'
 
@@ -57,7 +56,14 @@ describe('rollout gates across proxies sharing Redis', () => {
     const a = await start(prefix)
     const b = await start(prefix)
     const leaderOf = async () => ((await state(a)).store.leader ? [a, b] : (await state(b)).store.leader ? [b, a] : undefined)
-    const [leader, follower] = await waitFor(leaderOf, 'a leader')
+    const [leader, follower] = await vi.waitFor(
+      async () => {
+        const pair = await leaderOf()
+        expect(pair, 'a leader').toBeDefined()
+        return pair!
+      },
+      { timeout: 10_000, interval: 20 },
+    )
     const started = await admin(follower!, 'POST', '/v1/rollout', {
       canary: 'green',
       baseline: 'blue',
@@ -66,17 +72,29 @@ describe('rollout gates across proxies sharing Redis', () => {
       notify: [{ url: receiver.url + '/events' }],
     })
     expect(started.status).toBe(201)
-    await waitFor(async () => (await state(follower!)).rollout.awaiting === 'approval', 'awaiting approval', 15_000)
+    await expect
+      .poll(async () => (await state(follower!)).rollout.awaiting, { message: 'awaiting approval', timeout: 15_000 })
+      .toBe('approval')
 
     // A pause and a resume through the follower are told by the leader.
     expect((await admin(follower!, 'POST', '/v1/rollout/pause')).status).toBe(200)
-    await waitFor(() => receiver.on('/events').some((e) => e.body.event === 'paused'), 'the paused notification')
+    await expect
+      .poll(() => receiver.on('/events').some((e) => e.body.event === 'paused'), { message: 'the paused notification' })
+      .toBeTruthy()
     expect((await admin(follower!, 'POST', '/v1/rollout/resume')).status).toBe(200)
-    await waitFor(async () => (await state(follower!)).rollout.awaiting === 'approval', 'awaiting again', 15_000)
+    await expect
+      .poll(async () => (await state(follower!)).rollout.awaiting, { message: 'awaiting again', timeout: 15_000 })
+      .toBe('approval')
 
     expect((await admin(follower!, 'POST', '/v1/rollout/approve')).status).toBe(200)
-    await waitFor(async () => (await state(follower!)).rollout.status === 'promoted', 'promoted', 15_000)
-    await waitFor(() => receiver.on('/events').some((e) => e.body.event === 'promoted'), 'the promoted notification')
+    await expect
+      .poll(async () => (await state(follower!)).rollout.status, { message: 'promoted', timeout: 15_000 })
+      .toBe('promoted')
+    await expect
+      .poll(() => receiver.on('/events').some((e) => e.body.event === 'promoted'), {
+        message: 'the promoted notification',
+      })
+      .toBeTruthy()
 
     expect(receiver.on('/events').map((e) => e.body.event)).toEqual([
       'started',

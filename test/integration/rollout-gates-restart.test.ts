@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { waitFor } from '../helpers/wait.js'
 import { startReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js'
 import { traffic, useStateFileFixture } from './state-file-fixture.js'
 
@@ -23,8 +22,13 @@ describe('state.file: a rollout that awaits an approval survives SIGKILL', () =>
     })
     expect(started.status).toBe(201)
     const load = traffic(a)
-    await waitFor(async () => (await a.admin('GET', '/v1/state')).body.rollout.awaiting === 'approval', 'awaiting', 15_000)
-    await waitFor(() => receiver.on('/events').length === 2, 'two notifications')
+    await expect
+      .poll(async () => (await a.admin('GET', '/v1/state')).body.rollout.awaiting, {
+        message: 'awaiting',
+        timeout: 15_000,
+      })
+      .toBe('approval')
+    await expect.poll(() => receiver.on('/events').length, { message: 'two notifications' }).toBe(2)
     expect(await a.stop('SIGKILL')).toBe(null)
     await load.stop()
 
@@ -35,10 +39,17 @@ describe('state.file: a rollout that awaits an approval survives SIGKILL', () =>
       expect(r).toMatchObject({ status: 'progressing', step: 0, awaiting: 'approval' })
       expect(r.gates[0].webhook.headers).toEqual({ authorization: '(hidden)' })
       expect((await b.admin('POST', '/v1/rollout/approve')).status).toBe(200)
-      await waitFor(async () => (await b.admin('GET', '/v1/state')).body.rollout.status === 'promoted', 'promoted', 15_000)
+      await expect
+        .poll(async () => (await b.admin('GET', '/v1/state')).body.rollout.status, {
+          message: 'promoted',
+          timeout: 15_000,
+        })
+        .toBe('promoted')
       // The gate was checked after the restart with the header as configured.
       expect(receiver.on('/gate').at(-1)!.headers.authorization).toBe('Bearer s3cret')
-      await waitFor(() => receiver.on('/events').length >= 3, 'the promoted notification')
+      await expect
+        .poll(() => receiver.on('/events').length, { message: 'the promoted notification' })
+        .toBeGreaterThanOrEqual(3)
       expect(receiver.on('/events').map((e) => e.body.event)).toEqual(['started', 'awaiting', 'promoted'])
     } finally {
       await load2.stop()

@@ -1,10 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { buildOnce, runCli } from '../helpers/cli.js'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { ctlInProcess } from '../helpers/cli.js'
 import { steadyLoad } from '../helpers/load.js'
 import { startExporter, startPrometheus, type TestExporter, type TestPrometheus } from '../helpers/prometheus.js'
 import { admin, TEST_TOKEN, type TestProxy } from '../helpers/proxy.js'
 import { freePort } from '../helpers/redis-server.js'
-import { waitFor } from '../helpers/wait.js'
 import { startReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js'
 import { auditEntry, metric, recordedUpstream, rolloutProxy } from './rollout-fixture.js'
 
@@ -27,7 +26,10 @@ beforeAll(async () => {
   prom = await startPrometheus(exporter.url)
   receiver = await startReceiver()
   // The first scrape lands a few seconds after the start.
-  await waitFor(async () => (await prom.values('checkout_conversion')).length === 2, 'the first scrape', 30_000, 200)
+  await vi.waitFor(
+    async () => expect((await prom.values('checkout_conversion')).length, 'the first scrape').toBe(2),
+    { timeout: 30_000, interval: 200 },
+  )
 }, 60_000)
 afterAll(async () => {
   await prom?.stop()
@@ -61,20 +63,14 @@ async function rollout(proxy: TestProxy): Promise<any> {
 }
 
 async function until(proxy: TestProxy, what: string, ok: (r: any) => boolean, timeoutMs = 15_000): Promise<any> {
-  let last: any
-  try {
-    return await waitFor(
-      async () => {
-        last = await rollout(proxy)
-        return ok(last) ? last : undefined
-      },
-      what,
-      timeoutMs,
-      50,
-    )
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last rollout: ${JSON.stringify(last)}`, { cause: err })
-  }
+  return vi.waitFor(
+    async () => {
+      const last = await rollout(proxy)
+      if (!ok(last)) throw new Error(`timed out waiting for ${what}; last rollout: ${JSON.stringify(last)}`)
+      return last
+    },
+    { timeout: timeoutMs, interval: 50 },
+  )
 }
 
 const start = (proxy: TestProxy, body: Record<string, unknown>) =>
@@ -117,10 +113,11 @@ describe('Prometheus gates', () => {
     expect((await start(proxy, { steps: twoSteps, gates })).status).toBe(201)
     const held = await until(proxy, 'awaiting the gate', (r) => r.awaiting === 'gate:nodata')
     expect(held.reason).toContain('gate nodata: no data')
-    await waitFor(
-      async () => ((await metric(proxy, 'sluice_gate_checks_total{gate="nodata",result="fail"}')) ?? 0) >= 5,
-      'five failed checks',
-    )
+    await expect
+      .poll(async () => ((await metric(proxy, 'sluice_gate_checks_total{gate="nodata",result="fail"}')) ?? 0), {
+        message: 'five failed checks',
+      })
+      .toBeGreaterThanOrEqual(5)
     expect((await rollout(proxy)).status).toBe('progressing')
     expect(await metric(proxy, 'sluice_gate_checks_total{gate="nodata",result="pass"}')).toBeUndefined()
     expect((await admin(proxy, 'POST', '/v1/rollout/abort')).status).toBe(200)
@@ -168,7 +165,6 @@ describe('webhook gates', () => {
 
 describe('approvals and windows', () => {
   it('a step stops for an approval; approve before that is 409; sluice ctl rollout approve moves it', async () => {
-    await buildOnce()
     const { proxy } = await setUp()
     const steps = [{ weight: 20, holdMs: 300, approval: true }, { weight: 100 }]
     expect((await start(proxy, { steps })).status).toBe(201)
@@ -178,9 +174,9 @@ describe('approvals and windows', () => {
     expect(early.body.error.message).toContain('not awaiting an approval')
     const held = await until(proxy, 'awaiting approval', (r) => r.awaiting === 'approval')
     expect(held).toMatchObject({ status: 'progressing', step: 0 })
-    const status = await runCli(['ctl', 'rollout', 'status'], env(proxy))
+    const status = await ctlInProcess(['rollout', 'status'], env(proxy))
     expect(status.stdout).toMatch(/awaiting\s+approval/)
-    const approved = await runCli(['ctl', 'rollout', 'approve'], env(proxy))
+    const approved = await ctlInProcess(['rollout', 'approve'], env(proxy))
     expect(approved.code).toBe(0)
     expect(approved.stdout).toContain('rollout approved')
     const audit = await auditEntry(proxy, 'rollout.approve')
@@ -254,7 +250,7 @@ describe('the whole setup: 5 -> 25 (approval) -> 50 (approval, webhook, Promethe
     expect(receiver.on('/smoke-e2e').at(-1)!.body).toMatchObject({ step: 2, canary: 'green', gate: 'smoke' })
     expect((await admin(proxy, 'GET', '/v1/state')).body.weights).toEqual({ blue: 0, green: 100 })
 
-    await waitFor(() => receiver.on('/events').length >= 6, 'six notifications')
+    await expect.poll(() => receiver.on('/events').length, { message: 'six notifications' }).toBeGreaterThanOrEqual(6)
     const told = receiver.on('/events')
     expect(told.map((n) => [n.body.event, n.body.rollout.step, n.body.rollout.awaiting])).toEqual([
       ['started', 0, null],
@@ -279,12 +275,13 @@ describe('the whole setup: 5 -> 25 (approval) -> 50 (approval, webhook, Promethe
     expect(receiver.on('/hang')).toHaveLength(1)
     console.log(`whole rollout ${took} ms, with a hanging and a refusing notification target`)
     // The refused target is given up on after its retries (1 + 2 + 4 s) and counted.
-    await waitFor(
-      async () => ((await metric(proxy, 'sluice_notifications_failed_total')) ?? 0) >= 1,
-      'the failed notification counted',
-      15_000,
-      200,
-    )
+    await expect
+      .poll(async () => ((await metric(proxy, 'sluice_notifications_failed_total')) ?? 0), {
+        message: 'the failed notification counted',
+        timeout: 15_000,
+        interval: 200,
+      })
+      .toBeGreaterThanOrEqual(1)
     // Seconds after the rollout ended (the retries above), a duplicate would have arrived by now.
     expect(receiver.on('/events')).toHaveLength(6)
   }, 60_000)

@@ -5,7 +5,6 @@ import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { buildOnce, type ServeProcess, startServe } from '../helpers/cli.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 type Answer = { status: number; connection: string | undefined; at: number } | { error: string; at: number }
 
@@ -63,12 +62,12 @@ describe('drain.delayMs: stopping behind a load balancer', () => {
     const delayMs = 1500
     serve = await startServe(writeConfig(delayMs))
     const s = serve
-    await waitFor(async () => (await readyz(s.adminPort)) === 200, 'proxy ready')
+    await expect.poll(() => readyz(s.adminPort)).toBe(200)
     expect(await fresh(`${s.url}/`)).toMatchObject({ status: 200 })
 
     const signalledAt = Date.now()
     const exit = s.stop('SIGTERM')
-    await waitFor(async () => (await readyz(s.adminPort)) === 503, 'readyz 503 after SIGTERM')
+    await expect.poll(() => readyz(s.adminPort)).toBe(503)
     const notReadyAt = Date.now()
 
     // New connections, one after another, until the listener refuses one.
@@ -96,9 +95,9 @@ describe('drain.delayMs: stopping behind a load balancer', () => {
   it.each(['SIGTERM', 'SIGINT'] as const)('a second signal (%s) ends the delay at once and the stop exits 0', async (second) => {
     serve = await startServe(writeConfig(120_000))
     const s = serve
-    await waitFor(async () => (await readyz(s.adminPort)) === 200, 'proxy ready')
+    await expect.poll(() => readyz(s.adminPort)).toBe(200)
     const exit = s.stop('SIGTERM')
-    await waitFor(async () => (await readyz(s.adminPort)) === 503, 'readyz 503 after SIGTERM')
+    await expect.poll(() => readyz(s.adminPort)).toBe(503)
     expect(await fresh(`${s.url}/`)).toMatchObject({ status: 200, connection: 'close' })
     s.child.kill(second)
     // Well under the two-minute delay (stop() sends SIGKILL, exit code null, after 15 s).

@@ -7,7 +7,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { buildOnce, type ServeProcess, startServe } from '../helpers/cli.js'
 import { describeFailures, failed, moreRequests, recordedLoad } from '../helpers/recorded-load.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { waitFor } from '../helpers/wait.js'
 
 const TOKEN = 'stop-test-token'
 
@@ -80,7 +79,7 @@ describe('the proxy stopped with SIGTERM under load', () => {
   it('lets every in-flight request complete with Connection: close, turns readyz 503 and exits 0', async () => {
     serve = await startServe(writeConfig(10_000))
     const s = serve
-    await waitFor(async () => (await readyz(s.adminPort)) === 200, 'proxy ready')
+    await expect.poll(async () => (await readyz(s.adminPort)), { message: 'proxy ready' }).toBe(200)
     const load = recordedLoad({ url: s.url })
     await moreRequests(load.records, 200)
     const held = ['u1', undefined, 'u2', undefined].map((key) =>
@@ -90,12 +89,12 @@ describe('the proxy stopped with SIGTERM under load', () => {
         body: await res.body.text(),
       })),
     )
-    await waitFor(() => blue.held.length === 4, 'four requests held by the upstream')
+    await expect.poll(() => blue.held.length, { message: 'four requests held by the upstream' }).toBe(4)
 
     const exit = s.stop('SIGTERM')
     // Stop issuing new requests: the ones in flight now are what must complete.
     const stopped = load.stop()
-    await waitFor(async () => (await readyz(s.adminPort)) === 503, 'readyz 503 during the stop')
+    await expect.poll(async () => (await readyz(s.adminPort)), { message: 'readyz 503 during the stop' }).toBe(503)
     blue.release()
     const results = await Promise.all(held)
     const records = await stopped
@@ -111,12 +110,12 @@ describe('the proxy stopped with SIGTERM under load', () => {
   it('exits 0 within drain.timeoutMs when a request never finishes', async () => {
     serve = await startServe(writeConfig(300))
     const s = serve
-    await waitFor(async () => (await readyz(s.adminPort)) === 200, 'proxy ready')
+    await expect.poll(async () => (await readyz(s.adminPort)), { message: 'proxy ready' }).toBe(200)
     const stuck = request(`${s.url}/hold`).then(
       (res) => res.body.text().then(() => res.statusCode),
       (err: unknown) => String(err),
     )
-    await waitFor(() => blue.held.length === 1, 'the request held by the upstream')
+    await expect.poll(() => blue.held.length, { message: 'the request held by the upstream' }).toBe(1)
     // stop() sends SIGKILL (exit code null) if the process outlives 10 s.
     expect(await s.stop('SIGTERM', 10_000)).toBe(0)
     expect(await stuck).not.toBe(200)

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { WebSocket } from 'ws'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
-import { waitFor } from '../helpers/wait.js'
 import { gatewayOf, sampleMax } from '../helpers/ws-gateway.js'
 import { openClient, startWsUpstream, type WsUpstream, wsUrl } from '../helpers/ws-upstream.js'
 
@@ -79,7 +78,7 @@ describe.each(['relay', 'tunnel'] as const)('backpressure through the proxy (%s 
     ws.pause()
     const before = process.memoryUsage().arrayBuffers
     const held = sampleMax(() => gatewayOf(proxy).buffered)
-    await waitFor(() => upstreamFlood, 'the flood to start')
+    await expect.poll(() => upstreamFlood, { message: 'the flood to start' }).toBeTruthy()
     await new Promise((r) => setTimeout(r, FLOOD_MS / 2))
     const midway = process.memoryUsage().arrayBuffers
     const { count, flushed } = await upstreamFlood!
@@ -98,7 +97,7 @@ describe.each(['relay', 'tunnel'] as const)('backpressure through the proxy (%s 
   it('stops reading a flooding client while the upstream does not read', async () => {
     upstreamSide = undefined
     const ws = await openClient(wsUrl(proxy.url, '/slow'))
-    await waitFor(() => upstreamSide, 'the upstream side')
+    await expect.poll(() => upstreamSide, { message: 'the upstream side' }).toBeTruthy()
     const server = upstreamSide!
     server.pause()
     const held = sampleMax(() => gatewayOf(proxy).buffered)

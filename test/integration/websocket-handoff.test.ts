@@ -2,7 +2,6 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { WebSocket } from 'ws'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { waitFor } from '../helpers/wait.js'
 import { nextMessage, openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
 
 /** Answers {"n":N} with {"n":N,"by":NAME}: who answered which message. */
@@ -97,7 +96,9 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
           const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': user } })
           const count = 120
           const s = steadySender(ws, count, 4)
-          await waitFor(() => s.replies.length >= drainAfter, 'replies before the drain')
+          await expect
+            .poll(() => s.replies.length, { message: 'replies before the drain' })
+            .toBeGreaterThanOrEqual(drainAfter)
           const first = s.replies[0]!.by
           const handoffsBefore = await handoffs(proxy)
           // Drain what is under the connection, three ways.
@@ -116,7 +117,12 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
           }
           const firstAfter = s.sent
           await s.done
-          await waitFor(() => s.replies.length >= count || s.closed !== undefined, 'every reply', 15_000)
+          await expect
+            .poll(() => s.replies.length >= count || s.closed !== undefined, {
+              message: 'every reply',
+              timeout: 15_000,
+            })
+            .toBeTruthy()
           // Exactly once, in order.
           expect(s.closed).toBeUndefined()
           expect(s.replies.map((r) => r.n)).toEqual(Array.from({ length: count }, (_, i) => i))
@@ -147,14 +153,14 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
   it('closes the old upstream with 1001 once switched', async () => {
     const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': 'one-thousand-one' } })
     const s = steadySender(ws, 30, 5)
-    await waitFor(() => s.replies.length > 0, 'a reply')
+    await expect.poll(() => s.replies.length, { message: 'a reply' }).toBeGreaterThan(0)
     const under = s.replies[0]!.by === 'blue-a' ? a : b
     const serverSide = [...under.clients].at(-1)!
     const oldClosed = whenClosed(serverSide)
     await admin(proxy, 'POST', '/v1/drain', { url: under.url })
     expect((await oldClosed).code).toBe(1001)
     await s.done
-    await waitFor(() => s.replies.length === 30, 'every reply')
+    await expect.poll(() => s.replies.length, { message: 'every reply' }).toBe(30)
     expect(s.closed).toBeUndefined()
     ws.close()
     await admin(proxy, 'POST', '/v1/undrain', { url: under.url })
@@ -181,13 +187,13 @@ describe('WebSocket handoff when the upstream itself goes away', () => {
       for (const code of [1012, 1001]) {
         const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': `restart-${code}` } })
         const s = steadySender(ws, 40, 5)
-        await waitFor(() => s.replies.length > 5, 'some replies')
+        await expect.poll(() => s.replies.length, { message: 'some replies' }).toBeGreaterThan(5)
         const under = s.replies[0]!.by === 'blue-a' ? a : b
         // The application restarts under this connection.
         ;[...under.clients].at(-1)!.close(code, 'restarting')
         await s.done
         // Whatever was on the wire to the old upstream when it closed is lost with it; the rest is answered.
-        await waitFor(() => s.replies.at(-1)?.n === 39, 'the last reply')
+        await expect.poll(() => s.replies.at(-1)?.n, { message: 'the last reply' }).toBe(39)
         expectAnsweredInOrder(s.replies, 40)
         expect(s.closed).toBeUndefined()
         const other = under === a ? 'blue-b' : 'blue-a'
@@ -197,7 +203,7 @@ describe('WebSocket handoff when the upstream itself goes away', () => {
       // An application that ends the conversation itself: the client hears it as it was.
       const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': 'ended' } })
       const closed = whenClosed(ws)
-      await waitFor(() => a.clients.size + b.clients.size > 0, 'the upstream side')
+      await expect.poll(() => a.clients.size + b.clients.size, { message: 'the upstream side' }).toBeGreaterThan(0)
       for (const u of [a, b]) for (const c of u.clients) if (c.readyState === 1) c.close(4000, 'bye')
       expect(await closed).toEqual({ code: 4000, reason: 'bye' })
     } finally {
@@ -216,10 +222,10 @@ describe('WebSocket handoff when the upstream itself goes away', () => {
     try {
       const ws = await openClient(wsUrl(proxy.url))
       const s = steadySender(ws, 40, 5)
-      await waitFor(() => s.replies.length > 5, 'some replies')
+      await expect.poll(() => s.replies.length, { message: 'some replies' }).toBeGreaterThan(5)
       ;[...a.clients].at(-1)!.close(1012, 'restarting')
       await s.done
-      await waitFor(() => s.replies.at(-1)?.n === 39, 'the last reply')
+      await expect.poll(() => s.replies.at(-1)?.n, { message: 'the last reply' }).toBe(39)
       expectAnsweredInOrder(s.replies, 40)
       expect(s.closed).toBeUndefined()
       expect(a.clients.size).toBeGreaterThan(0)
@@ -247,21 +253,25 @@ describe('WebSockets on an instance that fails its probes', () => {
           (i: { url: string; healthy: boolean }) => i.url === url,
         ).healthy as boolean
       try {
-        await waitFor(async () => (await healthy(a.url)) && (await healthy(b.url)), 'both probed healthy')
+        await expect
+          .poll(async () => (await healthy(a.url)) && (await healthy(b.url)), { message: 'both probed healthy' })
+          .toBeTruthy()
         const ws = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': `probe-${mode}` } })
         const s = steadySender(ws, 60, 10)
-        await waitFor(() => s.replies.length > 3, 'some replies')
+        await expect.poll(() => s.replies.length, { message: 'some replies' }).toBeGreaterThan(3)
         const under = s.replies[0]!.by === 'blue-a' ? a : b
         const other = under === a ? b : a
         under.healthy = false
-        await waitFor(async () => !(await healthy(under.url)), 'the instance marked unhealthy')
+        await expect
+          .poll(async () => (await healthy(under.url)), { message: 'the instance marked unhealthy' })
+          .toBe(false)
         // A new connection for the same user goes to the healthy instance.
         const fresh = await openClient(wsUrl(proxy.url), undefined, { headers: { 'x-user-id': `probe-${mode}` } })
         fresh.send(JSON.stringify({ n: 0 }))
         expect(JSON.parse(String((await nextMessage(fresh)).data)).by).toBe(other.name)
         fresh.close()
         await s.done
-        await waitFor(() => s.replies.length === 60, 'every reply')
+        await expect.poll(() => s.replies.length, { message: 'every reply' }).toBe(60)
         // The open one was never moved or closed.
         expect(s.closed).toBeUndefined()
         expect(new Set(s.replies.map((r) => r.by))).toEqual(new Set([under.name]))
@@ -286,7 +296,7 @@ describe('WebSockets when a handoff is impossible or not wanted', () => {
     try {
       const ws = await openClient(wsUrl(proxy.url))
       const closed = whenClosed(ws)
-      await waitFor(() => a.clients.size + b.clients.size === 1, 'the upstream side')
+      await expect.poll(() => a.clients.size + b.clients.size, { message: 'the upstream side' }).toBe(1)
       const under = a.clients.size === 1 ? a : b
       await admin(proxy, 'POST', '/v1/drain', { url: under.url })
       expect((await closed).code).toBe(1012)

@@ -2,7 +2,6 @@ import { request } from 'node:http'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { WebSocket } from 'ws'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { waitFor } from '../helpers/wait.js'
 import { nextMessage, openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
 
 describe('WebSockets relayed through the proxy', () => {
@@ -172,17 +171,19 @@ describe('WebSockets relayed through the proxy', () => {
   it('counts open WebSockets per instance in /v1/state and per version in the metrics', async () => {
     const before = (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances[0].websockets
     const ws = await client()
-    await waitFor(
-      async () => (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances[0].websockets === before + 1,
-      'state to count the WebSocket',
-    )
+    await expect
+      .poll(async () => (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances[0].websockets, {
+        message: 'state to count the WebSocket',
+      })
+      .toBe(before + 1)
     const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text()
     expect(metrics).toMatch(new RegExp(`sluice_websocket_connections\\{version="blue"\\} ${before + 1}`))
     ws.close()
-    await waitFor(
-      async () => (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances[0].websockets === before,
-      'state to uncount the WebSocket',
-    )
+    await expect
+      .poll(async () => (await admin(proxy, 'GET', '/v1/state')).body.versions.blue.instances[0].websockets, {
+        message: 'state to uncount the WebSocket',
+      })
+      .toBe(before)
   })
 })
 

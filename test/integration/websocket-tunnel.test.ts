@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { WebSocket } from 'ws'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { waitFor } from '../helpers/wait.js'
 import { nextMessage, openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
 
 describe('WebSockets tunnelled through the proxy (websocket.mode: tunnel)', () => {
@@ -111,10 +110,10 @@ describe('WebSockets tunnelled through the proxy (websocket.mode: tunnel)', () =
 
   it('counts tunnelled WebSockets per instance', async () => {
     await client()
-    await waitFor(async () => {
+    await expect.poll(async () => {
       const s = (await admin(proxy, 'GET', '/v1/state')).body
       return s.versions.blue.instances.reduce((n: number, i: { websockets: number }) => n + i.websockets, 0) === 1
-    }, 'one WebSocket in the state')
+    }, { message: 'one WebSocket in the state' }).toBeTruthy()
   })
 })
 

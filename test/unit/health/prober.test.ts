@@ -4,7 +4,6 @@ import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Prober } from '../../../src/health/prober.js'
 import { Instance, Version } from '../../../src/routing/instance.js'
-import { waitFor } from '../../helpers/wait.js'
 
 const log = pino({ level: 'silent' })
 
@@ -90,12 +89,12 @@ describe('active health probes', () => {
     expect(inst.healthy).toBe(true)
     h.answer = 503
     const from = h.probes
-    await waitFor(() => !inst.healthy, 'unhealthy')
+    await expect.poll(() => inst.healthy, { message: 'unhealthy' }).toBe(false)
     // The probe that completed the streak is the second failing one (the next cannot have fired yet).
     expect(h.probes - from).toBe(2)
     h.answer = 200
     const back = h.probes
-    await waitFor(() => inst.healthy, 'healthy again')
+    await expect.poll(() => inst.healthy, { message: 'healthy again' }).toBeTruthy()
     expect(h.probes - back).toBe(2)
   })
 
@@ -104,7 +103,7 @@ describe('active health probes', () => {
     const inst = v.instances[0]!
     await prober.sync(v.instances)
     endpoints[0]!.answer = 'hang'
-    await waitFor(() => !inst.healthy, 'unhealthy after timeouts')
+    await expect.poll(() => inst.healthy, { message: 'unhealthy after timeouts' }).toBe(false)
   })
 
   it('a refused connection counts as a failure', async () => {
@@ -113,7 +112,7 @@ describe('active health probes', () => {
     await prober.sync(v.instances)
     endpoints[0]!.server.close()
     endpoints[0]!.server.closeAllConnections()
-    await waitFor(() => !inst.healthy, 'unhealthy after refusals')
+    await expect.poll(() => inst.healthy, { message: 'unhealthy after refusals' }).toBe(false)
   })
 
   it('the initial instances start at full share; added and recovered instances start slow start', async () => {
@@ -132,10 +131,10 @@ describe('active health probes', () => {
     expect(inst.usableSince).toBe(1_500)
 
     endpoints[0]!.answer = 503
-    await waitFor(() => !first.healthy, 'unhealthy')
+    await expect.poll(() => first.healthy, { message: 'unhealthy' }).toBe(false)
     tick(500)
     endpoints[0]!.answer = 200
-    await waitFor(() => first.healthy, 'recovered')
+    await expect.poll(() => first.healthy, { message: 'recovered' }).toBeTruthy()
     expect(first.usableSince).toBe(2_000)
   })
 
@@ -145,7 +144,9 @@ describe('active health probes', () => {
     await prober.sync([v.instances[0]!])
     const dropped = endpoints[1]!.probes
     const kept = endpoints[0]!.probes
-    await waitFor(() => endpoints[0]!.probes >= kept + 3, 'more probes of the kept instance')
+    await expect
+      .poll(() => endpoints[0]!.probes, { message: 'more probes of the kept instance' })
+      .toBeGreaterThanOrEqual(kept + 3)
     expect(endpoints[1]!.probes).toBe(dropped)
     prober.stop()
     const atStop = endpoints[0]!.probes
@@ -158,7 +159,9 @@ describe('active health probes', () => {
     await prober.sync(v.instances)
     const times: number[] = []
     for (const h of endpoints) h.server.on('request', () => times.push(performance.now()))
-    await waitFor(() => times.length >= 18, 'three rounds of probes', 10_000)
+    await expect
+      .poll(() => times.length, { message: 'three rounds of probes', timeout: 10_000 })
+      .toBeGreaterThanOrEqual(18)
     // With +-10% jitter per instance the phases drift apart: not every round is one burst.
     times.sort((a, b) => a - b)
     const gaps = times.slice(1).map((t, i) => t - times[i]!)

@@ -2,7 +2,6 @@ import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { NotifyTarget } from '../../../src/rollout/gates-schema.js'
 import { type Notification, Notifier } from '../../../src/rollout/notifier.js'
-import { waitFor } from '../../helpers/wait.js'
 import { startReceiver, type WebhookReceiver } from '../../helpers/webhook-receiver.js'
 
 let receiver: WebhookReceiver | undefined
@@ -39,7 +38,7 @@ describe('Notifier (real HTTP receiver)', () => {
     n.send([flaky, picky], note('step', 1))
     n.send([flaky, picky], note('promoted', 2))
     // The first event fails twice, then the target recovers: nothing overtakes it.
-    await waitFor(() => receiver!.on('/flaky').length >= 2, 'two failed tries')
+    await expect.poll(() => receiver!.on('/flaky').length, { message: 'two failed tries' }).toBeGreaterThanOrEqual(2)
     receiver.answer('/flaky', 204)
     await n.idle()
     const ok = receiver.on('/flaky').filter((_, i, all) => i >= all.length - 3)

@@ -3,7 +3,6 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { SliceSnapshot } from '../../../src/analysis/slices.js'
 import { type AuditEntry, type DesiredState, initialState } from '../../../src/state/desired.js'
 import type { StateStore } from '../../../src/state/store.js'
-import { waitFor } from '../../helpers/wait.js'
 
 /** Makes a fresh, empty store (not yet initialised); every call is isolated from the others. */
 export type StoreMaker = () => Promise<StateStore>
@@ -115,7 +114,7 @@ export function storeContract(name: string, make: StoreMaker): void {
     it('a lone store becomes the leader', async () => {
       const store = await fresh()
       await store.init(initialState({ blue: 100 }))
-      await waitFor(() => store.leader, 'leadership', 5000)
+      await expect.poll(() => store.leader, { message: 'leadership', timeout: 5000 }).toBeTruthy()
     })
 
     it("a proxy's published analysis slices are read back by version", async () => {
