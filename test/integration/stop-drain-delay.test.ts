@@ -86,7 +86,8 @@ describe('drain.delayMs: stopping behind a load balancer', () => {
     expect(served.every((a) => a.connection === 'close')).toBe(true)
     // Served through the whole delay: the last success came at least delayMs after the signal.
     expect(served.at(-1)!.at - signalledAt).toBeGreaterThanOrEqual(delayMs)
-    expect(refused).toMatchObject({ error: 'ECONNREFUSED' })
+    // A connect that raced the listener's close sits in the kernel's accept queue and is reset instead.
+    expect(['ECONNREFUSED', 'ECONNRESET']).toContain('error' in refused ? refused.error : 'served')
     expect(await exit).toBe(0)
     expect(s.lines.some((l) => l.includes('drain delay over'))).toBe(true)
     expect(s.lines.some((l) => l.includes('"msg":"stopped"'))).toBe(true)
