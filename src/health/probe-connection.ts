@@ -53,11 +53,18 @@ export class ProbeConnection {
 
   /** Whether the instance answered 2xx within the budget. */
   async check(): Promise<boolean> {
-    const signal = AbortSignal.timeout(this.opts.timeoutMs)
-    const reused = this.#connected
-    const first = await this.#attempt(signal)
-    if (first !== 'reset' || !reused || signal.aborted) return first === 'pass'
-    return (await this.#attempt(signal)) === 'pass'
+    // Not AbortSignal.timeout: its timer runs out (and builds an error) even after the probe answered.
+    const budget = new AbortController()
+    const timer = setTimeout(() => budget.abort(), this.opts.timeoutMs)
+    const signal = budget.signal
+    try {
+      const reused = this.#connected
+      const first = await this.#attempt(signal)
+      if (first !== 'reset' || !reused || signal.aborted) return first === 'pass'
+      return (await this.#attempt(signal)) === 'pass'
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   async #attempt(signal: AbortSignal): Promise<'pass' | 'fail' | 'reset'> {
