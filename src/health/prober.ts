@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
-import { request } from 'undici'
 import type { Instance } from '../routing/instance.js'
+import { ProbeConnection } from './probe-connection.js'
 import { nextHealth, type ProbeState, type Thresholds, unprobed } from './thresholds.js'
 
 export interface ProbeOptions {
@@ -16,6 +16,7 @@ interface Probed {
   state: ProbeState
   timer: NodeJS.Timeout | undefined
   inFlight: boolean
+  connection: ProbeConnection
   /** Whether becoming healthy starts slow start: not for the proxy's very first round, when no traffic flows yet. */
   ramp: boolean
 }
@@ -23,9 +24,8 @@ interface Probed {
 /**
  * Active health probes: one GET per instance every `intervalMs`, each
  * instance on its own jittered timer so many instances never fire together.
- * Probes use their own short-lived connections (not the data path's pool),
- * so a probe never waits behind user traffic and user traffic never waits
- * behind a probe.
+ * Each instance is probed over its own kept-alive connection (see
+ * probe-connection.ts).
  */
 export class Prober {
   readonly #probed = new Map<Instance, Probed>()
@@ -49,6 +49,7 @@ export class Prober {
     for (const [inst, p] of this.#probed) {
       if (!keep.has(inst)) {
         clearTimeout(p.timer)
+        p.connection.close()
         this.#probed.delete(inst)
       }
     }
@@ -57,7 +58,14 @@ export class Prober {
     const ramp = this.#firstRound !== undefined
     for (const inst of instances) {
       if (this.#probed.has(inst)) continue
-      const p: Probed = { instance: inst, state: unprobed(this.#thresholds), timer: undefined, inFlight: false, ramp }
+      const p: Probed = {
+        instance: inst,
+        state: unprobed(this.#thresholds),
+        timer: undefined,
+        inFlight: false,
+        connection: new ProbeConnection(inst.url, this.opts),
+        ramp,
+      }
       inst.healthy = false
       this.#probed.set(inst, p)
       first.push(this.#probe(p))
@@ -74,14 +82,17 @@ export class Prober {
 
   stop(): void {
     this.#stopped = true
-    for (const p of this.#probed.values()) clearTimeout(p.timer)
+    for (const p of this.#probed.values()) {
+      clearTimeout(p.timer)
+      p.connection.close()
+    }
     this.#probed.clear()
   }
 
   async #probe(p: Probed): Promise<void> {
     if (this.#stopped || p.inFlight) return
     p.inFlight = true
-    const ok = await this.#check(p.instance)
+    const ok = await p.connection.check()
     p.inFlight = false
     if (this.#stopped || this.#probed.get(p.instance) !== p) return
     const before = p.state.healthy
@@ -113,22 +124,5 @@ export class Prober {
     const factor = first ? 0.5 + Math.random() : 0.9 + Math.random() * 0.2
     p.timer = setTimeout(() => void this.#probe(p), this.opts.intervalMs * factor)
     p.timer.unref()
-  }
-
-  async #check(inst: Instance): Promise<boolean> {
-    try {
-      const res = await request(inst.url + this.opts.path, {
-        method: 'GET',
-        headersTimeout: this.opts.timeoutMs,
-        bodyTimeout: this.opts.timeoutMs,
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
-        headers: { 'user-agent': 'sluice-health', connection: 'close' },
-        reset: true,
-      })
-      await res.body.dump()
-      return res.statusCode >= 200 && res.statusCode < 300
-    } catch {
-      return false
-    }
   }
 }
