@@ -8,8 +8,8 @@
 //   npm run bench -- --duration 5 --rounds 5 --connections 50
 // Other flags: --warmup S, --keys N, --body-bytes N, --targets upstream,bare,sluice,keyless,
 // --instances N (upstream instances behind sluice, half blue and half green, all in one process; default 2),
-// --probe-ms MS (sluice's health.intervalMs, default 2000: each probe opens a connection, so at 200 instances
-// probes alone cost the proxy several percent of a core; a longer interval isolates the routing cost),
+// --probe-ms MS (sluice's health.intervalMs, default 2000; probes reuse one kept-alive connection per instance,
+// and a longer interval isolates the routing cost further),
 // --cpu-prof (profile the bare and sluice processes; top functions printed, .cpuprofile kept in bench/out/prof/).
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
