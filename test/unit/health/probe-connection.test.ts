@@ -1,11 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { pino } from 'pino'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { ProbeConnection } from '../../../src/health/probe-connection.js'
 import { Prober } from '../../../src/health/prober.js'
 import { Instance, Version } from '../../../src/routing/instance.js'
-import { waitFor } from '../../helpers/wait.js'
 
 const log = pino({ level: 'silent' })
 
@@ -80,7 +79,7 @@ describe('probe connections', () => {
   it('probes an instance over one kept-alive connection, interval after interval', async () => {
     const u = await upstream(ok)
     const inst = await probed(u, 40)
-    await waitFor(() => u.probes >= 20, 'twenty probe intervals')
+    await expect.poll(() => u.probes, { message: 'twenty probe intervals' }).toBeGreaterThanOrEqual(20)
     expect(inst.healthy).toBe(true)
     expect(u.connections).toBe(1)
   })
@@ -92,7 +91,7 @@ describe('probe connections', () => {
       expect(await c.check()).toBe(true)
       // A graceful keep-alive close (FIN) between two probes.
       u.server.closeIdleConnections()
-      await waitFor(() => u.sockets.size === 0, 'closed')
+      await vi.waitFor(() => expect(u.sockets.size, 'closed').toBe(0))
     }
     expect(u.connections).toBe(5)
   })
@@ -177,11 +176,11 @@ describe('probe connections', () => {
     })
     const flips: boolean[] = []
     const inst = await probed(u, 30, (i) => flips.push(i.healthy))
-    await waitFor(() => u.connections >= 10, 'ten probes on fresh connections')
+    await expect.poll(() => u.connections, { message: 'ten probes on fresh connections' }).toBeGreaterThanOrEqual(10)
     // One failed probe would have flipped it (unhealthyThreshold 1).
     expect(flips).toEqual([true])
     mode = 'down'
-    await waitFor(() => !inst.healthy, 'unhealthy once every connection resets')
+    await expect.poll(() => inst.healthy, { message: 'unhealthy once every connection resets' }).toBe(false)
     expect(flips).toEqual([true, false])
   })
 })
