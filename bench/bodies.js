@@ -23,6 +23,9 @@ const opts = parseFlags(
   'usage: npm run bench:bodies -- [--mb N] [--rounds N] [--targets direct,nginx,haproxy,bare,sluice] [--cpu-prof]',
 )
 const BYTES = Number(opts.mb) * 1024 * 1024
+// Every target runs as the README says to run sluice (glibc keeps up to 32 MiB of freed heap instead of
+// faulting it back in per upload chunk); children inherit it. An explicit GLIBC_TUNABLES wins.
+process.env.GLIBC_TUNABLES ??= 'glibc.malloc.trim_threshold=33554432'
 const ROUNDS = Number(opts.rounds)
 const TARGETS = opts.targets.split(',')
 const KNOWN = ['direct', 'nginx', 'haproxy', 'bare', 'sluice']
