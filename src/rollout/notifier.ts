@@ -103,7 +103,9 @@ function sleep(ms: number): Promise<void> {
 /** A Slack incoming webhook takes `{"text": ...}`. */
 export function slackMessage(n: Notification): { text: string } {
   const r = n.rollout
-  const step = typeof r.step === 'number' && r.step >= 0 ? ` at step ${r.step}` : ''
+  // Counted from 1 for people; a promoted rollout's index is past its last step and is not shown.
+  const steps = Array.isArray(r.steps) ? r.steps.length : 0
+  const step = typeof r.step === 'number' && r.step >= 0 && r.step < steps ? ` at step ${r.step + 1} of ${steps}` : ''
   const awaiting = n.event === 'awaiting' && r.awaiting ? ` (awaits ${String(r.awaiting)})` : ''
   const why = n.reason ? `: ${n.reason}` : ''
   return { text: `sluice rollout of ${String(r.canary)} ${n.event.replace('_', ' ')}${step}${awaiting}${why}` }

@@ -255,7 +255,12 @@ function rollBack(
 
 /** Where a rollout stands, for reasons in the audit. */
 export function where(state: RolloutState): string {
-  return state.phase === 'mirror' ? 'in the mirror phase' : `at step ${state.step} (weight ${weightOf(state)})`
+  return state.phase === 'mirror' ? 'in the mirror phase' : `at ${stepName(state, state.step)} (weight ${weightOf(state)})`
+}
+
+/** Steps are counted from 1 for people ("step 2 of 3"); the state keeps the index. */
+function stepName(state: RolloutState, index: number): string {
+  return `step ${index + 1} of ${state.steps.length}`
 }
 
 function weightOf(state: RolloutState): number {
@@ -397,7 +402,7 @@ function onVerdict(
   const hold = step.holdMs
   if (now - state.holdStartedAt! < hold) return unchanged(state)
   if (step.approval && state.approvedStep !== state.step) {
-    return wait(state, 'approval', `step ${state.step} (weight ${step.weight}) held ${hold} ms: awaits an approval`, null)
+    return wait(state, 'approval', `${stepName(state, state.step)} (weight ${step.weight}) held ${hold} ms: awaits an approval`, null)
   }
   let gateText = ''
   if ((state.gates ?? []).length > 0) {
@@ -420,13 +425,13 @@ function onVerdict(
   const out = enterStep(state, state.step + 1, now, false)
   const promoted = out.state.status === 'promoted'
   const approved = step.approval ? ', approved' : ''
-  const reason = `step ${state.step} (weight ${weightOf(state)}) held ${hold} ms with no breach${approved}: ${verdict.reason}${gateText}`
+  const reason = `${stepName(state, state.step)} (weight ${weightOf(state)}) held ${hold} ms with no breach${approved}: ${verdict.reason}${gateText}`
   out.state.reason = promoted ? `promoted: ${reason}` : null
   out.audit = {
     action: promoted ? 'rollout.promote' : 'rollout.step',
     source: 'rollout',
     actor: null,
-    reason: promoted ? `promoted: ${reason}` : `to step ${state.step + 1}: ${reason}`,
+    reason: promoted ? `promoted: ${reason}` : `to ${stepName(state, state.step + 1)}: ${reason}`,
   }
   return out
 }

@@ -70,7 +70,7 @@ describe('a rollout driven by the analysis', () => {
     expect(servedMeanwhile).toBeGreaterThan(0)
 
     expect(entry).toMatchObject({ source: 'analysis', actor: null })
-    expect(entry.reason).toMatch(/^canary error rate 0\.\d+ exceeds baseline 0 \+ 0\.02 \(z=.*requests\) at step 0/)
+    expect(entry.reason).toMatch(/^canary error rate 0\.\d+ exceeds baseline 0 \+ 0\.02 \(z=.*requests\) at step 1 of 2/)
     expect(entry.before.weights).toEqual({ blue: 80, green: 20 })
     expect(entry.after.weights).toEqual({ blue: 100, green: 0 })
     expect((await admin(proxy, 'GET', '/v1/state')).body.weights).toEqual({ blue: 100, green: 0 })
@@ -145,7 +145,7 @@ describe('a rollout driven by the analysis', () => {
       ['rollout.promote', 'rollout', { blue: 0, green: 100 }],
     ])
     const promote = audit.at(-1)
-    expect(promote.reason).toMatch(/^promoted: step 1 \(weight 50\) held 400 ms with no breach: canary error rate 0/)
+    expect(promote.reason).toMatch(/^promoted: step 2 of 3 \(weight 50\) held 400 ms with no breach: canary error rate 0/)
 
     const report = await lastReport(proxy)
     expect(report).toMatchObject({ outcome: 'promoted', actor: 'admin', onBreach: 'rollback' })
@@ -195,7 +195,7 @@ describe('a rollout driven by the analysis', () => {
       .toBe('rolled_back')
     const entry = await auditEntry(proxy, 'rollout.rollback')
     expect(entry.source).toBe('analysis')
-    expect(entry.reason).toMatch(/^canary has no usable instance .* at step 0 \(weight 20\)$/)
+    expect(entry.reason).toMatch(/^canary has no usable instance .* at step 1 of 3 \(weight 20\)$/)
     expect(await metric(proxy, 'sluice_rollbacks_total{version="green"}')).toBe(1)
   }, 60_000)
 })

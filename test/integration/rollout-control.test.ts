@@ -89,7 +89,7 @@ describe('rollout controls through the admin API', () => {
 
     const paused = await admin(proxy, 'POST', '/v1/rollout/pause')
     expect(paused.status).toBe(200)
-    expect(paused.body.rollout).toMatchObject({ status: 'paused', reason: 'paused by admin at step 0 (weight 30)' })
+    expect(paused.body.rollout).toMatchObject({ status: 'paused', reason: 'paused by admin at step 1 of 3 (weight 30)' })
     expectError(await admin(proxy, 'POST', '/v1/rollout/pause'), 409, 'SLUICE_ROLLOUT_CONFLICT')
     expect((await admin(proxy, 'POST', '/v1/rollout/resume')).body.rollout).toMatchObject({ status: 'progressing' })
 
@@ -109,7 +109,7 @@ describe('rollout controls through the admin API', () => {
       ['rollout.promote', 'admin', 'admin'],
     ])
     expect(audit[3].before.weights).toEqual({ blue: 70, green: 30 })
-    expect(audit[3].reason).toBe('promoted by admin at step 0 (weight 30)')
+    expect(audit[3].reason).toBe('promoted by admin at step 1 of 3 (weight 30)')
     expect(await metric(proxy, 'sluice_rollout_step{canary="green"}')).toBe(2)
   })
 
@@ -123,7 +123,7 @@ describe('rollout controls through the admin API', () => {
     expect(aborted.body.weights).toEqual({ blue: 0, green: 100 })
     expect(aborted.body.rollout).toMatchObject({
       status: 'rolled_back',
-      reason: 'aborted by admin at step 0 (weight 30)',
+      reason: 'aborted by admin at step 1 of 3 (weight 30)',
     })
     expect(await auditEntry(proxy, 'rollout.abort')).toMatchObject({ source: 'admin', actor: 'admin' })
     expect(await metric(proxy, 'sluice_rollbacks_total{version="blue"}')).toBe(1)
@@ -138,7 +138,7 @@ describe('rollout controls through the admin API', () => {
       baseline: 'green',
       actor: 'admin',
       onBreach: 'rollback',
-      reason: 'aborted by admin at step 0 (weight 30)',
+      reason: 'aborted by admin at step 1 of 3 (weight 30)',
       steps: [{ step: 0, weight: 30 }],
       figures: {
         baseline: { requests: 0, errors: 0, errorRate: 0, p95Ms: 0 },

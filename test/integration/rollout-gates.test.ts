@@ -95,7 +95,7 @@ describe('Prometheus gates', () => {
     expect((await start(proxy, { steps: twoSteps, gates, gateTimeoutMs: 1500 })).status).toBe(201)
     const held = await until(proxy, 'awaiting the gate', (r) => r.awaiting === 'gate:conversion')
     expect(held).toMatchObject({ status: 'progressing', step: 0 })
-    expect(held.reason).toBe('gate conversion: 0.9 below min 0.95 at step 0 (weight 20)')
+    expect(held.reason).toBe('gate conversion: 0.9 below min 0.95 at step 1 of 2 (weight 20)')
     expect((await auditEntry(proxy, 'rollout.await')).reason).toContain('0.9 below min 0.95')
     const since = held.gateFailingSince as number
     const done = await until(proxy, 'rolled back', (r) => r.status === 'rolled_back')
@@ -146,7 +146,7 @@ describe('webhook gates', () => {
     // The token never shows in the state view.
     expect(started.body.rollout.gates[0].webhook.headers).toEqual({ authorization: '(hidden)' })
     const held = await until(proxy, 'awaiting the webhook', (r) => r.awaiting === 'gate:smoke')
-    expect(held.reason).toBe('gate smoke: webhook answered 500 at step 0 (weight 20)')
+    expect(held.reason).toBe('gate smoke: webhook answered 500 at step 1 of 2 (weight 20)')
     const call = receiver.on('/smoke')[0]!
     expect(call.headers.authorization).toBe('Bearer ci-secret')
     expect(call.headers['content-type']).toBe('application/json')
@@ -204,7 +204,7 @@ describe('approvals and windows', () => {
     const started = await start(proxy, { steps: twoSteps, windows })
     expect(started.body.rollout.step).toBe(0) // entering the first step does not wait
     const held = await until(proxy, 'awaiting the window', (r) => r.awaiting === 'window')
-    expect(held.reason).toBe('outside every deploy window at step 0 (weight 20)')
+    expect(held.reason).toBe('outside every deploy window at step 1 of 2 (weight 20)')
     expect((await admin(proxy, 'POST', '/v1/rollout/abort')).status).toBe(200)
     expect((await rollout(proxy)).status).toBe('rolled_back')
   })
@@ -266,11 +266,11 @@ describe('the whole setup: 5 -> 25 (approval) -> 50 (approval, webhook, Promethe
       expect(n.body.rollout.id).toBe(done.id)
     }
     expect(told[2]!.body.reason).toContain('awaits an approval')
-    expect(told[5]!.body.reason).toContain('promoted: step 2 (weight 50)')
+    expect(told[5]!.body.reason).toContain('promoted: step 3 of 4 (weight 50)')
     const slack = receiver.on('/slack').map((n) => n.body)
     expect(slack).toHaveLength(3)
     expect(Object.keys(slack[0])).toEqual(['text'])
-    expect(slack[2].text).toMatch(/^sluice rollout of green promoted at step 3: promoted: /)
+    expect(slack[2].text).toMatch(/^sluice rollout of green promoted at step 4 of 4: promoted: /)
     // The hanging target still waits on its first try (5 s); the rollout did not.
     expect(receiver.on('/hang')).toHaveLength(1)
     console.log(`whole rollout ${took} ms, with a hanging and a refusing notification target`)

@@ -118,7 +118,7 @@ describe('rollout driver', () => {
       ['rollout.step', 'rollout'],
       ['rollout.promote', 'rollout'],
     ])
-    expect(audit[1]!.reason).toMatch(/^to step 1: step 0 \(weight 10\) held 0 ms with no breach: canary error rate 0/)
+    expect(audit[1]!.reason).toMatch(/^to step 2 of 3: step 1 of 3 \(weight 10\) held 0 ms with no breach: canary error rate 0/)
     const [report] = await driver.reports()
     expect(report).toMatchObject({ outcome: 'promoted', canary: 'green', baseline: 'blue' })
     expect(report!.steps.map((x) => x.weight)).toEqual([10, 50, 100])
@@ -139,7 +139,7 @@ describe('rollout driver', () => {
     expect(s.desired.weights).toEqual({ blue: 100, green: 0, red: 0 })
     const [entry] = await s.store.audit(1)
     expect(entry).toMatchObject({ action: 'rollout.rollback', source: 'analysis', actor: null })
-    expect(entry!.reason).toMatch(/canary error rate 0\.3 exceeds baseline 0 \+ 0\.02 .*30 vs 100 requests\) at step 0/)
+    expect(entry!.reason).toMatch(/canary error rate 0\.3 exceeds baseline 0 \+ 0\.02 .*30 vs 100 requests\) at step 1 of 3/)
     expect(entry!.after).toMatchObject({ weights: { green: 0 }, rollout: { status: 'rolled_back' } })
     expect(await s.metrics.text()).toMatch(/sluice_rollbacks_total\{version="green"\} 1/)
     const [report] = await driver.reports()

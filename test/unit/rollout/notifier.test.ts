@@ -64,9 +64,9 @@ describe('Notifier (real HTTP receiver)', () => {
   it('formats a Slack incoming webhook message', async () => {
     receiver = await startReceiver()
     const n = new Notifier({ log, onFailed: () => undefined })
-    const waiting = { ...note('awaiting', 1), rollout: { canary: 'green', step: 1, awaiting: 'approval' }, reason: 'r' }
+    const waiting = { ...note('awaiting', 1), rollout: { canary: 'green', step: 1, steps: [{ weight: 10 }, { weight: 50 }, { weight: 100 }], awaiting: 'approval' }, reason: 'r' }
     n.send([target(receiver.url + '/slack', { format: 'slack' })], waiting)
     await n.idle()
-    expect(receiver.on('/slack')[0]!.body).toEqual({ text: 'sluice rollout of green awaiting at step 1 (awaits approval): r' })
+    expect(receiver.on('/slack')[0]!.body).toEqual({ text: 'sluice rollout of green awaiting at step 2 of 3 (awaits approval): r' })
   })
 })

@@ -77,7 +77,7 @@ describe('rollout state machine', () => {
     expect(t.state.step).toBe(1)
     expect(t.weights).toEqual({ blue: 75, green: 25 })
     expect(t.audit).toMatchObject({ action: 'rollout.step', source: 'rollout' })
-    expect(t.audit?.reason).toMatch(/^to step 1: step 0 \(weight 5\) held 60000 ms with no breach: canary error rate/)
+    expect(t.audit?.reason).toMatch(/^to step 2 of 3: step 1 of 3 \(weight 5\) held 60000 ms with no breach: canary error rate/)
     expect(t.state.stepStartedAt).toBe(d.now)
   })
 
@@ -98,7 +98,7 @@ describe('rollout state machine', () => {
     expect(t.weights).toEqual({ blue: 0, green: 100 })
     expect(t.ended).toBe(true)
     expect(t.audit).toMatchObject({ action: 'rollout.promote', source: 'rollout' })
-    expect(t.state.reason).toMatch(/^promoted: step 1 \(weight 25\) held 60000 ms/)
+    expect(t.state.reason).toMatch(/^promoted: step 2 of 3 \(weight 25\) held 60000 ms/)
     expect(t.state.reached.map((r) => [r.step, r.weight, r.at - T0])).toEqual([
       [0, 5, 0],
       [1, 25, 60_000],
@@ -115,7 +115,7 @@ describe('rollout state machine', () => {
     expect(t.state.status).toBe('rolled_back')
     expect(t.weights).toEqual({ blue: 100, green: 0 })
     expect(t.ended).toBe(true)
-    expect(t.state.reason).toBe(`${breach.reason} at step 1 (weight 25)`)
+    expect(t.state.reason).toBe(`${breach.reason} at step 2 of 3 (weight 25)`)
     expect(t.audit).toMatchObject({ action: 'rollout.rollback', source: 'analysis', actor: null })
     expect(t.state.endedAt).toBe(d.now)
   })
@@ -126,7 +126,7 @@ describe('rollout state machine', () => {
     const t = d.verdicts(breach, 1000)[0]!
     expect(t.state.status).toBe('paused')
     expect(t.weights).toBeUndefined()
-    expect(t.state.reason).toBe(`${breach.reason} at step 0 (weight 5)`)
+    expect(t.state.reason).toBe(`${breach.reason} at step 1 of 3 (weight 5)`)
     expect(t.audit).toMatchObject({ action: 'rollout.pause', source: 'analysis' })
     expect(rolloutWeights(t.state)).toEqual({ blue: 95, green: 5 })
     // paused: neither more breaches nor passing holds move it
@@ -134,7 +134,7 @@ describe('rollout state machine', () => {
     expect(d.verdicts(pass, 120_000).every((x) => !x.changed)).toBe(true)
     const r = d.send({ type: 'resume', actor: 'bob' })
     expect(r.state).toMatchObject({ status: 'progressing', reason: null, holdStartedAt: d.now })
-    expect(r.audit?.reason).toBe('resumed by bob at step 0 (weight 5); the hold of 60000 ms starts again')
+    expect(r.audit?.reason).toBe('resumed by bob at step 1 of 3 (weight 5); the hold of 60000 ms starts again')
     // the hold starts again from the resume
     expect(d.verdicts(pass, 59_000).every((x) => !x.changed)).toBe(true)
     expect(d.verdicts(pass, 1000)[0]!.state.step).toBe(1)
@@ -149,18 +149,18 @@ describe('rollout state machine', () => {
   it('pause, resume, promote and abort act on the active rollout', () => {
     const d = started()
     const p = d.send({ type: 'pause', actor: 'alice' })
-    expect(p.state).toMatchObject({ status: 'paused', reason: 'paused by alice at step 0 (weight 5)' })
+    expect(p.state).toMatchObject({ status: 'paused', reason: 'paused by alice at step 1 of 3 (weight 5)' })
     expect(p.weights).toBeUndefined()
     expect(p.audit).toMatchObject({ action: 'rollout.pause', source: 'admin', actor: 'alice' })
     d.send({ type: 'resume' })
     const pr = d.send({ type: 'promote', actor: 'carol' })
-    expect(pr.state).toMatchObject({ status: 'promoted', step: 2, reason: 'promoted by carol at step 0 (weight 5)' })
+    expect(pr.state).toMatchObject({ status: 'promoted', step: 2, reason: 'promoted by carol at step 1 of 3 (weight 5)' })
     expect(pr.weights).toEqual({ blue: 0, green: 100 })
     expect(pr.ended).toBe(true)
 
     const a = started()
     const t = a.send({ type: 'abort', actor: 'dave' })
-    expect(t.state).toMatchObject({ status: 'rolled_back', reason: 'aborted by dave at step 0 (weight 5)' })
+    expect(t.state).toMatchObject({ status: 'rolled_back', reason: 'aborted by dave at step 1 of 3 (weight 5)' })
     expect(t.weights).toEqual({ blue: 100, green: 0 })
     expect(t.audit).toMatchObject({ action: 'rollout.abort', source: 'admin', actor: 'dave' })
   })

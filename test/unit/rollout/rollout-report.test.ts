@@ -67,7 +67,7 @@ describe('rollout figures and report', () => {
       startedAt: '2025-01-02T03:04:05.000Z',
       endedAt: '2025-01-02T03:04:10.000Z',
       outcome: 'rolled_back',
-      reason: `${reason} at step 0 (weight 10)`,
+      reason: `${reason} at step 1 of 2 (weight 10)`,
       steps: [{ step: 0, weight: 10, at: '2025-01-02T03:04:05.000Z' }],
       figures: {
         baseline: { requests: 300, errors: 3, errorRate: 0.01, p95Ms: 0 },
