@@ -1,7 +1,7 @@
 import { mergeSlices, type SliceSnapshot } from '../analysis/slices.js'
 import type { Config } from '../config/load.js'
 import type { Version } from '../routing/instance.js'
-import type { StateStore } from '../state/store.js'
+import type { SliceExchange, StateStore } from '../state/store.js'
 import type { Outcomes } from './outcomes.js'
 
 /** What shared analysis needs of a proxy (the core has all of it). */
@@ -9,7 +9,7 @@ export interface AnalysisHost {
   readonly config: Pick<Config, 'analysis'>
   readonly versions: readonly Version[]
   readonly outcomes: Pick<Outcomes, 'window'>
-  readonly store: Pick<StateStore, 'id' | 'publishSlices' | 'readSlices'>
+  readonly store: SliceExchange & Pick<StateStore, 'id'>
 }
 
 /**
