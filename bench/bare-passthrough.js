@@ -7,13 +7,19 @@
 // for bench/mirror.js --bare.
 import { createServer } from 'node:http'
 import { Pool } from 'undici'
-import { flag } from './lib.js'
+import { parseFlags, usageError } from './lib.js'
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'])
 const poolOptions = { pipelining: 1, keepAliveTimeout: 4_000, connect: { noDelay: true } }
-const pool = new Pool(process.argv[2], poolOptions)
-const copyTo = flag(process.argv, 'copy-to', undefined)
-const copyEvery = Number(flag(process.argv, 'copy-every', '10'))
+const flags = parseFlags(
+  { 'copy-to': '', 'copy-every': 10 },
+  'usage: node bench/bare-passthrough.js http://127.0.0.1:PORT [--copy-to URL] [--copy-every N]',
+  { positionals: true },
+)
+if (flags._.length !== 1) usageError('one upstream URL wanted')
+const pool = new Pool(flags._[0], poolOptions)
+const copyTo = flags['copy-to'] || undefined
+const copyEvery = flags['copy-every']
 const shadow = copyTo === undefined ? undefined : new Pool(copyTo, poolOptions)
 const discard = { onRequestStart() {}, onResponseStart() {}, onResponseData() {}, onResponseEnd() {}, onResponseError() {} }
 let seen = 0

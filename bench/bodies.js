@@ -13,26 +13,20 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { Agent, request } from 'node:http'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
 import { startHaproxy, startNginx, versionOf, NGINX, HAPROXY } from './edge-peers.js'
-import { announce, cpuMs, median, rssKiB, startChild, startSluiceFor } from './lib.js'
+import { announce, cpuMs, median, parseFlags, rssKiB, startChild, startSluiceFor, usageError } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
-const { values: opts } = parseArgs({
-  strict: true,
-  options: {
-    mb: { type: 'string', default: '100' },
-    rounds: { type: 'string', default: '5' },
-    targets: { type: 'string', default: 'direct,nginx,haproxy,bare,sluice' },
-    'cpu-prof': { type: 'boolean', default: false },
-  },
-})
+const opts = parseFlags(
+  { mb: 100, rounds: 5, targets: 'direct,nginx,haproxy,bare,sluice', 'cpu-prof': false },
+  'usage: npm run bench:bodies -- [--mb N] [--rounds N] [--targets direct,nginx,haproxy,bare,sluice] [--cpu-prof]',
+)
 const BYTES = Number(opts.mb) * 1024 * 1024
 const ROUNDS = Number(opts.rounds)
 const TARGETS = opts.targets.split(',')
 const KNOWN = ['direct', 'nginx', 'haproxy', 'bare', 'sluice']
-for (const t of TARGETS) if (!KNOWN.includes(t)) throw new Error(`unknown target "${t}" (known: ${KNOWN})`)
+for (const t of TARGETS) if (!KNOWN.includes(t)) usageError(`unknown target "${t}" (known: ${KNOWN})`)
 
 const info = announce()
 console.log(`${versionOf(NGINX)}; ${versionOf(HAPROXY)}`)

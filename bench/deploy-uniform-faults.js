@@ -10,7 +10,7 @@
 //   env: DURATION_S (per fault kind, default 10), CONNECTIONS (default 16), FAULT, FAULT_RATE (default 0.3)
 import { createServer } from 'node:http'
 import autocannon from 'autocannon'
-import { machine, serveBlueGreen } from './lib.js'
+import { envNumber, machine, serveBlueGreen, usageError } from './lib.js'
 
 const TOKEN = 'bench-token'
 const KINDS = ['500', 'reset', 'timeout']
@@ -144,11 +144,12 @@ async function runOne(root, kind, opts) {
 
 export async function uniformFaults(root) {
   const opts = {
-    durationS: Number(process.env.DURATION_S ?? 10),
-    connections: Number(process.env.CONNECTIONS ?? 16),
-    rate: Number(process.env.FAULT_RATE ?? 0.3),
+    durationS: envNumber('DURATION_S', 10),
+    connections: envNumber('CONNECTIONS', 16),
+    rate: envNumber('FAULT_RATE', 0.3),
   }
   const kinds = process.env.FAULT ? [process.env.FAULT] : KINDS
+  if (!kinds.every((k) => KINDS.includes(k))) usageError(`FAULT must be one of ${KINDS.join(', ')}`)
   const info = machine()
   console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
   console.log(`load average before: ${info.loadavg.join(' ')}`)

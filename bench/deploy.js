@@ -25,21 +25,27 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { uniformFaults } from './deploy-uniform-faults.js'
-import { hasFlag, machine, median, startChild, until200 } from './lib.js'
+import { envNumber, latencyHistogram, machine, median, parseFlags, percentileMs, recordMs, startChild, until200, usageError } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-if (hasFlag(process.argv, 'uniform-faults')) {
+const flags = parseFlags(
+  { 'uniform-faults': false },
+  'usage: [DURATION_S=20] [CONNECTIONS=8] [RATE=0] [WARMUP_S=5] [SCENARIO=dns] npm run bench:deploy\n' +
+    '       [DURATION_S=10] [CONNECTIONS=16] [FAULT=500|reset|timeout] [FAULT_RATE=0.3] npm run bench:deploy -- --uniform-faults',
+)
+if (flags['uniform-faults']) {
   await uniformFaults(root)
   process.exit()
 }
-const DURATION_S = Number(process.env.DURATION_S ?? 20)
-const CONNECTIONS = Number(process.env.CONNECTIONS ?? 8)
-const RATE = Number(process.env.RATE ?? 0)
+const DURATION_S = envNumber('DURATION_S', 20)
+const CONNECTIONS = envNumber('CONNECTIONS', 8)
+const RATE = envNumber('RATE', 0)
 const TOKEN = 'bench-token'
 /** An unmeasured run first, so the JIT has settled before the "before" window [0, CHANGES_AT). */
-const WARMUP_S = Number(process.env.WARMUP_S ?? 5)
+const WARMUP_S = envNumber('WARMUP_S', 5)
 const CHANGES_AT = Math.round(DURATION_S * 300)
 const DNS = process.env.SCENARIO === 'dns'
+if (![undefined, '', 'dns'].includes(process.env.SCENARIO)) usageError(`SCENARIO is dns or unset, not '${process.env.SCENARIO}'`)
 const DNS_NAME = 'blue.sluice.test'
 
 /** A loopback upstream that can crash (sockets destroyed) and come back on the same port. */
@@ -112,12 +118,6 @@ async function dnsmasq(dir, name, addresses) {
   }
 }
 
-function p99(values) {
-  if (values.length === 0) return Number.NaN
-  const s = Float64Array.from(values).sort()
-  return s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)]
-}
-
 const info = machine()
 console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)
 console.log(`load average before: ${info.loadavg.join(' ')}`)
@@ -166,10 +166,10 @@ const proxy = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--
 
 let failedDuring = 0
 let failedBefore = 0
-const before = []
-const during = []
+const before = latencyHistogram()
+const during = latencyHistogram()
 const timeline = []
-/** Latencies by second of the run, for the per-second table. */
+/** A latency histogram per second of the run, for the per-second table. */
 const perSecond = []
 let t0 = 0
 const at = () => performance.now() - t0
@@ -225,14 +225,14 @@ try {
   instance.on('response', (_client, statusCode, _bytes, responseTime) => {
     const t = at()
     const sec = Math.floor(t / 1000)
-    ;(perSecond[sec] ??= []).push(responseTime)
+    recordMs((perSecond[sec] ??= latencyHistogram()), responseTime)
     const bad = statusCode < 200 || statusCode >= 300
     if (t < CHANGES_AT) {
       if (bad) failedBefore++
-      else before.push(responseTime)
+      else recordMs(before, responseTime)
     } else {
       if (bad) failedDuring++
-      else during.push(responseTime)
+      else recordMs(during, responseTime)
     }
   })
   instance.on('reqError', () => {
@@ -250,16 +250,16 @@ try {
   await runner
 
   const state = await admin('GET', '/v1/state')
-  const p99Before = p99(before)
-  const p99During = p99(during)
+  const p99Before = percentileMs(before, 99)
+  const p99During = percentileMs(during, 99)
   const ratio = p99During / p99Before
   // Robust to a noisy neighbour's burst: the median over seconds of each second's p99.
   const secondsP99 = (from, to) =>
     median(
       perSecond
         .slice(from, to)
-        .filter((l) => l?.length > 0)
-        .map((l) => p99(l)),
+        .filter((h) => h?.totalCount > 0)
+        .map((h) => percentileMs(h, 99)),
     )
   const medBefore = secondsP99(0, CHANGES_AT / 1000)
   const medDuring = secondsP99(Math.ceil(CHANGES_AT / 1000), DURATION_S)
@@ -268,8 +268,9 @@ try {
   console.log('')
   console.log('second  responses  p99 ms')
   for (let sec = 0; sec < perSecond.length; sec++) {
-    const l = perSecond[sec] ?? []
-    console.log(`${String(sec).padStart(6)}  ${String(l.length).padStart(9)}  ${p99(l).toFixed(2)}`)
+    const h = perSecond[sec]
+    const p99 = h === undefined ? Number.NaN : percentileMs(h, 99)
+    console.log(`${String(sec).padStart(6)}  ${String(h?.totalCount ?? 0).padStart(9)}  ${p99.toFixed(2)}`)
   }
   console.log('')
   const failedTotal = failedBefore + failedDuring
@@ -281,9 +282,9 @@ try {
   console.log(`failed requests    ${failedTotal}  (before the changes ${failedBefore}, during ${failedDuring})`)
   console.log(`  autocannon       non-2xx ${result.non2xx}, errors ${result.errors}, timeouts ${result.timeouts}`)
   console.log(`requests/s         ${Math.round(result.requests.average)}`)
-  console.log(`p99 before         ${p99Before.toFixed(2)} ms  (${before.length} responses, 0-${CHANGES_AT / 1000} s)`)
+  console.log(`p99 before         ${p99Before.toFixed(2)} ms  (${before.totalCount} responses, 0-${CHANGES_AT / 1000} s)`)
   console.log(
-    `p99 during         ${p99During.toFixed(2)} ms  (${during.length} responses, ${CHANGES_AT / 1000}-${DURATION_S} s)`,
+    `p99 during         ${p99During.toFixed(2)} ms  (${during.totalCount} responses, ${CHANGES_AT / 1000}-${DURATION_S} s)`,
   )
   console.log(`p99 ratio          ${ratio.toFixed(2)}x  (target <= 1.5x)`)
   console.log(

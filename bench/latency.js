@@ -13,31 +13,34 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
-import hdr from 'hdr-histogram-js'
 import { Pool } from 'undici'
 import { HAPROXY, NGINX, startHaproxy, startNginx, versionOf } from './edge-peers.js'
-import { announce, median, pace, startChild, startSluiceFor } from './lib.js'
+import {
+  announce,
+  latencyHistogram,
+  median,
+  pace,
+  parseFlags,
+  percentileMs,
+  recordMs,
+  startChild,
+  startSluiceFor,
+  usageError,
+} from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
-const { values: opts } = parseArgs({
-  strict: true,
-  options: {
-    rate: { type: 'string', default: '1000' },
-    connections: { type: 'string', default: '10' },
-    duration: { type: 'string', default: '5' },
-    rounds: { type: 'string', default: '5' },
-    warmup: { type: 'string', default: '1' },
-    targets: { type: 'string', default: 'direct,bare,sluice,nginx,haproxy' },
-  },
-})
+const opts = parseFlags(
+  { rate: 1000, connections: 10, duration: 5, rounds: 5, warmup: 1, targets: 'direct,bare,sluice,nginx,haproxy' },
+  'usage: npm run bench:latency -- [--rate N] [--connections N] [--duration S] [--rounds N] [--warmup S] ' +
+    '[--targets direct,bare,sluice,nginx,haproxy]',
+)
 const RATE = Number(opts.rate)
 const CONNECTIONS = Number(opts.connections)
 const TARGETS = opts.targets.split(',')
 const KNOWN = ['direct', 'bare', 'sluice', 'nginx', 'haproxy']
-for (const t of TARGETS) if (!KNOWN.includes(t)) throw new Error(`unknown target "${t}" (known: ${KNOWN})`)
-if (!TARGETS.includes('direct')) throw new Error('--targets must include direct: added latency is measured against it')
+for (const t of TARGETS) if (!KNOWN.includes(t)) usageError(`unknown target "${t}" (known: ${KNOWN})`)
+if (!TARGETS.includes('direct')) usageError('--targets must include direct: added latency is measured against it')
 
 const info = announce()
 console.log(`${versionOf(NGINX)}; ${versionOf(HAPROXY)}`)
@@ -45,7 +48,7 @@ console.log(`${RATE} req/s over ${CONNECTIONS} connections, ${opts.duration} s p
 
 /** Sends GET / at the fixed rate for `seconds`; answers the latencies (microseconds, HDR) and the error count. */
 async function paced(pool, seconds) {
-  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 })
+  const h = latencyHistogram()
   let errors = 0
   await pace(RATE, Math.round(RATE * seconds), async () => {
     const t0 = performance.now()
@@ -53,7 +56,7 @@ async function paced(pool, seconds) {
       const res = await pool.request({ path: '/', method: 'GET' })
       await res.body.dump()
       if (res.statusCode !== 200) errors++
-      h.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)))
+      recordMs(h, performance.now() - t0)
     } catch {
       errors++
     }
@@ -104,9 +107,9 @@ try {
     const p50 = {}
     for (const t of order) {
       const { h, errors } = await paced(clients[t], Number(opts.duration))
-      p50[t] = h.getValueAtPercentile(50) / 1000
+      p50[t] = percentileMs(h, 50)
       perRound[t].p50.push(p50[t])
-      perRound[t].p99.push(h.getValueAtPercentile(99) / 1000)
+      perRound[t].p99.push(percentileMs(h, 99))
       perRound[t].errors += errors
     }
     for (const t of TARGETS) perRound[t].added.push(p50[t] - p50.direct)

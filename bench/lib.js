@@ -1,19 +1,86 @@
-// Shared pieces of the end-to-end benches: flags, child processes that announce
+// Shared pieces of the benches (bench/README.md): strict flags, HDR percentiles, child processes that announce
 // their ports with a JSON "listening" line on stdout, medians, machine facts.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import hdr from 'hdr-histogram-js'
 
-/** `--name value` from an argv list, or the fallback. */
-export function flag(args, name, fallback) {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback
+let usageLine = 'usage: node bench/<script>.js [flags]'
+
+/**
+ * The bench's flags through node:util parseArgs, strict: an unknown flag, a flag without its value or a
+ * number that does not parse prints the error and the usage line and exits 2 (a mistyped `--duraton`
+ * must not run a 5-minute bench with the default). `spec` maps each flag to its default, whose type is
+ * the flag's: a number (answered as a number), a string, or false (a switch). `--name value` is read as
+ * `--name=value`, so a value may start with a dash (`--proxy-node-args "--cpu-prof"`). --help prints
+ * the usage line and exits 0. With `positionals`, arguments that are not flags are answered in `_`.
+ */
+export function parseFlags(spec, usage, { args = process.argv.slice(2), positionals = false } = {}) {
+  usageLine = usage
+  const options = { help: { type: 'boolean', default: false } }
+  for (const [name, fallback] of Object.entries(spec))
+    options[name] = typeof fallback === 'boolean' ? { type: 'boolean', default: fallback } : { type: 'string' }
+  const joined = []
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith('--') && !args[i].includes('=') ? args[i].slice(2) : undefined
+    if (options[name]?.type === 'string' && i + 1 < args.length) joined.push(`${args[i]}=${args[++i]}`)
+    else joined.push(args[i])
+  }
+  let parsed
+  try {
+    parsed = parseArgs({ args: joined, options, strict: true, allowPositionals: positionals })
+  } catch (err) {
+    if (!String(err.code).startsWith('ERR_PARSE_ARGS')) throw err
+    usageError(err.message)
+  }
+  if (parsed.values.help) {
+    console.log(usage)
+    process.exit(0)
+  }
+  const out = { _: parsed.positionals }
+  for (const [name, fallback] of Object.entries(spec)) {
+    const given = parsed.values[name]
+    if (typeof fallback !== 'number') out[name] = given ?? fallback
+    else if (given === undefined) out[name] = fallback
+    else if (given.trim() === '' || !Number.isFinite(Number(given))) usageError(`--${name} wants a number, got '${given}'`)
+    else out[name] = Number(given)
+  }
+  return out
 }
 
-export function hasFlag(args, name) {
-  return args.includes(`--${name}`)
+/** A number from the environment (the deploy and rollback benches' settings), or exit 2 with the usage line. */
+export function envNumber(name, fallback) {
+  const given = process.env[name]
+  if (given === undefined || given === '') return fallback
+  if (!Number.isFinite(Number(given))) usageError(`${name} wants a number, got '${given}'`)
+  return Number(given)
+}
+
+/** A wrong flag or setting: the message and the usage line on stderr, exit 2. */
+export function usageError(message) {
+  console.error(`${message}\n${usageLine}`)
+  process.exit(2)
+}
+
+/**
+ * An HDR histogram for latencies recorded in microseconds (1 us to 10 min, 3 significant digits):
+ * the benches' percentiles come from it (`percentileMs`), never from sorting by hand.
+ */
+export function latencyHistogram() {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 })
+}
+
+/** Records a latency given in milliseconds (fractions kept to the microsecond). */
+export function recordMs(h, ms) {
+  h.recordValue(Math.max(1, Math.round(ms * 1000)))
+}
+
+/** The latency at `percentile` (0-100) in milliseconds, or NaN when nothing was recorded. */
+export function percentileMs(h, percentile) {
+  return h.totalCount === 0 ? Number.NaN : h.getValueAtPercentile(percentile) / 1000
 }
 
 /**
@@ -161,6 +228,10 @@ export async function until200(url) {
   }
 }
 
+/**
+ * The median of a handful of per-round figures (exact: the two middles averaged). Latency distributions
+ * go through latencyHistogram instead.
+ */
 export function median(values) {
   const s = [...values].sort((a, b) => a - b)
   const mid = s.length >> 1

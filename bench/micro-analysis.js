@@ -4,6 +4,9 @@
 import { cpus } from 'node:os'
 import { judge } from '../dist/analysis/verdict.js'
 import { VersionWindow } from '../dist/analysis/version-window.js'
+import { parseFlags } from './lib.js'
+
+parseFlags({}, 'usage: npm run build && node bench/micro-analysis.js')
 
 const cpu = cpus()
 console.log(`node ${process.version}, ${cpu[0]?.model ?? 'unknown cpu'}, ${cpu.length} cores`)

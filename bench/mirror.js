@@ -50,42 +50,61 @@ import { promisify } from 'node:util'
 import {
   announce,
   cpuMs,
-  flag,
-  hasFlag,
   limitCpu,
   machine,
   median,
+  parseFlags,
   pin,
   startBlueGreen,
   startChild,
   until200,
+  usageError,
 } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
-const args = process.argv.slice(2)
+const flags = parseFlags(
+  {
+    duration: 8,
+    rounds: 5,
+    warmup: 1,
+    settle: 40,
+    connections: 50,
+    keys: 1000,
+    'body-bytes': 128,
+    percent: 10,
+    mismatch: false,
+    pin: false,
+    'proxy-cpu': 0,
+    bare: false,
+    pairs: 1,
+    crossover: false,
+  },
+  'usage: npm run bench:mirror -- [--duration S] [--rounds N] [--warmup S] [--settle S] [--connections N] [--keys N] ' +
+    '[--body-bytes N] [--percent P] [--pairs N] [--proxy-cpu F] [--pin] [--crossover] [--mismatch] [--bare]',
+)
 const opts = {
-  duration: Number(flag(args, 'duration', '8')),
-  rounds: Number(flag(args, 'rounds', '5')),
-  warmup: Number(flag(args, 'warmup', '1')),
-  settle: Number(flag(args, 'settle', '40')),
-  connections: Number(flag(args, 'connections', '50')),
-  keys: Number(flag(args, 'keys', '1000')),
-  bodyBytes: Number(flag(args, 'body-bytes', '128')),
-  percent: Number(flag(args, 'percent', '10')),
-  mismatch: hasFlag(args, 'mismatch'),
-  pin: hasFlag(args, 'pin'),
-  proxyCpu: Number(flag(args, 'proxy-cpu', '0')),
-  bare: hasFlag(args, 'bare'),
-  pairs: Number(flag(args, 'pairs', '1')),
-  crossover: hasFlag(args, 'crossover'),
+  duration: flags.duration,
+  rounds: flags.rounds,
+  warmup: flags.warmup,
+  settle: flags.settle,
+  connections: flags.connections,
+  keys: flags.keys,
+  bodyBytes: flags['body-bytes'],
+  percent: flags.percent,
+  mismatch: flags.mismatch,
+  pin: flags.pin,
+  proxyCpu: flags['proxy-cpu'],
+  bare: flags.bare,
+  pairs: flags.pairs,
+  crossover: flags.crossover,
 }
 if (opts.crossover && (opts.bare || !(opts.proxyCpu > 0))) {
-  throw new Error('--crossover needs --proxy-cpu (both processes loaded at once) and sluice (not --bare)')
+  usageError('--crossover needs --proxy-cpu (both processes loaded at once) and sluice (not --bare)')
 }
-if (!(opts.settle >= 0)) throw new Error('--settle must be a number of seconds >= 0')
+if (!(opts.settle >= 0)) usageError('--settle must be a number of seconds >= 0')
 for (const name of ['pairs', 'rounds']) {
-  if (!Number.isInteger(opts[name]) || opts[name] < 1) throw new Error(`--${name} must be a whole number >= 1`)
+  if (!Number.isInteger(opts[name]) || opts[name] < 1) usageError(`--${name} must be a whole number >= 1`)
 }
 const TOKEN = 'bench-token'
 const execFileAsync = promisify(execFile)

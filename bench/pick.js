@@ -9,13 +9,17 @@
 import { cpus } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { flag } from './lib.js'
+import { parseFlags, usageError } from './lib.js'
 
-const args = process.argv.slice(2)
-const counts = flag(args, 'instances', '2,20,200,2000').split(',').map(Number)
-const picks = Number(flag(args, 'picks', '2000000'))
-const rounds = Number(flag(args, 'rounds', '5'))
-const distArg = flag(args, 'dist', 'dist')
+const flags = parseFlags(
+  { instances: '2,20,200,2000', picks: 2_000_000, rounds: 5, dist: 'dist' },
+  'usage: npm run bench:pick -- [--instances 2,20,200,2000] [--picks N] [--rounds N] [--dist DIR]',
+)
+const counts = flags.instances.split(',').map(Number)
+if (!counts.every((n) => Number.isInteger(n) && n >= 2)) usageError('--instances wants whole numbers >= 2, comma-separated')
+const picks = flags.picks
+const rounds = flags.rounds
+const distArg = flags.dist
 const dist = isAbsolute(distArg) ? distArg : resolve(import.meta.dirname, '..', distArg)
 const { RoutingTable, NO_KEY } = await import(pathToFileURL(join(dist, 'routing/table.js')).href)
 const { Instance, Version } = await import(pathToFileURL(join(dist, 'routing/instance.js')).href)

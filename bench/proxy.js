@@ -18,31 +18,46 @@ import autocannon from 'autocannon'
 import {
   announce,
   cpuMs,
-  flag,
-  hasFlag,
   machine,
   median,
+  parseFlags,
   startBlueGreen,
   startChild,
   stickyRequests,
   until200,
+  usageError,
 } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
-const args = process.argv.slice(2)
+const flags = parseFlags(
+  {
+    duration: 5,
+    rounds: 5,
+    warmup: 1,
+    connections: 50,
+    keys: 1000,
+    'body-bytes': 128,
+    targets: 'upstream,bare,sluice,keyless',
+    'cpu-prof': false,
+    instances: 2,
+    'probe-ms': 2000,
+  },
+  'usage: npm run bench -- [--duration S] [--rounds N] [--warmup S] [--connections N] [--keys N] [--body-bytes N] ' +
+    '[--targets upstream,bare,sluice,keyless] [--instances N] [--probe-ms MS] [--cpu-prof]',
+)
 const opts = {
-  duration: Number(flag(args, 'duration', '5')),
-  rounds: Number(flag(args, 'rounds', '5')),
-  warmup: Number(flag(args, 'warmup', '1')),
-  connections: Number(flag(args, 'connections', '50')),
+  duration: flags.duration,
+  rounds: flags.rounds,
+  warmup: flags.warmup,
+  connections: flags.connections,
   pipelining: 1,
-  keys: Number(flag(args, 'keys', '1000')),
-  bodyBytes: Number(flag(args, 'body-bytes', '128')),
-  targets: flag(args, 'targets', 'upstream,bare,sluice,keyless').split(','),
-  cpuProf: hasFlag(args, 'cpu-prof'),
-  instances: Number(flag(args, 'instances', '2')),
-  probeMs: Number(flag(args, 'probe-ms', '2000')),
+  keys: flags.keys,
+  bodyBytes: flags['body-bytes'],
+  targets: flags.targets.split(','),
+  cpuProf: flags['cpu-prof'],
+  instances: flags.instances,
+  probeMs: flags['probe-ms'],
 }
 
 const LABELS = {
@@ -51,8 +66,7 @@ const LABELS = {
   sluice: 'sluice 90/10, sticky x-user-id',
   keyless: 'sluice 90/10, no sticky key',
 }
-for (const t of opts.targets)
-  if (!(t in LABELS)) throw new Error(`unknown target "${t}" (known: ${Object.keys(LABELS)})`)
+for (const t of opts.targets) if (!(t in LABELS)) usageError(`unknown target "${t}" (known: ${Object.keys(LABELS)})`)
 
 const keyed = stickyRequests(opts.keys)
 const keyless = [{ method: 'GET', path: '/api/items' }]

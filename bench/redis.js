@@ -14,18 +14,21 @@ import { createServer, connect as tcpConnect } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { cpuMs, flag, machine, median, startChild, stickyRequests } from './lib.js'
+import { cpuMs, machine, median, parseFlags, startChild, stickyRequests } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
-const args = process.argv.slice(2)
+const flags = parseFlags(
+  { duration: 5, rounds: 3, warmup: 1, connections: 50, 'changes-per-s': 1, dist: join(root, 'dist') },
+  'usage: npm run bench:redis -- [--duration S] [--rounds N] [--warmup S] [--connections N] [--changes-per-s N] [--dist DIR]',
+)
 const opts = {
-  duration: Number(flag(args, 'duration', '5')),
-  rounds: Number(flag(args, 'rounds', '3')),
-  warmup: Number(flag(args, 'warmup', '1')),
-  connections: Number(flag(args, 'connections', '50')),
-  changesPerS: Number(flag(args, 'changes-per-s', '1')),
-  dist: resolve(flag(args, 'dist', join(root, 'dist'))),
+  duration: flags.duration,
+  rounds: flags.rounds,
+  warmup: flags.warmup,
+  connections: flags.connections,
+  changesPerS: flags['changes-per-s'],
+  dist: resolve(flags.dist),
 }
 const TOKEN = 'bench-token'
 

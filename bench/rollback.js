@@ -14,12 +14,15 @@ import { createServer } from 'node:http'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
+import { envNumber, parseFlags, usageError } from './lib.js'
 
-const RATE = Number(process.env.RATE ?? 500)
-const INTERVAL_MS = Number(process.env.INTERVAL_MS ?? 1000)
-const MIN_REQUESTS = Number(process.env.MIN_REQUESTS ?? 100)
-const WARMUP_MS = Number(process.env.WARMUP_MS ?? 3000)
-const FAIL_RATES = (process.env.FAIL_RATES ?? '1,0.2').split(',').map(Number)
+parseFlags({}, 'usage: [RATE=500] [INTERVAL_MS=1000] [MIN_REQUESTS=100] [WARMUP_MS=3000] [FAIL_RATES=1,0.2] npm run bench:rollback')
+const RATE = envNumber('RATE', 500)
+const INTERVAL_MS = envNumber('INTERVAL_MS', 1000)
+const MIN_REQUESTS = envNumber('MIN_REQUESTS', 100)
+const WARMUP_MS = envNumber('WARMUP_MS', 3000)
+const FAIL_RATES = (process.env.FAIL_RATES || '1,0.2').split(',').map(Number)
+if (!FAIL_RATES.every((r) => r > 0 && r <= 1)) usageError('FAIL_RATES wants shares in (0, 1], comma-separated')
 const TOKEN = 'bench-token'
 const CANARY_WEIGHT = 10
 

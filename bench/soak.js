@@ -12,21 +12,15 @@ import { readdirSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
 import { Pool } from 'undici'
-import { announce, pace, rssKiB, startChild } from './lib.js'
+import { announce, pace, parseFlags, rssKiB, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
-const { values: opts } = parseArgs({
-  strict: true,
-  options: {
-    requests: { type: 'string', default: '1000000' },
-    rate: { type: 'string', default: '3000' },
-    connections: { type: 'string', default: '50' },
-    warmup: { type: 'string', default: '20000' },
-  },
-})
+const opts = parseFlags(
+  { requests: 1_000_000, rate: 3000, connections: 50, warmup: 20_000 },
+  'usage: npm run bench:soak -- [--requests N] [--rate N] [--connections N] [--warmup N]',
+)
 const REQUESTS = Number(opts.requests)
 const RATE = Number(opts.rate)
 const UPSTREAM_MS = 200

@@ -12,17 +12,20 @@
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { announce, flag, machine, median, startBlueGreen, startChild } from './lib.js'
+import { announce, latencyHistogram, machine, median, parseFlags, percentileMs, recordMs, startBlueGreen, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
-const args = process.argv.slice(2)
+const flags = parseFlags(
+  { rounds: 6, changes: 200, transitions: 50, dir: outDir, dist: join(root, 'dist') },
+  'usage: npm run bench:state-file -- [--rounds N] [--changes N] [--transitions N] [--dir DIR] [--dist DIR]',
+)
 const opts = {
-  rounds: Number(flag(args, 'rounds', '6')),
-  changes: Number(flag(args, 'changes', '200')),
-  transitions: Number(flag(args, 'transitions', '50')),
-  dir: resolve(flag(args, 'dir', outDir)),
-  dist: resolve(flag(args, 'dist', join(root, 'dist'))),
+  rounds: flags.rounds,
+  changes: flags.changes,
+  transitions: flags.transitions,
+  dir: resolve(flags.dir),
+  dist: resolve(flags.dist),
 }
 const TOKEN = 'bench-token'
 const KINDS = ['memory', 'file']
@@ -159,6 +162,7 @@ async function timeTransitions(adminUrl, n) {
 }
 
 function summarise(ms) {
-  const s = [...ms].sort((a, b) => a - b)
-  return { median: median(s), p99: s[Math.min(s.length - 1, Math.floor(s.length * 0.99))] }
+  const h = latencyHistogram()
+  for (const x of ms) recordMs(h, x)
+  return { median: percentileMs(h, 50), p99: percentileMs(h, 99) }
 }

@@ -4,16 +4,20 @@
 //   node bench/upstream.js blue green --body-bytes 128 [--same-body]
 // Prints {"msg":"listening","ports":{"blue":N,...}} on stdout once all listen.
 import { createServer } from 'node:http'
-import { flag } from './lib.js'
+import { parseFlags } from './lib.js'
 
-const args = process.argv.slice(2)
-const bodyBytes = Number(flag(args, 'body-bytes', '128'))
-const names = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'))
+const flags = parseFlags(
+  { 'body-bytes': 128, 'same-body': false },
+  'usage: node bench/upstream.js NAME... [--body-bytes N] [--same-body]',
+  { positionals: true },
+)
+const bodyBytes = flags['body-bytes']
+const names = flags._
 const ports = {}
 
 // --same-body: every name answers the same bytes (only x-upstream tells them apart), as a
 // candidate that behaves like the live version does.
-const sameBody = args.includes('--same-body')
+const sameBody = flags['same-body']
 
 for (const name of names.length > 0 ? names : ['app']) {
   const head = `{"version":"${sameBody ? 'any' : name}","pad":"`

@@ -17,13 +17,29 @@ import { createServer } from 'node:http'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WebSocket, WebSocketServer } from 'ws'
-import { cpuMs, flag, machine, median, startChild } from './lib.js'
+import { cpuMs, machine, median, parseFlags, startChild } from './lib.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
-const args = process.argv.slice(2)
+const flags = parseFlags(
+  {
+    role: '',
+    idle: 10_000,
+    duration: 5,
+    rounds: 3,
+    connections: 32,
+    window: 16,
+    size: 128,
+    modes: 'relay,tunnel',
+    'base-dist': '',
+    'proxy-node-args': '',
+  },
+  'usage: npm run bench:websocket -- [--idle N] [--duration S] [--rounds N] [--connections N] [--window N] ' +
+    '[--size BYTES] [--modes relay,tunnel,relay-base,tunnel-base] [--base-dist DIR] [--proxy-node-args "ARGS"]',
+)
 
-if (flag(args, 'role', '') === 'upstream') {
+// --role upstream: this same file as the echo upstream, in a child process of its own.
+if (flags.role === 'upstream') {
   // The echo upstream: every message straight back, same type.
   const server = createServer((_req, res) => res.end('ok'))
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false })
@@ -42,17 +58,17 @@ if (flag(args, 'role', '') === 'upstream') {
 
 async function main() {
   const fdLimit = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024
-  const wanted = Number(flag(args, 'idle', '10000'))
+  const wanted = flags.idle
   const opts = {
     idle: Math.min(wanted, Math.floor((fdLimit - 256) / 2)),
-    duration: Number(flag(args, 'duration', '5')),
-    rounds: Number(flag(args, 'rounds', '3')),
-    connections: Number(flag(args, 'connections', '32')),
-    window: Number(flag(args, 'window', '16')),
-    size: Number(flag(args, 'size', '128')),
-    modes: flag(args, 'modes', 'relay,tunnel').split(','),
-    baseDist: flag(args, 'base-dist', ''),
-    proxyNodeArgs: flag(args, 'proxy-node-args', '').split(' ').filter(Boolean),
+    duration: flags.duration,
+    rounds: flags.rounds,
+    connections: flags.connections,
+    window: flags.window,
+    size: flags.size,
+    modes: flags.modes.split(','),
+    baseDist: flags['base-dist'],
+    proxyNodeArgs: flags['proxy-node-args'].split(' ').filter(Boolean),
   }
   const info = machine()
   console.log(`node ${info.node}, ${info.cpu}, ${info.cores} cores, ${info.platform}, ${info.date}`)

@@ -1,6 +1,7 @@
 import { pino } from 'pino'
 import { loadConfigFile } from '../config/load.js'
 import { ConfigError } from '../errors.js'
+import { drainDelay } from '../lifecycle/drain-delay.js'
 import { runSluice } from '../lifecycle/run.js'
 import { requireConfigPath } from './args.js'
 import { configErrorLine } from './validate.js'
@@ -34,7 +35,8 @@ export async function runServe(args: string[]): Promise<number> {
       return
     }
     log.info({ signal }, 'graceful stop')
-    running.stop().then(
+    const r = running
+    drainDelay(r.sluice, log).then(() => r.stop()).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'stop failed')

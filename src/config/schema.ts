@@ -181,7 +181,13 @@ export const configSchema = z
       })
       .prefault({}),
     retries: z.strictObject({ attempts: z.number().int().min(0).max(5).default(1) }).prefault({}),
-    drain: z.strictObject({ timeoutMs: ms.default(30000) }).prefault({}),
+    drain: z
+      .strictObject({
+        timeoutMs: ms.default(30000),
+        /** On SIGTERM/SIGINT: /readyz 503 and still serving this long before the stop (README "Stopping behind a load balancer"). */
+        delayMs: ms.default(0),
+      })
+      .prefault({}),
     analysis: z
       .strictObject({
         intervalMs: positiveMs.default(1000),

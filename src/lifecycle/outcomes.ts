@@ -41,6 +41,7 @@ export class Outcomes implements OutcomeSink {
   }
 
   tryFailed(instance: Instance): void {
+    this.metrics.recordRetry(instance.version)
     this.outlier.observe(instance, true)
   }
 

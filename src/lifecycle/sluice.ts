@@ -5,7 +5,7 @@ import { AdminError, ConfigError, type Problem } from '../errors.js'
 import { type Discovered, diffMembers, type InstanceSource, wantedMembers } from '../discovery/membership.js'
 import { OutlierDetector } from '../health/outlier.js'
 import { Prober } from '../health/prober.js'
-import { Metrics } from '../metrics/metrics.js'
+import { Metrics, type RolloutPhaseName, rolloutPhaseName } from '../metrics/metrics.js'
 import { Deadlines, sweepEveryMs } from '../proxy/deadlines.js'
 import { type ForwardContext, failureDetail } from '../proxy/forward.js'
 import { ProxyListener } from '../proxy/listener.js'
@@ -593,9 +593,9 @@ function reloadProblems(prev: Config, next: Config): Problem[] {
   return out
 }
 
-function rolloutGauge(r: RolloutState | null): { canary: string; step: number } | undefined {
+function rolloutGauge(r: RolloutState | null): { canary: string; step: number; phase?: RolloutPhaseName } | undefined {
   if (!r || r.canary === null) return undefined
-  return { canary: r.canary, step: r.step }
+  return { canary: r.canary, step: r.step, phase: rolloutPhaseName(r.status, r.phase) }
 }
 
 /** The config's (deeply read-only) mirror section as state data. */

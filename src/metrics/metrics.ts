@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { Version } from '../routing/instance.js'
 
@@ -11,12 +12,36 @@ import type { Version } from '../routing/instance.js'
 /** Edge-proxy latency buckets: 0.5 ms to 10 s. */
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+/** `sluice_rollout_phase`'s phases: every one is exposed, 1 for the current (or last) rollout's. */
+export const ROLLOUT_PHASES = ['mirror', 'progressing', 'paused', 'promoted', 'rolled_back'] as const
+export type RolloutPhaseName = (typeof ROLLOUT_PHASES)[number]
+
+/** A rollout state's status and phase as `sluice_rollout_phase` names them; undefined when idle. */
+export function rolloutPhaseName(status: unknown, phase: unknown): RolloutPhaseName | undefined {
+  if (status === 'progressing') return phase === 'mirror' ? 'mirror' : 'progressing'
+  return status === 'paused' || status === 'promoted' || status === 'rolled_back' ? status : undefined
+}
+
 export interface GaugeSources {
   versions(): readonly Version[]
   weights(): Readonly<Record<string, number>>
-  rollout(): { canary: string; step: number } | undefined
+  rollout(): { canary: string; step: number; phase?: RolloutPhaseName | undefined } | undefined
   storeUp?(): number | undefined
+  /** Processes serving the public listener (1 until there are workers). */
+  workers?(): number
 }
+
+/**
+ * prom-client's defaults that `promtool check metrics` rejects (gauges named
+ * `_total`); the same figures stay available, by type, in
+ * `nodejs_active_handles`, `nodejs_active_requests` and `nodejs_active_resources`.
+ */
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+
+/** The package's version, read once (package.json sits two levels above both src/metrics and dist/metrics). */
+const SLUICE_VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 
 /** Status codes are counted in a flat array per version; anything outside 0..599 lands in 599's neighbour 600. */
 const CODE_SLOTS = 601
@@ -31,6 +56,11 @@ interface VersionCounts {
   count: number
 }
 
+interface RetryCount {
+  readonly name: string
+  n: number
+}
+
 export class Metrics {
   readonly registry = new Registry()
   readonly requests: Counter<'version' | 'code'>
@@ -41,14 +71,20 @@ export class Metrics {
   readonly gateChecks: Counter<'gate' | 'result'>
   readonly notificationsFailed: Counter
   readonly discoveryErrors: Counter<'version'>
+  /** By version index; counted by `recordRetry`. */
+  readonly #retries: (RetryCount | undefined)[] = []
   /** By version index. prom-client's label children hash their labels on every call; these are array stores. */
   readonly #counts: (VersionCounts | undefined)[] = []
   readonly #unrouted = new Float64Array(CODE_SLOTS)
 
   constructor(sources: GaugeSources, opts: { defaults?: boolean } = {}) {
     const registers = [this.registry]
-    if (opts.defaults !== false) collectDefaultMetrics({ register: this.registry })
+    if (opts.defaults !== false) {
+      collectDefaultMetrics({ register: this.registry })
+      for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name)
+    }
     const counts = this.#counts
+    const retries = this.#retries
     const unrouted = this.#unrouted
     this.requests = new Counter({
       name: 'sluice_requests_total',
@@ -112,6 +148,42 @@ export class Metrics {
       labelNames: ['version'],
       registers,
     })
+    new Counter({
+      name: 'sluice_retries_total',
+      help: 'Tries retried on another instance, by version (retries.attempts).',
+      labelNames: ['version'],
+      registers,
+      collect() {
+        this.reset()
+        for (const r of retries) if (r !== undefined) this.inc({ version: r.name }, r.n)
+      },
+    })
+    new Gauge({
+      name: 'sluice_build_info',
+      help: 'Always 1; the labels name the running sluice and Node.js versions.',
+      labelNames: ['sluice_version', 'node_version'],
+      registers,
+    }).set({ sluice_version: SLUICE_VERSION, node_version: process.versions.node }, 1)
+    new Gauge({
+      name: 'sluice_workers',
+      help: 'Processes serving the public listener.',
+      registers,
+      collect() {
+        this.set(sources.workers?.() ?? 1)
+      },
+    })
+    new Gauge({
+      name: 'sluice_rollout_phase',
+      help: 'The current or last rollout phase by canary: 1 for its phase, 0 for the others.',
+      labelNames: ['canary', 'phase'],
+      registers,
+      collect() {
+        this.reset()
+        const r = sources.rollout()
+        if (r?.phase === undefined) return
+        for (const phase of ROLLOUT_PHASES) this.set({ canary: r.canary, phase }, phase === r.phase ? 1 : 0)
+      },
+    })
     new Gauge({
       name: 'sluice_inflight_requests',
       help: 'Requests in flight, by version.',
@@ -135,24 +207,24 @@ export class Metrics {
     })
     new Gauge({
       name: 'sluice_upstream_healthy',
-      help: 'Active health of each instance (1 healthy, 0 not).',
-      labelNames: ['version', 'instance'],
+      help: 'Active health of each instance (1 healthy, 0 not); upstream is the instance URL.',
+      labelNames: ['version', 'upstream'],
       registers,
       collect() {
         this.reset()
         for (const v of sources.versions())
-          for (const i of v.instances) this.set({ version: v.name, instance: i.url }, i.healthy ? 1 : 0)
+          for (const i of v.instances) this.set({ version: v.name, upstream: i.url }, i.healthy ? 1 : 0)
       },
     })
     new Gauge({
       name: 'sluice_upstream_usable',
-      help: 'Whether each instance takes new work (healthy, not ejected, not draining).',
-      labelNames: ['version', 'instance'],
+      help: 'Whether each instance takes new work (healthy, not ejected, not draining); upstream is the instance URL.',
+      labelNames: ['version', 'upstream'],
       registers,
       collect() {
         this.reset()
         for (const v of sources.versions())
-          for (const i of v.instances) this.set({ version: v.name, instance: i.url }, i.usable ? 1 : 0)
+          for (const i of v.instances) this.set({ version: v.name, upstream: i.url }, i.usable ? 1 : 0)
       },
     })
     new Gauge({
@@ -204,6 +276,13 @@ export class Metrics {
     c.buckets[b]!++
     c.sum += seconds
     c.count++
+  }
+
+  /** A try failed and is retried on another instance: an array store per version. */
+  recordRetry(version: Version): void {
+    const r = this.#retries[version.index]
+    if (r === undefined) this.#retries[version.index] = { name: version.name, n: 1 }
+    else r.n++
   }
 
   /** Requests the proxy answered without reaching any version. */

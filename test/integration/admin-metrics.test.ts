@@ -81,7 +81,7 @@ describe('/metrics for Prometheus', () => {
     expect(values.get('sluice_request_duration_seconds_count{version="blue"}')).toBe(blueOk)
     expect(values.get('sluice_request_duration_seconds_bucket{le="+Inf",version="blue"}')).toBe(blueOk)
     expect(values.get('sluice_version_weight{version="blue"}')).toBe(50)
-    expect(values.get(`sluice_upstream_healthy{version="green",instance="${green.url}"}`)).toBe(1)
+    expect(values.get(`sluice_upstream_healthy{version="green",upstream="${green.url}"}`)).toBe(1)
     expect(values.get('sluice_inflight_requests{version="blue"}')).toBe(0)
     expect(values.get('sluice_websocket_connections{version="green"}')).toBe(0)
 
@@ -95,11 +95,11 @@ describe('/metrics for Prometheus', () => {
     blue.healthy = false
     for (let i = 0; i < 200; i++) {
       const { values } = await scrape(proxy)
-      if (values.get(`sluice_upstream_healthy{version="blue",instance="${blue.url}"}`) === 0) break
+      if (values.get(`sluice_upstream_healthy{version="blue",upstream="${blue.url}"}`) === 0) break
       await new Promise((r) => setTimeout(r, 25))
     }
     const { values } = await scrape(proxy)
-    expect(values.get(`sluice_upstream_healthy{version="blue",instance="${blue.url}"}`)).toBe(0)
+    expect(values.get(`sluice_upstream_healthy{version="blue",upstream="${blue.url}"}`)).toBe(0)
     blue.healthy = true
   })
 })

@@ -60,6 +60,6 @@ describe('an instance that flaps between healthy and unhealthy', () => {
     expect(transitions).toEqual(EXPECTED)
     expect(failed(records).length, describeFailures(records)).toBe(0)
     const state = await fetch(`${proxy.adminUrl}/metrics`).then((r) => r.text())
-    expect(state).toMatch(new RegExp(`sluice_upstream_healthy\\{[^}]*instance="${flappy.url}"[^}]*\\} 1`))
+    expect(state).toMatch(new RegExp(`sluice_upstream_healthy\\{[^}]*upstream="${flappy.url}"[^}]*\\} 1`))
   })
 })

@@ -71,7 +71,7 @@ describe('an instance killed under load', () => {
     expect(new Set(after.map((r) => r.upstream))).toEqual(new Set(['b2']))
 
     const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text()
-    expect(metrics).toMatch(new RegExp(`sluice_upstream_healthy\\{[^}]*instance="${u1.url}"[^}]*\\} 0`))
-    expect(metrics).toMatch(new RegExp(`sluice_upstream_healthy\\{[^}]*instance="${u2.url}"[^}]*\\} 1`))
+    expect(metrics).toMatch(new RegExp(`sluice_upstream_healthy\\{[^}]*upstream="${u1.url}"[^}]*\\} 0`))
+    expect(metrics).toMatch(new RegExp(`sluice_upstream_healthy\\{[^}]*upstream="${u2.url}"[^}]*\\} 1`))
   })
 })

@@ -66,7 +66,7 @@ describe('loading a valid config', () => {
     expect(c.listen).toEqual({ host: '0.0.0.0', port: 8080 })
     expect(c.timeouts).toMatchObject({ connectMs: 2000, upstreamMs: 30000, bodyIdleMs: 60000, clientIdleMs: 60000 })
     expect(c.retries).toEqual({ attempts: 1 })
-    expect(c.drain).toEqual({ timeoutMs: 30000 })
+    expect(c.drain).toEqual({ timeoutMs: 30000, delayMs: 0 })
     expect(c.health).toBeUndefined()
     expect(c.redis).toBeUndefined()
     expect(c.source).toBe('a.yaml')
