@@ -8,12 +8,13 @@
  *
  * Order. Built and wired first (routes, hooks, the upgrade handler), so
  * nothing can miss the first routing table; then started in the order of
- * `started` below; stopped in exactly the reverse order, one after the
+ * `parts` below; stopped in exactly the reverse order, one after the
  * other. The core and the admin listener frame the features: the core
- * loads the state before the features that read it start, and on stop it
- * turns /readyz to 503 first (`beginStop`) but drains its data listener only
- * after the features stopped (so WebSocket clients had their 1001); the
- * admin listener closes last, so /readyz answers 503 through the drain.
+ * loads the state before the features that read it start; on stop it first
+ * turns /readyz to 503 and takes no new connection (`beginStop`), the
+ * features stop while in-flight work drains (WebSocket clients get their
+ * 1001), and the core closes last but the admin listener, which closes
+ * after it so /readyz answers 503 through the drain.
  *
  * Primary and workers. Every part here takes the core only through its host
  * interface, so a later split reuses them as they are: a primary process

@@ -166,12 +166,15 @@ export class Sluice {
   }
 
   /**
-   * The first moment of a graceful stop: readyz answers 503 from now on.
-   * The assembly then stops the features (in reverse order of their start)
-   * before `stop` closes the data path.
+   * The first moment of a graceful stop: readyz answers 503 and the data
+   * listener takes no new connection from now on; what is in flight goes on
+   * (up to drain.timeoutMs) while the assembly stops the features, in
+   * reverse order of their start, before `stop` waits for it and closes the rest.
    */
   beginStop(): void {
-    if (this.#state !== 'stopped') this.#state = 'stopping'
+    if (this.#state === 'stopping' || this.#state === 'stopped') return
+    this.#state = 'stopping'
+    void this.listener.close(this.config.drain.timeoutMs)
   }
 
   /** Graceful stop: readyz 503, no new connections, in-flight work finishes within drain.timeoutMs. */
