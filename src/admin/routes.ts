@@ -4,7 +4,7 @@ import { weightsSchema } from '../config/schema.js'
 import { AdminError } from '../errors.js'
 import type { Sluice } from '../lifecycle/sluice.js'
 import type { AdminServer } from './server.js'
-import { stateView } from './state-view.js'
+import type { StateView } from './state-view.js'
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js'
 
 const drainBody = z.union([z.strictObject({ version: z.string().min(1) }), z.strictObject({ url: z.string().min(1) })])
@@ -24,7 +24,7 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
 }
 
 /** The core routes of the README's Admin API table (rollout and mirror routes register themselves). */
-export function coreRoutes(admin: AdminServer, s: Sluice): void {
+export function coreRoutes(admin: AdminServer, s: Sluice, stateView: StateView): void {
   admin
     .route('GET', '/', () => ({
       status: 200,
@@ -44,23 +44,23 @@ export function coreRoutes(admin: AdminServer, s: Sluice): void {
       body: await s.metrics.text(),
       headers: { 'content-type': s.metrics.registry.contentType },
     }))
-    .route('GET', '/v1/state', () => ({ status: 200, body: stateView(s) }))
+    .route('GET', '/v1/state', () => ({ status: 200, body: stateView() }))
     .route('PUT', '/v1/weights', async ({ body, actor }) => {
       const weights = parseBody(weightsSchema, body)
       await s.setWeights(weights, { source: 'admin', actor })
-      return { status: 200, body: stateView(s) }
+      return { status: 200, body: stateView() }
     })
     .route('POST', '/v1/drain', async ({ body, actor }) => {
       await s.drain(parseBody(drainBody, body), true, { source: 'admin', actor })
-      return { status: 200, body: stateView(s) }
+      return { status: 200, body: stateView() }
     })
     .route('POST', '/v1/undrain', async ({ body, actor }) => {
       await s.drain(parseBody(drainBody, body), false, { source: 'admin', actor })
-      return { status: 200, body: stateView(s) }
+      return { status: 200, body: stateView() }
     })
     .route('POST', '/v1/reload', async ({ actor }) => {
       await s.reload({ source: 'reload', actor })
-      return { status: 200, body: stateView(s) }
+      return { status: 200, body: stateView() }
     })
     .route('GET', '/v1/audit', async () => ({ status: 200, body: await s.store.audit(1000) }))
 }

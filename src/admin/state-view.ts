@@ -1,9 +1,16 @@
 import type { Sluice } from '../lifecycle/sluice.js'
-import type { RolloutState } from '../rollout/rollout-state.js'
+import type { MirrorView } from '../mirror/mirror.js'
 import { rolloutView } from '../rollout/rollout-view.js'
 
-/** The JSON of GET /v1/state (README, Admin API), built from the live objects. */
-export function stateView(s: Sluice): Record<string, unknown> {
+/** What every state-changing admin route answers with: the state view as of now. */
+export type StateView = () => Record<string, unknown>
+
+/**
+ * The JSON of GET /v1/state (README, Admin API), built from the live
+ * objects: the core, and the mirror's live figures where this process
+ * mirrors (`mirror: null` otherwise).
+ */
+export function stateView(s: Sluice, mirror?: { view(): MirrorView | null }): Record<string, unknown> {
   const desired = s.desired
   const versions: Record<string, unknown> = {}
   const analysis: Record<string, unknown> = {}
@@ -47,10 +54,10 @@ export function stateView(s: Sluice): Record<string, unknown> {
     weights: desired.weights,
     versions,
     rollout: desired.rollout
-      ? rolloutView(desired.rollout as unknown as RolloutState)
+      ? rolloutView(desired.rollout)
       : { status: 'idle', baseline: null, canary: null, step: null, reason: null },
     analysis,
-    mirror: s.mirror.view(),
+    mirror: mirror?.view() ?? null,
     store: { kind: s.store.kind, up: s.store.up, leader: s.store.leader, id: s.store.id },
     // Every admin answer carries the state view, so a change made during an outage is answered with this.
     ...(s.store.up

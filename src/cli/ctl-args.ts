@@ -1,14 +1,14 @@
 import { VERSION_NAME } from '../config/schema.js'
 import { type Flags, scanArgs } from './args.js'
+import type { DrainTarget, OnBreach, RolloutStepInput as RolloutStep } from '../state/types.js'
 
 /**
  * The words of `sluice ctl`, parsed into a command without any I/O, so that
  * every usage error (exit 2) is found before a request is sent.
  */
 
-export type DrainTarget = { version: string } | { url: string }
+export type { DrainTarget, OnBreach, RolloutStep }
 export type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
-export type OnBreach = 'pause' | 'rollback'
 
 export type CtlCommand =
   | { verb: 'help'; topic: string[] }
@@ -26,12 +26,6 @@ export type CtlCommand =
   | { verb: 'mirror-mismatches' }
   | { verb: 'instances-add'; version: string; url: string }
   | { verb: 'instances-remove'; url: string }
-
-export interface RolloutStep {
-  weight: number
-  holdMs?: number
-  approval?: boolean
-}
 
 export interface ParsedCtl {
   command: CtlCommand

@@ -2,6 +2,7 @@ import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net'
 import { z } from 'zod'
 import { gateKeys } from '../rollout/gates-schema.js'
 import { proxyOwnedHeader } from '../proxy/headers.js'
+import { weightProblems } from '../state/types.js'
 
 /**
  * One zod schema for the whole configuration file (README, Configuration).
@@ -322,12 +323,8 @@ function refineConfig(c: Parsed, ctx: z.core.$RefinementCtx<Parsed>): void {
   }
 
   if (c.weights) {
-    let sum = 0
-    for (const [name, w] of Object.entries(c.weights)) {
-      known(['weights', name], name)
-      sum += w
-    }
-    if (sum !== 100) problem(['weights'], `weights must sum to 100, not ${sum}`)
+    for (const p of weightProblems(c.weights, (name) => declared.has(name)))
+      problem(p.path === '' ? ['weights'] : ['weights', p.path], p.message)
   }
   c.overrides.forEach((o, i) => {
     known(['overrides', i, 'version'], o.version)

@@ -1,7 +1,18 @@
 import { Resolver } from 'node:dns/promises'
+import type { Logger } from 'pino'
 import type { Config } from '../config/load.js'
-import type { Sluice, SluiceHooks } from '../lifecycle/sluice.js'
+import type { SluiceHooks } from '../lifecycle/hooks.js'
+import type { Metrics } from '../metrics/metrics.js'
 import { DnsDiscovery } from './dns-discovery.js'
+import type { Discovered } from './membership.js'
+
+/** What discovery needs of a proxy (the core has all of it): where its answers go. */
+export interface DiscoveryHost {
+  readonly config: Config
+  readonly log: Logger
+  readonly metrics: Pick<Metrics, 'discoveryErrors'>
+  setDiscovered(version: string, discovered: Discovered): void
+}
 
 /** How many times one query is sent before it counts as failed (c-ares' default is 4). */
 const TRIES = 2
@@ -14,7 +25,7 @@ const TRIES = 2
  * changed and leaves the others running.
  */
 export class Discovery implements SluiceHooks {
-  readonly #sluice: Sluice
+  readonly #sluice: DiscoveryHost
   readonly #watchers = new Map<string, { key: string; watcher: DnsDiscovery }>()
   #resolver: Resolver | undefined
   #resolverKey = ''
@@ -22,10 +33,8 @@ export class Discovery implements SluiceHooks {
   readonly #answeredBefore = new Set<string>()
   #stopped = false
 
-  constructor(sluice: Sluice) {
+  constructor(sluice: DiscoveryHost) {
     this.#sluice = sluice
-    sluice.hooks.push(this)
-    sluice.readiness.push(() => this.answered)
   }
 
   /** Every discovering version has had a DNS response. */
@@ -41,10 +50,6 @@ export class Discovery implements SluiceHooks {
 
   onConfig(config: Config): void {
     if (!this.#stopped) this.#sync(config)
-  }
-
-  onStop(): void {
-    this.stop()
   }
 
   stop(): void {

@@ -1,6 +1,16 @@
 import { mergeSlices, type SliceSnapshot } from '../analysis/slices.js'
+import type { Config } from '../config/load.js'
 import type { Version } from '../routing/instance.js'
-import type { Sluice } from './sluice.js'
+import type { SliceExchange, StateStore } from '../state/store.js'
+import type { Outcomes } from './outcomes.js'
+
+/** What shared analysis needs of a proxy (the core has all of it). */
+export interface AnalysisHost {
+  readonly config: Pick<Config, 'analysis'>
+  readonly versions: readonly Version[]
+  readonly outcomes: Pick<Outcomes, 'window'>
+  readonly store: SliceExchange & Pick<StateStore, 'id'>
+}
 
 /**
  * Several proxies judge a canary on all of their traffic: each publishes its
@@ -14,9 +24,7 @@ export class SharedAnalysis {
   #timer: NodeJS.Timeout | undefined
   #publishing: Promise<void> = Promise.resolve()
 
-  constructor(readonly sluice: Sluice) {
-    sluice.hooks.push({ onStop: () => this.stop() })
-  }
+  constructor(readonly sluice: AnalysisHost) {}
 
   start(): void {
     const every = this.sluice.config.analysis.intervalMs

@@ -6,7 +6,6 @@ import { type Discovered, diffMembers, type InstanceSource, wantedMembers } from
 import { OutlierDetector } from '../health/outlier.js'
 import { Prober } from '../health/prober.js'
 import { Metrics, type RolloutPhaseName, rolloutPhaseName } from '../metrics/metrics.js'
-import { Mirror } from '../mirror/mirror.js'
 import { accessLogger } from '../proxy/access-log.js'
 import { Deadlines, sweepEveryMs } from '../proxy/deadlines.js'
 import { type ForwardContext, failureDetail } from '../proxy/forward.js'
@@ -18,6 +17,8 @@ import { type ChangeMeta, Control } from '../state/control.js'
 import { type DesiredState, initialState, type RuntimeInstance } from '../state/desired.js'
 import { MemoryStore } from '../state/memory-store.js'
 import type { StateStore } from '../state/store.js'
+import { type DrainTarget, type MirrorSection, type RolloutState, weightProblems } from '../state/types.js'
+import type { SluiceHooks } from './hooks.js'
 import { Outcomes } from './outcomes.js'
 
 export interface SluiceOptions {
@@ -26,29 +27,19 @@ export interface SluiceOptions {
   store?: StateStore
 }
 
-export type DrainTarget = { version: string } | { url: string }
-
-/** Extension points for later capabilities (WebSockets, mirroring, rollout) without the core importing them. */
-export interface SluiceHooks {
-  /** An instance stopped taking new work (drained, or its version drained). */
-  onDrain?(instance: Instance): void
-  /** After every routing table rebuild. */
-  onTable?(table: RoutingTable): void
-  /** Before the listeners close on a graceful stop. */
-  onStop?(): Promise<void> | void
-  /** After a reload applied a new config. */
-  onConfig?(config: Config): void
-}
+export type { DrainTarget } from '../state/types.js'
 
 const RAMP_REBUILD_MS = 250
 /** How often leaving instances are checked for idleness. */
 const LEAVE_CHECK_MS = 50
 
 /**
- * One proxy: versions and instances, the routing table, the data path, the
- * control plane and the probes, with one lifecycle. Data flows one way:
- * listener -> route -> instance pool; health, drains and the control plane
- * feed the routing table from the side by rebuilding it.
+ * The core of one proxy: versions and instances, the routing table, the
+ * data path, the control plane and the probes, with one lifecycle. Data
+ * flows one way: listener -> route -> instance pool; health, drains and the
+ * control plane feed the routing table from the side by rebuilding it.
+ * Features (WebSockets, mirroring, rollouts, discovery) are built around it
+ * in lifecycle/assemble.ts; the core imports none of them.
  */
 export class Sluice {
   config: Config
@@ -62,10 +53,9 @@ export class Sluice {
   readonly control: Control
   readonly forwardContext: ForwardContext
   readonly listener: ProxyListener
-  /** Shadow traffic: follows `desired.mirror` and hangs off the data path's onSent hook. */
-  readonly mirror: Mirror
+  /** The features' hooks, registered by the assembly. */
   readonly hooks: SluiceHooks[] = []
-  /** Further conditions for /readyz (discovery's first answers). */
+  /** Further conditions for /readyz (discovery's first answers), registered by the assembly. */
   readonly readiness: (() => boolean)[] = []
   prober: Prober | undefined
   #nextVersionIndex = 0
@@ -133,7 +123,6 @@ export class Sluice {
       maxHeaderBytes: config.limits.maxHeaderBytes,
       clientConnections: config.limits.clientConnections,
     })
-    this.mirror = new Mirror(this)
   }
 
   /** The desired state as this proxy knows it. */
@@ -152,7 +141,7 @@ export class Sluice {
   async start(): Promise<{ port: number }> {
     if (this.#state !== 'new') throw new Error(`cannot start a proxy that is ${this.#state}`)
     this.#state = 'starting'
-    const mirror = this.config.mirror ? { ...this.config.mirror } : null
+    const mirror = this.config.mirror ? copyMirror(this.config.mirror) : null
     const state = await this.store.init({ ...initialState(this.config.weights), mirror })
     this.#loaded = true
     this.#applyDesired(state)
@@ -178,13 +167,24 @@ export class Sluice {
     return { port }
   }
 
+  /**
+   * The first moment of a graceful stop: readyz answers 503 and the data
+   * listener takes no new connection from now on; what is in flight goes on
+   * (up to drain.timeoutMs) while the assembly stops the features, in
+   * reverse order of their start, before `stop` waits for it and closes the rest.
+   */
+  beginStop(): void {
+    if (this.#state === 'stopping' || this.#state === 'stopped') return
+    this.#state = 'stopping'
+    void this.listener.close(this.config.drain.timeoutMs)
+  }
+
   /** Graceful stop: readyz 503, no new connections, in-flight work finishes within drain.timeoutMs. */
   stop(): Promise<void> {
     if (this.#stopped) return this.#stopped
-    this.#state = 'stopping'
+    this.beginStop()
     this.#stopped = (async () => {
       const timeoutMs = this.config.drain.timeoutMs
-      await Promise.all(this.hooks.map((h) => h.onStop?.()))
       await this.listener.close(timeoutMs)
       this.prober?.stop()
       this.outlier.stop()
@@ -216,17 +216,7 @@ export class Sluice {
   }
 
   weightProblems(weights: Record<string, number>): Problem[] {
-    const problems: Problem[] = []
-    let sum = 0
-    for (const [name, w] of Object.entries(weights)) {
-      if (!this.versions.some((v) => v.name === name))
-        problems.push({ path: name, message: `unknown version "${name}"` })
-      if (!Number.isInteger(w) || w < 0 || w > 100) problems.push({ path: name, message: 'must be an integer 0..100' })
-      sum += w
-    }
-    if (problems.length === 0 && sum !== 100)
-      problems.push({ path: '', message: `weights must sum to 100, not ${sum}` })
-    return problems
+    return weightProblems(weights, (name) => this.versions.some((v) => v.name === name))
   }
 
   drain(target: DrainTarget, draining: boolean, meta: ChangeMeta): Promise<DesiredState> {
@@ -283,9 +273,9 @@ export class Sluice {
       // The file's mirror section applies when it changed; mirroring to a version no longer declared stops.
       const mirror = fileMirrorChanged
         ? next.mirror
-          ? { ...next.mirror }
+          ? copyMirror(next.mirror)
           : null
-        : s.mirror && names.has(String(s.mirror.version))
+        : s.mirror && names.has(s.mirror.version)
           ? s.mirror
           : null
       return {
@@ -324,13 +314,12 @@ export class Sluice {
 
   /** `previous` hands its sticky bucket tables on, so a change costs its difference, not a rebuild. */
   #buildTable(s: DesiredState, previous?: RoutingTable): RoutingTable {
-    const mirror = s.mirror as { version?: string } | null
     return new RoutingTable({
       versions: this.versions,
       weights: s.weights,
       sticky: this.config.sticky.keys,
       overrides: this.config.overrides,
-      shadowVersion: mirror?.version,
+      shadowVersion: s.mirror?.version,
       slowStartMs: this.config.health?.slowStartMs ?? 0,
       now: Date.now(),
       revision: s.revision,
@@ -609,7 +598,12 @@ function reloadProblems(prev: Config, next: Config): Problem[] {
   return out
 }
 
-function rolloutGauge(r: Record<string, unknown> | null): { canary: string; step: number; phase?: RolloutPhaseName } | undefined {
-  if (!r || typeof r.canary !== 'string' || typeof r.step !== 'number') return undefined
+function rolloutGauge(r: RolloutState | null): { canary: string; step: number; phase?: RolloutPhaseName } | undefined {
+  if (!r || r.canary === null) return undefined
   return { canary: r.canary, step: r.step, phase: rolloutPhaseName(r.status, r.phase) }
+}
+
+/** The config's (deeply read-only) mirror section as state data. */
+function copyMirror(m: NonNullable<Config['mirror']>): MirrorSection {
+  return { ...m, methods: [...m.methods], ignore: [...m.ignore] }
 }

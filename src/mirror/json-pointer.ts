@@ -1,3 +1,5 @@
+import { stringify as stableJson } from 'safe-stable-stringify'
+
 /**
  * JSON pointers (RFC 6901, https://www.rfc-editor.org/rfc/rfc6901) for the
  * `mirror.ignore` rules: "/meta/requestId" names one field of a JSON body
@@ -61,9 +63,5 @@ function arrayIndex(token: string): number | undefined {
  * equal.
  */
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null'
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  const obj = value as Record<string, unknown>
-  const keys = Object.keys(obj).sort()
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`
+  return stableJson(value) ?? 'null'
 }

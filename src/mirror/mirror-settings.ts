@@ -1,9 +1,13 @@
 import type { z } from 'zod'
 import type { mirrorSchema } from '../config/schema.js'
+import type { MirrorSection, Same } from '../state/types.js'
 import { parsePointer } from './json-pointer.js'
 
-/** The `mirror` section as validated (config file, PUT /v1/mirror, a rollout's mirror phase). */
-export type MirrorSection = z.output<typeof mirrorSchema>
+export type { MirrorSection } from '../state/types.js'
+
+// Compile-time guard: the schema reads back exactly the shared state's type.
+const schemaMatchesSection: Same<z.output<typeof mirrorSchema>, MirrorSection> = true
+void schemaMatchesSection
 
 /**
  * Response headers never compared (hop-by-hop ones are stripped before):

@@ -3,31 +3,30 @@ import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import { mirrorSchema } from '../config/schema.js'
 import { AdminError } from '../errors.js'
-import type { SluiceHooks } from '../lifecycle/sluice.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { DenseSet } from '../proxy/dense-set.js'
-import type { Exchange, ForwardContext } from '../proxy/forward.js'
+import type { Exchange } from '../proxy/forward.js'
+import type { ProxyListener } from '../proxy/listener.js'
 import type { Version } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
 import type { MirrorFigures } from '../rollout/rollout-machine.js'
-import { isActive, type RolloutState } from '../rollout/rollout-state.js'
+import { isActive } from '../rollout/rollout-state.js'
 import type { ChangeMeta, Control } from '../state/control.js'
-import type { DesiredState } from '../state/desired.js'
+import type { DesiredState, MirrorSection } from '../state/types.js'
 import { type CopyOwner, MirrorCopy } from './mirror-copy.js'
 import { MirrorRun } from './mirror-run.js'
-import { compileMirror, type MirrorSection } from './mirror-settings.js'
+import { compileMirror } from './mirror-settings.js'
 import type { MirrorOutcome, MirrorTotals } from './mirror-stats.js'
 import { type MismatchEntry, MismatchLog } from './mismatch-log.js'
 
-/** What the mirror needs of a proxy (the Sluice has all of it). */
+/** What the mirror needs of a proxy (the core has all of it): the state, the one change path, the data path's tap. */
 export interface MirrorHost {
-  readonly forwardContext: ForwardContext
   readonly desired: DesiredState
-  readonly control: Control
+  readonly control: Pick<Control, 'change'>
   readonly metrics: Metrics
-  readonly hooks: SluiceHooks[]
   readonly log: Logger
   readonly versions: readonly Version[]
+  readonly listener: Pick<ProxyListener, 'setTap'>
 }
 
 /** `mirror` in GET /v1/state: the live settings and the figures of the current run. */
@@ -48,8 +47,9 @@ const NO_FIGURES: MirrorFigures = { copied: 0, mismatches: 0, shadowP95Ms: null,
  * Shadow traffic (README, Mirroring). The live settings are
  * `desired.mirror`, changed only through `control.change` (PUT /v1/mirror,
  * a rollout's mirror phase, reload); this object follows them on every
- * routing table rebuild. While mirroring is off the data path's `onSent`
- * hook is unset, so unmirrored traffic pays nothing.
+ * routing table rebuild (its `onTable`, registered by the assembly). While
+ * mirroring is off the listener has no tap, so unmirrored traffic pays
+ * nothing.
  *
  * For a chosen request (eligible method, `percent` by sticky key or running
  * share, fewer than `maxInflight` copies in flight, a body of at most
@@ -57,9 +57,7 @@ const NO_FIGURES: MirrorFigures = { copied: 0, mismatches: 0, shadowP95Ms: null,
  * goes to a usable instance of the mirror version through that instance's
  * pool. Copies leave together at the end of the event-loop turn (after every
  * user request of that turn was written), so they never hold up a user's
- * request and share the turn's wake-up. (process.nextTick instead, one loop
- * turn sooner, measured the same side by side: 0.91 against 0.90 of the
- * capacity at 10% mirrored.) The user's response is only watched
+ * request and share the turn's wake-up. The user's response is only watched
  * (the Exchange's tap), never delayed or changed; the shadow's answer is
  * read, compared and discarded.
  * Copies never touch the user-facing metrics, analysis windows or outlier
@@ -71,7 +69,8 @@ export class Mirror implements CopyOwner {
   readonly #mismatches = new MismatchLog()
   readonly #copies = new DenseSet<MirrorCopy>()
   #run: MirrorRun | undefined
-  #json = 'null'
+  /** The settings the current run follows (null: off), compared field by field on every table. */
+  #section: MirrorSection | null = null
   #table: RoutingTable | undefined
   #route: VersionRoute | undefined
   #stopped = false
@@ -80,13 +79,12 @@ export class Mirror implements CopyOwner {
   #sweep: NodeJS.Timeout | undefined
   readonly #flush = (): void => this.#sendOutbox()
   readonly #onSweep = (): void => this.#checkDeadlines()
-  /** Bound once: the data path's onSent hook while mirroring is on. */
+  /** Bound once: the listener's tap while mirroring is on. */
   readonly #onSent = (req: IncomingMessage, key: number, ex: Exchange): void => this.#copy(req, key, ex)
 
   constructor(host: MirrorHost, opts: { now?: () => number } = {}) {
     this.#host = host
     this.#now = opts.now ?? Date.now
-    host.hooks.push({ onTable: (t) => this.#follow(t), onStop: () => this.stop() })
   }
 
   /** Copies in flight now. */
@@ -101,7 +99,7 @@ export class Mirror implements CopyOwner {
         new AdminError(400, 'SLUICE_INVALID_BODY', `unknown version "${section.version}"`, 'version'),
       )
     }
-    const rollout = this.#host.desired.rollout as RolloutState | null
+    const rollout = this.#host.desired.rollout
     if (rollout && isActive(rollout) && rollout.phase === 'mirror') {
       return Promise.reject(
         new AdminError(
@@ -143,7 +141,7 @@ export class Mirror implements CopyOwner {
   /** No more copies; those in flight are abandoned (not counted). Safe to call twice. */
   stop(): void {
     this.#stopped = true
-    this.#host.forwardContext.onSent = undefined
+    this.#host.listener.setTap(undefined)
     this.#outbox = []
     this.#copies.forEach((c) => c.cancel())
     clearInterval(this.#sweep)
@@ -176,42 +174,42 @@ export class Mirror implements CopyOwner {
 
   // ---- following the desired state ----
 
-  #follow(table: RoutingTable): void {
+  /** The routing table hook: follows a new table, and the settings when they changed. */
+  onTable(table: RoutingTable): void {
     this.#table = table
-    const raw = this.#host.desired.mirror
-    const json = JSON.stringify(raw ?? null)
-    if (json !== this.#json) {
-      this.#json = json
-      this.#configure(raw)
+    const section = this.#host.desired.mirror
+    if (!sameSection(section, this.#section)) {
+      this.#section = section
+      this.#configure(section)
     }
     const version = this.#run?.settings.version
     this.#route = version === undefined ? undefined : table.routes.find((r) => r.version.name === version)
   }
 
-  #configure(raw: Record<string, unknown> | null): void {
+  #configure(section: MirrorSection | null): void {
     const log = this.#host.log
-    const ctx = this.#host.forwardContext
-    if (raw === null) {
+    const listener = this.#host.listener
+    if (section === null) {
       if (this.#run) log.info({ mirror: this.#run.settings.version }, 'mirroring stopped')
       this.#run = undefined
-      ctx.onSent = undefined
+      listener.setTap(undefined)
       return
     }
-    // The stored state may come from a peer or an older release: never trust it blindly.
-    const parsed = mirrorSchema.safeParse(raw)
+    // A state from a peer or the state file was validated when it arrived; this applies the defaults once more.
+    const parsed = mirrorSchema.safeParse(section)
     if (!parsed.success) {
-      log.error({ mirror: raw, problems: parsed.error.issues }, 'ignoring invalid mirror settings in the state')
+      log.error({ mirror: section, problems: parsed.error.issues }, 'ignoring invalid mirror settings in the state')
       this.#run = undefined
-      ctx.onSent = undefined
+      listener.setTap(undefined)
       return
     }
     const settings = compileMirror(parsed.data)
     this.#run = new MirrorRun(settings, this.#host.metrics, this.#now)
-    if (!this.#stopped) ctx.onSent = this.#onSent
+    if (!this.#stopped) listener.setTap(this.#onSent)
     log.info({ mirror: parsed.data }, `mirroring ${settings.percent}% of ${[...settings.methods]} to ${settings.version}`)
   }
 
-  // ---- the data path (onSent): cheap rejections first ----
+  // ---- the data path (the listener's tap): cheap rejections first ----
 
   #copy(req: IncomingMessage, key: number, ex: Exchange): void {
     const run = this.#run
@@ -323,6 +321,25 @@ export class Mirror implements CopyOwner {
     }
     copy.send(pool, headers, body)
   }
+}
+
+/** Same settings, field by field (the state is replaced whole on every change, so identity says little). */
+function sameSection(a: MirrorSection | null, b: MirrorSection | null): boolean {
+  if (a === null || b === null) return a === b
+  return (
+    a.version === b.version &&
+    a.percent === b.percent &&
+    a.compare === b.compare &&
+    a.timeoutMs === b.timeoutMs &&
+    a.maxInflight === b.maxInflight &&
+    a.maxBodyBytes === b.maxBodyBytes &&
+    sameList(a.methods, b.methods) &&
+    sameList(a.ignore, b.ignore)
+  )
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i])
 }
 
 function round(ms: number | undefined): number | null {

@@ -19,12 +19,8 @@ export interface Slotted {
  * Set is old, and leaves the entries in the old table, linked to its
  * successor for live iterators, until the next full GC. So every member
  * held at a resize, and everything it references, stays alive through all
- * scavenges until then and is promoted. Measured under the bench's CPU cap
- * (bench/RESULTS.md, 2026-12-02, 18:00 UTC), bytes promoted per user request:
- * - mirroring 10% over keep-alive connections: about 430 with a Set against
- *   85-105 with mirroring off; 97-161 with this;
- * - clients that close after each request (`Connection: close`): 2,200-2,400
- *   with a Set, 800-830 with this, and scavenges half as long.
+ * scavenges until then and is promoted: several times the bytes promoted
+ * per request with a Set, in the mirror and Connection: close benches.
  */
 export class DenseSet<T extends Slotted> {
   readonly #items: T[] = []

@@ -132,6 +132,15 @@ export class ProxyListener {
     return bound
   }
 
+  /**
+   * The one way to tap the data path: `tap` sees each request once it was
+   * sent upstream (mirroring). Undefined removes it, so untapped traffic
+   * pays one undefined check.
+   */
+  setTap(tap: ForwardContext['onSent']): void {
+    this.ctx.onSent = tap
+  }
+
   get port(): number {
     return (this.server.address() as AddressInfo | null)?.port ?? 0
   }

@@ -4,19 +4,10 @@
  * `Europe/Berlin` follows its daylight saving changes with no dependency.
  */
 
-export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const
-export type Weekday = (typeof WEEKDAYS)[number]
+import { type DeployWindow, WEEKDAYS, type Weekday } from '../state/types.js'
 
-export interface DeployWindow {
-  /** Days the window opens on; all days when absent. */
-  days?: readonly Weekday[]
-  /** "HH:MM", inclusive. */
-  from: string
-  /** "HH:MM", exclusive; before `from` the window crosses midnight into the next day. */
-  to: string
-  /** IANA time zone; UTC when absent. */
-  timeZone?: string
-}
+export { WEEKDAYS } from '../state/types.js'
+export type { DeployWindow, Weekday } from '../state/types.js'
 
 export const HH_MM = /^([01]\d|2[0-3]):[0-5]\d$/
 

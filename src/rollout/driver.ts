@@ -1,11 +1,15 @@
 import type { SliceSnapshot } from '../analysis/slices.js'
 import type { Verdict } from '../analysis/verdict.js'
+import type { Logger } from 'pino'
+import type { Config } from '../config/load.js'
 import { mirrorSchema } from '../config/schema.js'
 import { RolloutInvalidError } from '../errors.js'
-import type { Sluice } from '../lifecycle/sluice.js'
+import type { Outcomes } from '../lifecycle/outcomes.js'
+import type { Metrics } from '../metrics/metrics.js'
 import type { Version } from '../routing/instance.js'
-import type { ChangeSource, DesiredState } from '../state/desired.js'
-import type { RolloutRecord } from '../state/store.js'
+import type { Control } from '../state/control.js'
+import type { RolloutRecord, StateStore } from '../state/store.js'
+import type { DesiredState, MirrorSection } from '../state/types.js'
 import { feedFigures, type RolloutFigures, startFigures } from './rollout-figures.js'
 import {
   type GateCheck,
@@ -41,6 +45,19 @@ export interface RolloutSpec {
 
 export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
 
+/** What the driver needs of a proxy (the core has all of it). `config` is read on every use: a reload replaces it. */
+export interface RolloutHost {
+  readonly config: Pick<Config, 'rollout' | 'analysis' | 'mirror'>
+  readonly desired: DesiredState
+  readonly store: StateStore
+  readonly control: Pick<Control, 'change'>
+  readonly versions: readonly Version[]
+  findVersion(name: string): Version | undefined
+  readonly outcomes: Pick<Outcomes, 'window' | 'windowOptions'>
+  readonly metrics: Pick<Metrics, 'gateChecks' | 'rollbacks' | 'notificationsFailed'>
+  readonly log: Logger
+}
+
 /** How long a gate may keep failing after a step's hold before it counts as a breach, unless told. */
 export const DEFAULT_GATE_TIMEOUT_MS = 1_800_000
 
@@ -54,6 +71,12 @@ export interface RolloutDriverOptions {
   slices?: (version: Version) => SliceSnapshot[] | Promise<SliceSnapshot[]>
   /** Notification retry waits (1, 2, 4 s unless told). */
   notifyRetryDelaysMs?: readonly number[]
+  /** The shadow figures a mirror phase is judged on; without it a mirror phase sees none. */
+  mirror?: { figuresSince(fromMs: number): MirrorFigures }
+}
+
+const NO_MIRROR = {
+  figuresSince: (): MirrorFigures => ({ copied: 0, mismatches: 0, shadowP95Ms: null, primaryP95Ms: null }),
 }
 
 /** One archived rollout: its report plus the raw totals a later driver carries on from. */
@@ -80,8 +103,9 @@ const HISTORY_LIMIT = 50
  * computed before an operator's pause can never undo the pause.
  */
 export class RolloutDriver {
-  readonly #s: Sluice
+  readonly #s: RolloutHost
   readonly #now: () => number
+  readonly #mirror: { figuresSince(fromMs: number): MirrorFigures }
   readonly #slices: (version: Version) => SliceSnapshot[] | Promise<SliceSnapshot[]>
   #timer: NodeJS.Timeout | undefined
   #ticking: Promise<void> | undefined
@@ -93,16 +117,16 @@ export class RolloutDriver {
   /** The rollout state notifications were last derived from. */
   #seen: RolloutState | undefined
 
-  constructor(sluice: Sluice, opts: RolloutDriverOptions = {}) {
+  constructor(sluice: RolloutHost, opts: RolloutDriverOptions = {}) {
     this.#s = sluice
     this.#now = opts.now ?? Date.now
+    this.#mirror = opts.mirror ?? NO_MIRROR
     this.#slices = opts.slices ?? ((v) => sluice.outcomes.window(v).exportSlices())
     this.#notifier = new Notifier({
       log: sluice.log,
       onFailed: () => sluice.metrics.notificationsFailed.inc(),
       ...(opts.notifyRetryDelaysMs && { retryDelaysMs: opts.notifyRetryDelaysMs }),
     })
-    sluice.hooks.push({ onStop: () => this.stop() })
   }
 
   /** The stored rollout state (idle when none ever ran). */
@@ -144,7 +168,7 @@ export class RolloutDriver {
     await this.#s.control.change('rollout.restart', { source: 'system', reason }, (s) => {
       if (rolloutOf(s).revision !== state.revision) throw new StaleRollout('the rollout changed meanwhile')
       return {
-        next: { ...s, rollout: next as unknown as Record<string, unknown> },
+        next: { ...s, rollout: next },
         before: { rollout: brief(state) },
         after: { rollout: brief(next) },
       }
@@ -224,7 +248,7 @@ export class RolloutDriver {
     this.#feed(state, bs, cs, canary ? this.#s.outcomes.window(canary).currentSliceStart : this.#now())
     if (state.phase === 'mirror') {
       // The mirror phase is judged on this proxy's shadow figures since the phase began.
-      await this.feedMirrorFigures(this.#s.mirror.figuresSince(state.stepStartedAt ?? 0))
+      await this.feedMirrorFigures(this.#mirror.figuresSince(state.stepStartedAt ?? 0))
       return undefined
     }
     if (state.phase !== 'steps') return undefined
@@ -302,7 +326,7 @@ export class RolloutDriver {
   /**
    * `tick` calls this once per interval during a rollout's mirror phase
    * with the shadow figures counted since the phase began
-   * (`sluice.mirror.figuresSince`). The machine rolls back over the limits
+   * (the `mirror` option's `figuresSince`). The machine rolls back over the limits
    * or moves on to step 0.
    */
   async feedMirrorFigures(figures: MirrorFigures): Promise<RolloutState> {
@@ -355,7 +379,7 @@ export class RolloutDriver {
       const t = transition(before, event, now)
       if (!t.changed) return t
       const audit = t.audit
-      const meta = { source: (audit?.source ?? 'rollout') as ChangeSource, actor: audit?.actor ?? null }
+      const meta = { source: audit?.source ?? 'rollout', actor: audit?.actor ?? null }
       try {
         await this.#s.control.change(
           audit?.action ?? 'rollout.update',
@@ -373,7 +397,7 @@ export class RolloutDriver {
 
   #plan(s: DesiredState, before: RolloutState, t: RolloutTransition) {
     if (rolloutOf(s).revision !== before.revision) throw new StaleRollout('the rollout changed meanwhile')
-    const next: DesiredState = { ...s, rollout: t.state as unknown as Record<string, unknown> }
+    const next: DesiredState = { ...s, rollout: t.state }
     // Weights first: they are what an operator scanning the audit looks for.
     const was: Record<string, unknown> = {}
     const is: Record<string, unknown> = {}
@@ -449,9 +473,9 @@ export class RolloutDriver {
   }
 }
 
-/** The rollout state kept in the desired state (plain JSON written by this driver). */
+/** The rollout state kept in the desired state (idle when none ever ran). */
 export function rolloutOf(s: DesiredState): RolloutState {
-  return (s.rollout as unknown as RolloutState | null) ?? idleRollout()
+  return s.rollout ?? idleRollout()
 }
 
 /** What the audit shows of a rollout state. */
@@ -460,7 +484,7 @@ function brief(r: RolloutState): Record<string, unknown> {
 }
 
 /** The `mirror` section the mirror phase asks for: the config's section (or its defaults) for this version and percent. */
-function mirrorSettings(s: Sluice, m: { version: string; percent: number }): Record<string, unknown> {
+function mirrorSettings(s: RolloutHost, m: { version: string; percent: number }): MirrorSection {
   return mirrorSchema.parse({ ...s.config.mirror, version: m.version, percent: m.percent })
 }
 

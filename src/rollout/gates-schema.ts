@@ -1,5 +1,9 @@
 import { z } from 'zod'
-import { HH_MM, knownTimeZone, WEEKDAYS } from './deploy-window.js'
+import { type Gate, NOTIFY_EVENTS, type NotifyTarget, type Same } from '../state/types.js'
+import { type DeployWindow, HH_MM, knownTimeZone, WEEKDAYS } from './deploy-window.js'
+
+export { NOTIFY_EVENTS } from '../state/types.js'
+export type { Gate, NotifyEvent, NotifyTarget } from '../state/types.js'
 
 /**
  * The `rollout` keys that hold a step back or report on it: `gates`,
@@ -48,9 +52,6 @@ export const windowSchema = z.strictObject({
   timeZone: z.string().refine(knownTimeZone, 'must be an IANA time zone this runtime knows').default('UTC'),
 })
 
-export const NOTIFY_EVENTS = ['started', 'step', 'awaiting', 'paused', 'promoted', 'rolled_back'] as const
-export type NotifyEvent = (typeof NOTIFY_EVENTS)[number]
-
 export const notifySchema = z.strictObject({
   url: anyHttpUrl,
   events: z.array(z.enum(NOTIFY_EVENTS)).min(1).default([...NOTIFY_EVENTS]),
@@ -67,5 +68,8 @@ export const gateKeys = {
   notify: z.array(notifySchema).optional(),
 }
 
-export type Gate = z.infer<typeof gateSchema>
-export type NotifyTarget = z.infer<typeof notifySchema>
+// Compile-time guards: what these schemas read back is exactly the shared state's types.
+const gateMatches: Same<z.output<typeof gateSchema>, Gate> = true
+const notifyMatches: Same<z.output<typeof notifySchema>, NotifyTarget> = true
+const windowMatches: Same<z.output<typeof windowSchema>, DeployWindow & { timeZone: string }> = true
+void [gateMatches, notifyMatches, windowMatches]

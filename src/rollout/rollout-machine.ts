@@ -1,6 +1,7 @@
 import type { Verdict } from '../analysis/verdict.js'
 import { stepProblems } from '../config/schema.js'
 import { RolloutConflictError, RolloutInvalidError } from '../errors.js'
+import type { AuditSource } from '../state/types.js'
 import { type DeployWindow, inAnyWindow } from './deploy-window.js'
 import type { Gate, NotifyTarget } from './gates-schema.js'
 import {
@@ -59,7 +60,6 @@ export interface GateCheck {
   reason: string
 }
 
-export type AuditSource = 'admin' | 'rollout' | 'analysis'
 
 export type RolloutAction =
   | 'rollout.start'

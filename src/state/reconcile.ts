@@ -1,3 +1,4 @@
+import { stringify as stableJson } from 'safe-stable-stringify'
 import type { AuditEntry, DesiredState } from './desired.js'
 
 /** A change committed in this process while the shared store was unreachable. */
@@ -101,6 +102,7 @@ function rolloutStatus(s: DesiredState): unknown {
   return s.rollout?.status
 }
 
+/** Canonical JSON: a state read back from another proxy has its keys in the schema's order, not the writer's. */
 function sameState(a: DesiredState, b: DesiredState): boolean {
-  return JSON.stringify(a) === JSON.stringify(b)
+  return stableJson(a) === stableJson(b)
 }

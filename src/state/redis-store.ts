@@ -6,6 +6,7 @@ import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
 import type { SliceSnapshot } from '../analysis/slices.js'
 import type { AuditEntry, DesiredState } from './desired.js'
+import { firstProblem, sharedStateSchema } from './desired-schema.js'
 import { LeaderLease } from './lease.js'
 import { type PendingChange, planReconcile, type ReconcileStep } from './reconcile.js'
 import { defineScripts, type ScriptedRedis } from './redis-scripts.js'
@@ -302,7 +303,14 @@ export class RedisStore implements StateStore {
     if (m.origin === this.id || this.#state === undefined) return
     const local = this.#state.revision
     if (m.state.revision === local + 1 && this.#up && this.#pending.length === 0 && this.#syncing === undefined) {
-      this.#accept(m.state, m.entries)
+      let state: DesiredState
+      try {
+        state = parseState(m.state)
+      } catch (err) {
+        this.#log.error({ err, revision: m.state.revision }, 'ignoring an invalid state from another proxy')
+        return
+      }
+      this.#accept(state, m.entries)
     } else if (m.state.revision > local) {
       void this.#requestSync()
     }
@@ -540,11 +548,11 @@ function connectionOptions(url: string, tls: ConnectionOptions | undefined): Red
   }
 }
 
-function parseState(raw: string): DesiredState {
-  const state = JSON.parse(raw) as DesiredState
-  // Written by a proxy from before runtime instances: it had none.
-  state.instances ??= []
-  return state
+/** Another proxy's state, validated: one that fails is never applied (the store counts as down until it is fixed). */
+function parseState(raw: unknown): DesiredState {
+  const parsed = sharedStateSchema.safeParse(typeof raw === 'string' ? JSON.parse(raw) : raw)
+  if (!parsed.success) throw new Error(`invalid shared state in redis at ${firstProblem(parsed.error)}`)
+  return parsed.data
 }
 
 function summary(p: PendingChange | AuditEntry): Record<string, unknown> {

@@ -2,7 +2,8 @@ import { open, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { z } from 'zod'
 import { StateFileError } from '../errors.js'
-import { type AuditEntry, CHANGE_SOURCES, type DesiredState } from './desired.js'
+import type { AuditEntry, DesiredState } from './desired.js'
+import { auditEntrySchema, fileStateSchema } from './desired-schema.js'
 import type { RolloutRecord } from './store.js'
 
 /** Everything the embedded store keeps: what a restart must find again. */
@@ -17,45 +18,13 @@ export interface StoreSnapshot {
 /** Bumped on a change an older sluice could not read; it then refuses the file by name. */
 export const STATE_FILE_FORMAT = 1
 
-const opaque = z.record(z.string(), z.unknown())
-
-// Strict: a field this version does not know is a file from a newer sluice,
-// refused rather than half-read. A field added to DesiredState later (runtime
-// instances, ...) goes here too, with a default so that older files still load.
-const desiredSchema = z.strictObject({
-  revision: z.number().int().min(1),
-  weights: z.record(z.string(), z.number().int().min(0).max(100)),
-  drained: z.strictObject({ versions: z.array(z.string()), instances: z.array(z.string()) }),
-  // Files written before runtime instances existed have none.
-  instances: z.array(z.strictObject({ version: z.string(), url: z.string() })).default([]),
-  rollout: opaque.nullable(),
-  mirror: opaque.nullable(),
-  configGeneration: z.number().int().min(0),
-})
-
-const auditSchema = z.strictObject({
-  at: z.string(),
-  action: z.string(),
-  source: z.enum(CHANGE_SOURCES),
-  actor: z.string().nullable(),
-  before: z.unknown(),
-  after: z.unknown(),
-  reason: z.string().nullable(),
-  revision: z.number().int(),
-})
-
 const fileSchema = z.strictObject({
   format: z.literal(STATE_FILE_FORMAT),
   writtenAt: z.string(),
-  state: desiredSchema,
-  audit: z.array(auditSchema),
+  state: fileStateSchema,
+  audit: z.array(auditEntrySchema),
   rollouts: z.array(z.looseObject({ id: z.string() })),
 })
-
-// Compile-time guard: the schema must read back exactly what the store keeps.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
-const schemaMatchesState: Same<z.output<typeof desiredSchema>, DesiredState> = true
-void schemaMatchesState
 
 /**
  * The embedded store's durable copy: one JSON file, replaced atomically on

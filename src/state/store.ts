@@ -16,9 +16,13 @@ export type CommitResult = { ok: true; pending?: boolean; warning?: string } | {
  * it is also kept in a state file) or in Redis (several proxies as one).
  * Asynchronous and message-shaped, so a cluster-local store fits beside
  * these. Every kind passes one contract test suite
- * (test/unit/state/store-contract.ts).
+ * (test/unit/state/store-contract.ts). One interface per concern below, so
+ * a part that needs one concern (shared analysis: the slices) can say so.
  */
-export interface StateStore {
+export interface StateStore extends DesiredStateStore, AuditLog, RolloutHistory, LeaderLease, SliceExchange {}
+
+/** The desired state itself: loaded, read, committed by revision, and others' commits heard. */
+export interface DesiredStateStore {
   readonly kind: 'memory' | 'file' | 'redis'
   /** Loads the shared state, seeding it with `seed` if the store is empty. */
   init(seed: DesiredState): Promise<DesiredState>
@@ -40,13 +44,23 @@ export interface StateStore {
    * an outage settled on (never called for a commit that answered ok).
    */
   onRemoteChange(listener: (state: DesiredState, entries: AuditEntry[]) => void): void
-  audit(limit: number): Promise<AuditEntry[]>
-  saveRollout(record: RolloutRecord): Promise<void>
-  rollouts(limit: number): Promise<RolloutRecord[]>
   /** Whether the shared store is reachable now (the memory store always is). */
   readonly up: boolean
   /** This process's name among the proxies sharing the store. */
   readonly id: string
+  close(): Promise<void>
+}
+
+export interface AuditLog {
+  audit(limit: number): Promise<AuditEntry[]>
+}
+
+export interface RolloutHistory {
+  saveRollout(record: RolloutRecord): Promise<void>
+  rollouts(limit: number): Promise<RolloutRecord[]>
+}
+
+export interface LeaderLease {
   /**
    * Whether this process may drive the rollout now: one proxy at a time
    * holds the lease (the memory store always does). Check it right before
@@ -54,6 +68,9 @@ export interface StateStore {
    */
   readonly leader: boolean
   onLeadershipChange(listener: (leader: boolean) => void): void
+}
+
+export interface SliceExchange {
   /**
    * Shares this proxy's analysis slices, by version name, for the verdict
    * on every proxy's traffic. Best effort: never throws.
@@ -64,5 +81,4 @@ export interface StateStore {
    * it); dead proxies fall out after about a window.
    */
   readSlices(version: string, exclude?: string): Promise<SliceSnapshot[][]>
-  close(): Promise<void>
 }

@@ -11,8 +11,12 @@ import {
   UpstreamTimeoutError,
   WebSocketHandshakeError,
 } from '../errors.js'
-import type { Sluice, SluiceHooks } from '../lifecycle/sluice.js'
-import { CLIENT_CLOSED } from '../proxy/forward.js'
+import type { Config } from '../config/load.js'
+import type { SluiceHooks } from '../lifecycle/hooks.js'
+import type { Outcomes } from '../lifecycle/outcomes.js'
+import type { Metrics } from '../metrics/metrics.js'
+import { CLIENT_CLOSED, type ForwardContext } from '../proxy/forward.js'
+import type { ProxyListener } from '../proxy/listener.js'
 import { requestIdOf } from '../proxy/request-id.js'
 import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
@@ -40,7 +44,18 @@ const kProtocol = Symbol('sluice.ws-protocol')
 const kPassed = Symbol('sluice.ws-passed-headers')
 type UpgradeRequest = IncomingMessage & { [kProtocol]?: string; [kPassed]?: string[] }
 
-type WebSocketConfig = Sluice['config']['websocket']
+type WebSocketConfig = Config['websocket']
+
+/** What the gateway needs of a proxy (the core has all of it). `config` is read on every use: a reload replaces it. */
+export interface GatewayHost {
+  readonly config: Pick<Config, 'websocket' | 'drain' | 'timeouts' | 'retries'>
+  readonly log: Logger
+  readonly routing: { readonly table: RoutingTable }
+  readonly metrics: Pick<Metrics, 'handoffs'>
+  readonly outcomes: Pick<Outcomes, 'end' | 'tryFailed' | 'unrouted'>
+  readonly forwardContext: Pick<ForwardContext, 'proto' | 'requestIdHeader'>
+  readonly listener: Pick<ProxyListener, 'server'>
+}
 
 /** One upgrade on its way to an upstream. */
 interface Upgrade {
@@ -68,7 +83,7 @@ const IDLE_TICKS = 2
  * reaches the client with the upstream's status and body.
  */
 export class WebSocketGateway implements SluiceHooks, RelayHost {
-  readonly #sluice: Sluice
+  readonly #sluice: GatewayHost
   readonly #byInstance = new Map<Instance, Set<WsConnection>>()
   #open = 0
   #stopping = false
@@ -77,12 +92,9 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
   #sweep: NodeJS.Timeout | undefined
   #sweepMs = 0
 
-  constructor(sluice: Sluice) {
+  /** The assembly hands the listener's upgrades to `upgrade` and registers this object's hooks. */
+  constructor(sluice: GatewayHost) {
     this.#sluice = sluice
-    sluice.listener.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-      this.#upgrade(req, socket, head),
-    )
-    sluice.hooks.push(this)
     const ws = sluice.config.websocket
     if (ws.mode === 'tunnel' && ws.onDrain === 'handoff')
       sluice.log.info('websocket.mode tunnel does not hand off: a draining instance closes its WebSockets with 1012')
@@ -132,7 +144,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
    * sockets like for any other connection; whatever is still open at
    * drain.timeoutMs is cut.
    */
-  onStop(): void {
+  stop(): void {
     this.#stopping = true
     clearInterval(this.#sweep)
     for (const set of this.#byInstance.values()) for (const c of set) c.shut(1001, 'proxy stopping')
@@ -176,7 +188,8 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   // ---- upgrades ----
 
-  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** The listener's `upgrade` event. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore)
     if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
       this.#asRequest(req, socket)
@@ -425,11 +438,6 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     for (const set of this.#byInstance.values())
       for (const c of set) if (c.idleable && ++c.idleTicks > IDLE_TICKS) c.shut(1001, 'idle timeout')
   }
-}
-
-/** Attaches WebSocket support to a proxy: its listener's upgrades and its lifecycle hooks. */
-export function attachWebSockets(sluice: Sluice): WebSocketGateway {
-  return new WebSocketGateway(sluice)
 }
 
 /**

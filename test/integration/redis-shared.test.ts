@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import type { SliceSnapshot } from '../../src/analysis/slices.js'
 import { type DesiredState, initialState } from '../../src/state/desired.js'
 import { RedisStore } from '../../src/state/redis-store.js'
+import { idleRollout } from '../../src/rollout/rollout-state.js'
 import { startRedis, startRelay, type TcpRelay, type TestRedis } from '../helpers/redis-server.js'
 import { entry } from '../unit/state/store-contract.js'
 
@@ -101,7 +102,8 @@ describe('stores sharing one Redis', () => {
     const prefix = group()
     const relay = await startRelay(redis.port)
     relays.push(relay)
-    const progressing = { status: 'progressing', baseline: 'blue', canary: 'green', step: 1 }
+    // A whole rollout state: a peer's state is validated when it arrives.
+    const progressing = { ...idleRollout(), status: 'progressing' as const, baseline: 'blue', canary: 'green', step: 1 }
     const start = { ...initialState({ blue: 75, green: 25 }), rollout: progressing }
     const a = store(prefix, relay.url)
     const b = store(prefix)
@@ -116,7 +118,7 @@ describe('stores sharing one Redis', () => {
       ...a.current(),
       revision: 2,
       weights: { blue: 100, green: 0 },
-      rollout: { ...progressing, status: 'rolled_back', reason: 'error rate 0.2 > 0.02' },
+      rollout: { ...progressing, status: 'rolled_back' as const, reason: 'error rate 0.2 > 0.02' },
     }
     expect(await a.commit(rolledBack, entry(2, 'rollback', 'analysis'))).toMatchObject({ ok: true, pending: true })
     expect(a.current()).toEqual(rolledBack)

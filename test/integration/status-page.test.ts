@@ -229,7 +229,7 @@ describe('status page', () => {
       expect(res.status).toBe(201)
       await res.text()
       await page.getByTestId('rollout-approve').waitFor({ state: 'visible', timeout: 20_000 })
-      expect(await textOf('[data-testid="rollout-awaiting"]')).toBe('step 0 awaits an approval')
+      expect(await textOf('[data-testid="rollout-awaiting"]')).toBe('step 1 awaits an approval')
       expect(await textOf('[data-testid="rollout-reason"]')).toContain('awaits an approval')
       await page.getByTestId('rollout-approve').click()
       await waitForText('rollout-approve-msg', 'approved')

@@ -190,7 +190,7 @@ describe('rollout driver', () => {
     ).state
     await store.init({
       ...initialState({ blue: 0, green: 100, red: 0 }),
-      rollout: { ...ended } as Record<string, unknown>,
+      rollout: { ...ended },
     })
     const restarted = await proxy({ rollout }, store)
     await restarted.driver.start()
@@ -203,7 +203,7 @@ describe('rollout driver', () => {
     const state = transition(idleRollout(), { type: 'start', baseline: 'blue', canary: 'green', steps }, now).state
     await store.init({
       ...initialState({ blue: 90, green: 10, red: 0 }),
-      rollout: { ...state } as Record<string, unknown>,
+      rollout: { ...state },
     })
     const totals = {
       fedUntilMs: now,

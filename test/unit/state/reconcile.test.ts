@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import type { DesiredState } from '../../../src/state/desired.js'
 import { initialState } from '../../../src/state/desired.js'
 import { type PendingChange, planReconcile } from '../../../src/state/reconcile.js'
+import { idleRollout } from '../../../src/rollout/rollout-state.js'
 import { entry } from './store-contract.js'
 
 const at = (revision: number, blue: number, rollout: DesiredState['rollout'] = null): DesiredState => ({
@@ -17,8 +18,8 @@ const change = (previous: DesiredState, state: DesiredState, action = 'weights')
   entry: entry(state.revision, action),
 })
 
-const progressing = { status: 'progressing', canary: 'green', baseline: 'blue', step: 1 }
-const rolledBack = { status: 'rolled_back', canary: 'green', baseline: 'blue', step: 1, reason: 'error rate' }
+const progressing = { ...idleRollout(), status: 'progressing' as const, canary: 'green', baseline: 'blue', step: 1 }
+const rolledBack = { ...progressing, status: 'rolled_back' as const, reason: 'error rate' }
 
 describe('reconciling with the shared store after an outage', () => {
   it('with nothing pending, a newer shared state is adopted', () => {

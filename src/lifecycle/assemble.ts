@@ -1,0 +1,161 @@
+/**
+ * The one place a proxy process is put together: the core (lifecycle/sluice.ts:
+ * versions, routing table, control, data listener, probes) and every feature
+ * around it. Each feature gets a narrow host interface of what it needs, not
+ * the whole core; its hooks are registered here and nowhere else, and the
+ * core imports none of them. The one data-path tap (mirroring) is set
+ * through `listener.setTap`.
+ *
+ * Order. Built and wired first (routes, hooks, the upgrade handler), so
+ * nothing can miss the first routing table; then started in the order of
+ * `parts` below; stopped in exactly the reverse order, one after the
+ * other. The core and the admin listener frame the features: the core
+ * loads the state before the features that read it start; on stop it first
+ * turns /readyz to 503 and takes no new connection (`beginStop`), the
+ * features stop while in-flight work drains (WebSocket clients get their
+ * 1001), and the core closes last but the admin listener, which closes
+ * after it so /readyz answers 503 through the drain.
+ *
+ * Primary and workers. Every part here takes the core only through its host
+ * interface, so a later split reuses them as they are: a primary process
+ * assembles the store, control, probes, the admin API, shared analysis and
+ * the rollout driver; each of N worker processes assembles a listener, its
+ * routing table (rebuilt from the desired state the primary sends), the
+ * WebSocket gateway and the mirror. What crosses between them is the
+ * desired state (state/types.ts, plain data) and the outcome slices that
+ * shared analysis already publishes.
+ */
+import type { Logger } from 'pino'
+import { TokenCheck } from '../admin/auth.js'
+import { instancesRoutes } from '../admin/instances-routes.js'
+import { mirrorRoutes } from '../admin/mirror-routes.js'
+import { rolloutRoutes } from '../admin/rollout-routes.js'
+import { coreRoutes } from '../admin/routes.js'
+import { AdminServer } from '../admin/server.js'
+import { stateView } from '../admin/state-view.js'
+import type { Config } from '../config/load.js'
+import { Discovery } from '../discovery/discovery.js'
+import { Mirror } from '../mirror/mirror.js'
+import { RolloutDriver } from '../rollout/driver.js'
+import type { StateStore } from '../state/store.js'
+import { createStore } from '../state/store-factory.js'
+import { WebSocketGateway } from '../websocket/gateway.js'
+import { SharedAnalysis } from './shared-analysis.js'
+import { Sluice } from './sluice.js'
+
+/** A feature with a lifecycle: started in order, stopped in reverse. */
+interface Part {
+  readonly name: string
+  start?(): void | Promise<void>
+  stop?(): void | Promise<void>
+}
+
+export interface Assembled {
+  readonly sluice: Sluice
+  readonly admin: AdminServer
+  readonly mirror: Mirror
+  readonly rollout: RolloutDriver
+  readonly gateway: WebSocketGateway
+  /** Starts everything; on a failure, stops what started and throws. */
+  start(): Promise<{ port: number; adminPort: number }>
+  /** Graceful stop; a second call waits on the same stop. */
+  stop(): Promise<void>
+}
+
+export function assemble(config: Config, opts: { log: Logger; store?: StateStore }): Assembled {
+  const log = opts.log
+  const sluice = new Sluice(config, { log, store: opts.store ?? createStore(config, log) })
+
+  const gateway = new WebSocketGateway(sluice)
+  sluice.listener.server.on('upgrade', (req, socket, head) => gateway.upgrade(req, socket, head))
+  sluice.hooks.push(gateway)
+
+  const mirror = new Mirror(sluice)
+  sluice.hooks.push({ onTable: (t) => mirror.onTable(t) })
+
+  const discovery = new Discovery(sluice)
+  sluice.hooks.push({ onConfig: (c) => discovery.onConfig(c) })
+  sluice.readiness.push(() => discovery.answered)
+
+  // With a shared store the verdict is computed on every proxy's traffic.
+  const shared = sluice.store.kind === 'redis' ? new SharedAnalysis(sluice) : undefined
+  const rollout = new RolloutDriver(sluice, {
+    mirror,
+    ...(shared && { slices: (v) => shared.slices(v) }),
+  })
+
+  const tokens = new TokenCheck(config.admin.tokens)
+  if (tokens.open) log.warn('admin API has no token: /v1/* is open to anyone who can reach the admin listener')
+  const admin = new AdminServer(tokens, log)
+  const view = () => stateView(sluice, mirror)
+  coreRoutes(admin, sluice, view)
+  instancesRoutes(admin, sluice, view)
+  rolloutRoutes(admin, rollout, view)
+  mirrorRoutes(admin, mirror, view)
+
+  let port = 0
+  let adminPort = 0
+  const parts: Part[] = [
+    { name: 'websockets', stop: () => gateway.stop() },
+    { name: 'mirror', stop: () => mirror.stop() },
+    // Before the core loads the state, so that its first answers are applied with it.
+    { name: 'discovery', start: () => discovery.start(), stop: () => discovery.stop() },
+    {
+      name: 'core',
+      start: async () => {
+        ;({ port } = await sluice.start())
+      },
+      // Its drain and close come after every feature stopped (see stop below).
+      stop: () => sluice.beginStop(),
+    },
+    {
+      name: 'admin',
+      start: async () => {
+        adminPort = await admin.listen(config.admin.host, config.admin.port)
+      },
+    },
+    ...(shared ? [{ name: 'shared analysis', start: () => shared.start(), stop: () => shared.stop() }] : []),
+    { name: 'rollout driver', start: () => rollout.start(), stop: () => rollout.stop() },
+  ]
+  const started: Part[] = []
+
+  async function stopAll(): Promise<void> {
+    sluice.beginStop()
+    for (const part of started.reverse()) {
+      try {
+        await part.stop?.()
+      } catch (err) {
+        log.error({ err, part: part.name }, 'stopping a part failed')
+      }
+    }
+    started.length = 0
+    await sluice.stop()
+    await admin.close()
+  }
+
+  let stopped: Promise<void> | undefined
+  return {
+    sluice,
+    admin,
+    mirror,
+    rollout,
+    gateway,
+    async start() {
+      try {
+        for (const part of parts) {
+          started.push(part)
+          await part.start?.()
+        }
+      } catch (err) {
+        stopped ??= stopAll()
+        await stopped
+        throw err
+      }
+      return { port, adminPort }
+    },
+    stop() {
+      stopped ??= stopAll()
+      return stopped
+    },
+  }
+}
