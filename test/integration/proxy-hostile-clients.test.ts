@@ -82,6 +82,7 @@ describe('hostile clients while other requests keep flowing', () => {
     expect(JSON.parse(r.body).error).toEqual({
       code: 'SLUICE_BAD_REQUEST',
       message: 'an HTTP/1.1 request must carry a Host header',
+      requestId: expect.any(String),
     })
     expect(r.closed).toBe(true)
     expect(paths.has('/no-host')).toBe(false)

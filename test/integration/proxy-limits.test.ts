@@ -48,7 +48,7 @@ describe('head size limits', () => {
     const big = await fetch(`${defaults.url}/?head=32768`)
     expect(big.status).toBe(502)
     expect(await big.json()).toEqual({
-      error: { code: 'SLUICE_UPSTREAM_FAILED', message: 'the upstream response head is too large' },
+      error: { code: 'SLUICE_UPSTREAM_FAILED', message: 'the upstream response head is too large', requestId: expect.any(String) },
     })
     // Read raw: the test's own HTTP client stops at 16 KiB too.
     const allowed = await rawExchange(raised.port, ['GET /?head=32768 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'])

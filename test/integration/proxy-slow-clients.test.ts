@@ -64,7 +64,7 @@ describe('slow and broken request bodies, slow heads', () => {
     const r = await drip(proxy.port, 'POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n', 100)
     expect(r.status).toBe(408)
     expect(JSON.parse(r.body)).toEqual({
-      error: { code: 'SLUICE_REQUEST_TIMEOUT', message: 'the request body did not arrive in time' },
+      error: { code: 'SLUICE_REQUEST_TIMEOUT', message: 'the request body did not arrive in time', requestId: expect.any(String) },
     })
     expect(r.ms / REQUEST_BODY_MS).toBeGreaterThanOrEqual(0.95)
     expect(r.ms / REQUEST_BODY_MS).toBeLessThan(2)
@@ -102,7 +102,9 @@ describe('slow and broken request bodies, slow heads', () => {
       'ZZ not a chunk size\r\n\r\n',
     ])
     expect(r.status).toBe(400)
-    expect(JSON.parse(r.body)).toEqual({ error: { code: 'SLUICE_BAD_REQUEST', message: 'malformed request body' } })
+    expect(JSON.parse(r.body)).toEqual({
+      error: { code: 'SLUICE_BAD_REQUEST', message: 'malformed request body', requestId: expect.any(String) },
+    })
     expect(r.closed).toBe(true)
     if (uploads.length > before)
       await expect.poll(() => uploads.at(-1)!.destroyed, { message: 'the upstream request to be cancelled' }).toBe(true)
