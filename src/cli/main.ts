@@ -1,69 +1,7 @@
 #!/usr/bin/env node
-import { wantsHelp } from './args.js'
-import { runCtl } from './ctl.js'
-import { DEMO_USAGE, runDemo } from './demo.js'
-import { runServe } from './serve.js'
-import { processIo } from './io.js'
-import { runValidate } from './validate.js'
+import { runCommand } from './commands.js'
 
-const USAGE = `usage: sluice <command>
-
-  serve --config FILE      run the proxy in the foreground
-  validate --config FILE   check a config file; prints ok or every problem
-  demo                     demo upstreams and a proxy in front, on loopback
-  ctl <verb> ...           admin API client (sluice ctl --help)
-
-Every command answers --help.
-`
-
-const SERVE_USAGE = `usage: sluice serve --config FILE
-
-Runs the proxy in the foreground: JSON log lines (pino) on stdout, one with
-"msg":"listening" and the bound port and adminPort once both listeners are
-up. SIGHUP reloads the config; SIGTERM or SIGINT stop gracefully.
-
-exit codes: 0 after a graceful stop, 1 invalid config or failed start (one line on stderr), 2 usage error
-`
-
-const VALIDATE_USAGE = `usage: sluice validate --config FILE
-
-Prints ok, or every problem of the config file with its key path.
-
-exit codes: 0 valid, 1 invalid, 2 usage error
-`
-
-/** Each command's own help, printed on stdout with exit 0 before anything starts. */
-const HELP: Readonly<Record<string, string>> = { serve: SERVE_USAGE, validate: VALIDATE_USAGE, demo: DEMO_USAGE }
-
-async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv
-  const help = cmd === undefined ? undefined : HELP[cmd]
-  if (help !== undefined && wantsHelp(rest)) {
-    process.stdout.write(help)
-    return 0
-  }
-  switch (cmd) {
-    case 'serve':
-      return runServe(rest)
-    case 'validate':
-      return runValidate(rest)
-    case 'demo':
-      return runDemo(rest)
-    case 'ctl':
-      return runCtl(rest, processIo)
-    case '-h':
-    case '--help':
-    case 'help':
-      if (rest[0] === 'ctl') return runCtl(['help', ...rest.slice(1)], processIo)
-      process.stdout.write((rest[0] !== undefined ? HELP[rest[0]] : undefined) ?? USAGE)
-      return 0
-    default:
-      process.stderr.write(cmd === undefined ? USAGE : `unknown command "${cmd}"\n${USAGE}`)
-      return 2
-  }
-}
-
-main(process.argv.slice(2)).then(
+runCommand(process.argv.slice(2)).then(
   (code) => {
     // serve and demo keep running until a signal; the others end here.
     if (code !== -1) process.exitCode = code

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { execFileSync } from 'node:child_process'
 import { requireConfigPath } from '../../src/cli/args.js'
+import { runCommand } from '../../src/cli/commands.js'
 import type { CliIo } from '../../src/cli/io.js'
 import { configErrorLine, runValidate } from '../../src/cli/validate.js'
 import { loadConfigFile } from '../../src/config/load.js'
@@ -126,6 +127,20 @@ describe('usage errors exit 2', () => {
   })
 })
 
+describe('the command line', () => {
+  it('an unknown command prints the usage', async () => {
+    const r = await inProcess((io) => runCommand(['frobnicate'], io))
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^unknown command "frobnicate"\nusage: sluice <command>\n/)
+  })
+
+  it('no command at all prints the usage', async () => {
+    const r = await inProcess((io) => runCommand([], io))
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^usage: sluice <command>\n/)
+  })
+})
+
 describe.concurrent('the built CLI, spawned', () => {
   beforeAll(() => buildOnce(), 180_000)
 
@@ -137,12 +152,6 @@ describe.concurrent('the built CLI, spawned', () => {
     expectLines(r.stderr, [serveLine(lines)])
   })
 
-  it('an unknown command prints the usage', async () => {
-    const r = await runCli(['frobnicate'])
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/^unknown command "frobnicate"\nusage: sluice <command>\n/)
-  })
-
   it('the built entry point runs on its own, as npx sluice runs it (shebang and executable bit)', () => {
     const out = execFileSync(MAIN, ['validate', '--config', 'config/blue-green.yaml'], {
       cwd: ROOT,
@@ -150,11 +159,5 @@ describe.concurrent('the built CLI, spawned', () => {
       env: { ...process.env, SLUICE_ADMIN_TOKEN: 'any' },
     })
     expect(out).toBe('ok\n')
-  })
-
-  it('no command at all prints the usage', async () => {
-    const r = await runCli([])
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/^usage: sluice <command>\n/)
   })
 })
