@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { onBreachSchema, stepSchema } from '../config/schema.js'
-import type { RolloutCommand, RolloutDriver } from '../rollout/driver.js'
+import type { RolloutDriver } from '../rollout/driver.js'
+import type { RolloutCommand } from '../state/types.js'
 import { gateKeys } from '../rollout/gates-schema.js'
 import { parseBody } from './routes.js'
 import type { AdminServer } from './server.js'

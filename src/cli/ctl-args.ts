@@ -1,6 +1,6 @@
 import { VERSION_NAME } from '../config/schema.js'
 import { type Flags, scanArgs } from './args.js'
-import type { DrainTarget, OnBreach, RolloutStepInput as RolloutStep } from '../state/types.js'
+import type { DrainTarget, OnBreach, RolloutCommand, RolloutStepInput as RolloutStep } from '../state/types.js'
 
 /**
  * The words of `sluice ctl`, parsed into a command without any I/O, so that
@@ -8,7 +8,6 @@ import type { DrainTarget, OnBreach, RolloutStepInput as RolloutStep } from '../
  */
 
 export type { DrainTarget, OnBreach, RolloutStep }
-export type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
 
 export type CtlCommand =
   | { verb: 'help'; topic: string[] }
@@ -18,7 +17,7 @@ export type CtlCommand =
   | { verb: 'reload' }
   | { verb: 'audit' }
   | { verb: 'rollout-start'; canary: string; baseline?: string; onBreach?: OnBreach; steps?: RolloutStep[] }
-  | { verb: 'rollout'; action: RolloutAction }
+  | { verb: 'rollout'; action: RolloutCommand }
   | { verb: 'rollout-status'; watch?: { intervalMs: number } }
   | { verb: 'rollout-history' }
   | { verb: 'mirror-start'; version: string; percent: number }
@@ -211,7 +210,7 @@ function parseRollout(args: readonly string[], flags: Flags): Part<CtlCommand> {
   if (sub === undefined) return fail('rollout needs start|pause|resume|promote|abort|approve|status|history')
   if (sub === 'start') return parseRolloutStart(rest, flags)
   if (ROLLOUT_ACTIONS.includes(sub))
-    return noMore(rest, `rollout ${sub}`) ?? { ok: true, value: { verb: 'rollout', action: sub as RolloutAction } }
+    return noMore(rest, `rollout ${sub}`) ?? { ok: true, value: { verb: 'rollout', action: sub as RolloutCommand } }
   if (sub === 'status') return noMore(rest, 'rollout status') ?? parseStatus(flags)
   if (sub === 'history') return noMore(rest, 'rollout history') ?? { ok: true, value: { verb: 'rollout-history' } }
   return fail(`unknown rollout command "${sub}"`)

@@ -1,6 +1,7 @@
 /**
  * Plain-text tables with aligned columns, for terminals and for `grep`/`awk`:
  * no colour, no box drawing, two spaces between columns, no trailing spaces.
+ * (Hand-written: a few dozen lines, and table packages draw boxes or colour.)
  */
 
 export type Align = 'left' | 'right'

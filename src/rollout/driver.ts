@@ -9,7 +9,7 @@ import type { Metrics } from '../metrics/metrics.js'
 import type { Version } from '../routing/instance.js'
 import type { Control } from '../state/control.js'
 import type { RolloutRecord, StateStore } from '../state/store.js'
-import type { DesiredState, MirrorSection } from '../state/types.js'
+import type { DesiredState, MirrorSection, RolloutCommand } from '../state/types.js'
 import { feedFigures, type RolloutFigures, startFigures } from './rollout-figures.js'
 import {
   type GateCheck,
@@ -42,8 +42,6 @@ export interface RolloutSpec {
   windows?: readonly DeployWindow[]
   notify?: readonly NotifyTarget[]
 }
-
-export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
 
 /** What the driver needs of a proxy (the core has all of it). `config` is read on every use: a reload replaces it. */
 export interface RolloutHost {

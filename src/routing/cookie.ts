@@ -1,6 +1,7 @@
 /**
  * Reads one cookie's value out of a Cookie header without splitting it into
- * a map: the request path only ever needs one or two names.
+ * a map: the request path only ever needs one or two names. (Hand-written:
+ * a cookie library would parse the whole header into an object per request.)
  */
 export function readCookie(header: string | undefined, name: string): string | undefined {
   if (header === undefined) return undefined

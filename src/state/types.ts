@@ -32,6 +32,9 @@ export interface AuditEntry {
 /** What POST /v1/drain and /v1/undrain name: a whole version or one instance. */
 export type DrainTarget = { version: string } | { url: string }
 
+/** What an operator can tell an active rollout to do. */
+export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'approve'
+
 // ---- mirroring ----
 
 /** The `mirror` section as validated (config file, PUT /v1/mirror, a rollout's mirror phase). */
