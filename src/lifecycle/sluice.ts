@@ -135,7 +135,8 @@ export class Sluice {
   }
 
   get status(): string {
-    return this.#state
+    // During drain.delayMs the proxy still runs, but it is on its way out: say so on /readyz and /v1/state.
+    return this.#state === 'running' && this.forwardContext.stopping ? 'stopping' : this.#state
   }
 
   async start(): Promise<{ port: number }> {

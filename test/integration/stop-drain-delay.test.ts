@@ -99,6 +99,8 @@ describe('drain.delayMs: stopping behind a load balancer', () => {
     await expect.poll(() => readyz(s.adminPort)).toBe(200)
     const exit = s.stop('SIGTERM')
     await expect.poll(() => readyz(s.adminPort)).toBe(503)
+    // The body says why, for whoever reads the probe's answer.
+    expect(await (await fetch(`http://127.0.0.1:${s.adminPort}/readyz`)).json()).toEqual({ status: 'stopping' })
     expect(await fresh(`${s.url}/`)).toMatchObject({ status: 200, connection: 'close' })
     s.child.kill(second)
     // Well under the two-minute delay (stop() sends SIGKILL, exit code null, after 15 s).
