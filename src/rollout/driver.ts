@@ -423,7 +423,7 @@ export class RolloutDriver {
     this.#seen ??= before
     this.#observe(state, t.audit?.reason ?? null)
     if (state.id === null) return
-    if (this.#figures?.id !== state.id) this.#figures = { id: state.id, figures: startFigures(state.startedAt!) }
+    if (this.#figures?.id !== state.id) this.#figures = { id: state.id, figures: startFigures(this.#sliceStart(state.startedAt!)) }
     if (state.status === 'rolled_back' && before.status !== 'rolled_back') {
       this.#s.metrics.rollbacks.inc({ version: state.canary! })
       this.#s.log.warn({ rollout: state.id, canary: state.canary, reason: state.reason }, 'rollout rolled back')
@@ -441,7 +441,7 @@ export class RolloutDriver {
     const records = (await this.#s.store.rollouts(HISTORY_LIMIT)) as unknown as StoredRecord[]
     const totals = records.find((r) => r.id === state.id)?.totals
     if (this.#figures?.id === state.id) return
-    this.#figures = { id: state.id!, figures: totals ?? startFigures(this.#now()) }
+    this.#figures = { id: state.id!, figures: totals ?? startFigures(this.#sliceStart(this.#now())) }
   }
 
   /** Adds the completed slices (all of them with `Infinity`) to the followed rollout's totals. */
@@ -455,8 +455,20 @@ export class RolloutDriver {
 
   #feed(state: RolloutState, bs: SliceSnapshot[], cs: SliceSnapshot[], completedBeforeMs: number): void {
     if (state.id === null) return
-    if (this.#figures?.id !== state.id) this.#figures = { id: state.id, figures: startFigures(this.#now()) }
+    if (this.#figures?.id !== state.id) this.#figures = { id: state.id, figures: startFigures(this.#sliceStart(this.#now())) }
     this.#figures.figures = feedFigures(this.#figures.figures, bs, cs, completedBeforeMs)
+  }
+
+  /**
+   * The start of the window slice that `t` falls in. A rollout's figures take
+   * in the slice in progress when it started: a rollback within that first
+   * slice would otherwise report none of the errors it acted on, while the
+   * traffic from before the start it adds is the baseline's alone (the canary
+   * had weight 0) and at most one slice of it.
+   */
+  #sliceStart(t: number): number {
+    const sliceMs = this.#s.outcomes.windowOptions.sliceMs
+    return t - (t % sliceMs)
   }
 
   /** Saves are chained so an older record never lands after a newer one. */

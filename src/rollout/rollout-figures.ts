@@ -17,10 +17,10 @@ export interface VersionTotals {
  * Fed once per interval with the window slices (merged over the proxies,
  * or one proxy's own `exportSlices()`): only complete slices that start at
  * or after `fedUntilMs` are added, and `fedUntilMs` then moves on, so each
- * slice counts once however often it is offered. The slice in progress when
- * the rollout started is left out (it mixes in traffic from before); when
- * the rollout ends, a last feed with `completedBeforeMs = Infinity` takes in
- * the slice in progress.
+ * slice counts once however often it is offered. The driver starts the
+ * figures at the start of the slice in progress when the rollout began (see
+ * its `#sliceStart`); when the rollout ends, a last feed with
+ * `completedBeforeMs = Infinity` takes in the slice in progress.
  */
 export interface RolloutFigures {
   fedUntilMs: number
