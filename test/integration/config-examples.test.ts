@@ -13,7 +13,7 @@ const ENV = {
   CI_TOKEN: 'ci-secret',
   SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T000/B000/XXXX',
 }
-const EXAMPLES = ['blue-green.yaml', 'canary-rollout.yaml', 'redis-cluster.yaml', 'canary-gates.yaml', 'discovery.yaml']
+const EXAMPLES = ['blue-green.yaml', 'canary-rollout.yaml', 'redis-cluster.yaml', 'canary-gates.yaml', 'discovery.yaml', 'tls-http2.yaml']
 const file = (name: string) => `${ROOT}config/${name}`
 
 /** Key paths of a zod schema, down through objects, defaults and arrays of objects (records are leaves). */
