@@ -16,6 +16,12 @@ const echo: UpstreamHandler = (req, res, u) => {
   const chunks: Buffer[] = []
   req.on('data', (c: Buffer) => chunks.push(c))
   req.on('end', () => {
+    if (req.url === '/big') {
+      const body = Buffer.alloc(4 << 20, 'x')
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length })
+      res.end(body)
+      return
+    }
     if (req.url === '/trailers') {
       res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' })
       res.write('part one, ')
@@ -99,6 +105,13 @@ describe('TLS listener with HTTP/2 (README "TLS and HTTP/2")', () => {
     expect(seen.method).toBe('POST')
     const cookies = await h2Request(session, '/c', { cookie: ['a=1', 'b=2'] })
     expect(pairs(JSON.parse(cookies.body).raw).filter(([n]) => n === 'cookie')).toEqual([['cookie', 'a=1; b=2']])
+  })
+
+  it('large bodies pass whole both ways over one stream (flow control and backpressure)', async () => {
+    const down = await h2Request(session, '/big')
+    expect(down.body.length).toBe(4 << 20)
+    const up = await h2Request(session, '/upload-big', { ':method': 'POST' }, Buffer.alloc(3 << 20, 'y'))
+    expect(JSON.parse(up.body).body.length).toBe(3 << 20)
   })
 
   it('response trailers of an HTTP/1.1 upstream reach the HTTP/2 client as trailers', async () => {
