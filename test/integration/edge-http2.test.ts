@@ -59,7 +59,11 @@ describe('TLS listener with HTTP/2 (README "TLS and HTTP/2")', () => {
     ca = await testCa()
     leaf = await ca.issue(['proxy.test'])
     bg = await blueGreen(
-      { listen: { host: '127.0.0.1', port: 0, http2: true, tls: { cert: leaf.cert, key: leaf.key } }, weights: { blue: 100 } },
+      {
+        listen: { host: '127.0.0.1', port: 0, http2: true, tls: { cert: leaf.cert, key: leaf.key } },
+        weights: { blue: 100 },
+        sticky: { keys: ['header:x-user-id'] },
+      },
       { blue: echo, green: echo },
     )
     url = `https://127.0.0.1:${bg.proxy.port}`
@@ -161,13 +165,18 @@ describe('TLS listener with HTTP/2 (README "TLS and HTTP/2")', () => {
     expect(err).toBeInstanceOf(Error)
   })
 
-  it('blue/green weights are honoured for HTTP/2 requests', async () => {
+  it('blue/green weights and sticky keys are honoured for HTTP/2 requests', async () => {
     expect((await admin(bg.proxy, 'PUT', '/v1/weights', { blue: 50, green: 50 })).status).toBe(200)
     try {
       const answers = await Promise.all(Array.from({ length: 400 }, (_, i) => h2Request(session, `/w/${i}`)))
       const green = answers.filter((a) => a.headers['x-upstream'] === 'green').length
       expect(green).toBeGreaterThan(140)
       expect(green).toBeLessThan(260)
+      // A sticky key keeps its version over HTTP/2 as over HTTP/1.1.
+      for (const user of ['u1', 'u2', 'u3', 'u4']) {
+        const seen = await Promise.all(Array.from({ length: 10 }, () => h2Request(session, '/s', { 'x-user-id': user })))
+        expect(new Set(seen.map((a) => a.headers['x-upstream'])).size).toBe(1)
+      }
     } finally {
       await admin(bg.proxy, 'PUT', '/v1/weights', { blue: 100, green: 0 })
     }
