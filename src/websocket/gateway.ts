@@ -30,6 +30,7 @@ import {
   writeOwnAnswer,
 } from './handshake.js'
 import { type RelayHost, RelaySession } from './relay-session.js'
+import { RelaySide } from './relay-side.js'
 import { TunnelConnection } from './tunnel-connection.js'
 import {
   type Attempt,
@@ -271,8 +272,11 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     r[kPassed] = o.headers
     let session: RelaySession | undefined
     this.#clientServer().handleUpgrade(req, socket, head, (client) => {
-      session = new RelaySession(this, client, o.ws, instance, { ...handshake, headers, protocol: o.protocol })
+      const h = { path: handshake.path, request: handshake.request, key: handshake.key, headers, protocol: o.protocol }
+      session = new RelaySession(this, client as RelaySide, o.ws, instance, h)
       this.#track(session, instance)
+      // ws listens for errors on the socket now; a second listener would cost every idle connection.
+      socket.off('error', ignore)
     })
     // ws answered the client itself (a malformed extension or protocol header): let the upstream go.
     if (session === undefined) o.ws.close(1001)
@@ -306,6 +310,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     ;(socket as Socket).setTimeout?.(0)
     const conn = new TunnelConnection(this, socket, o.socket, instance, handshake, this.#config.handoffTimeoutMs)
     this.#track(conn, instance)
+    socket.off('error', ignore)
     if (o.head.length > 0) conn.received(o.socket, o.head)
     if (head.length > 0) conn.received(socket, head)
     outcomes.end(instance, 101, ms, false)
@@ -388,6 +393,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
         maxPayload: cfg.maxPayload,
         perMessageDeflate: cfg.perMessageDeflate,
         handleProtocols: upstreamChoice,
+        WebSocket: RelaySide,
       })
       this.#server.on('headers', addPassedHeaders)
       this.#serverFor = cfg
