@@ -342,7 +342,7 @@ export class RelaySession implements WsConnection, SideOwner {
 
 /** From now on ws's events on `side` go to `s`; the listeners of its handshake are dropped. */
 function adopt(side: Side, s: RelaySession, isClient: boolean): Side {
-  side.removeAllListeners()
+  side.dropListeners()
   side.owner = s
   side.isClient = isClient
   return side

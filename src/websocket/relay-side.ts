@@ -36,6 +36,19 @@ export class RelaySide extends WebSocket {
   fault: string | undefined = undefined
 
   declare _socket: Socket
+  declare _events: object | undefined
+  declare _eventsCount: number
+
+  /**
+   * Lets go of the listener table itself, not only of its listeners: even
+   * empty, EventEmitter's table is a dictionary of about 180 bytes. An
+   * emitter without one is a state EventEmitter supports (it creates the
+   * table again on the next `on`), and with an owner nothing reads it.
+   */
+  dropListeners(): void {
+    this._events = undefined
+    this._eventsCount = 0
+  }
 
   /**
    * ws emits message, ping, pong, close and error; with an owner they are
