@@ -31,6 +31,7 @@ import {
 } from './handshake.js'
 import { type RelayHost, RelaySession } from './relay-session.js'
 import { RelaySide } from './relay-side.js'
+import { dropClearedTimer } from './socket-timer.js'
 import { TunnelConnection } from './tunnel-connection.js'
 import {
   type Attempt,
@@ -277,6 +278,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
       this.#track(session, instance)
       // ws listens for errors on the socket now; a second listener would cost every idle connection.
       socket.off('error', ignore)
+      dropClearedTimer(socket as Socket)
     })
     // ws answered the client itself (a malformed extension or protocol header): let the upstream go.
     if (session === undefined) o.ws.close(1001)
@@ -311,6 +313,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     const conn = new TunnelConnection(this, socket, o.socket, instance, handshake, this.#config.handoffTimeoutMs)
     this.#track(conn, instance)
     socket.off('error', ignore)
+    dropClearedTimer(socket as Socket)
     if (o.head.length > 0) conn.received(o.socket, o.head)
     if (head.length > 0) conn.received(socket, head)
     outcomes.end(instance, 101, ms, false)
