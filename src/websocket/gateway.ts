@@ -26,6 +26,7 @@ import {
   offeredProtocols,
   passRefusal,
   relayHeaders,
+  relayHeadersFrom,
   tunnelHeaders,
   writeOwnAnswer,
 } from './handshake.js'
@@ -168,7 +169,9 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   open(s: RelaySession, to: Instance): Attempt<RelayOutcome> {
     const h = s.handshake
-    return openRelayUpstream(to.url + h.path, h.headers, h.protocol === '' ? [] : [h.protocol], this.#relayOptions())
+    const ctx = this.#sluice.forwardContext
+    const headers = relayHeadersFrom(h.request, s.clientAddress, ctx.proto, ctx.requestIdHeader, h.requestId)
+    return openRelayUpstream(to.url + h.path, headers, h.protocol === '' ? [] : [h.protocol], this.#relayOptions())
   }
 
   mustMove(c: WsConnection): boolean {
@@ -250,7 +253,8 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   async #relay(u: Upgrade): Promise<void> {
     const { req, socket, head, handshake } = u
-    const headers = relayHeaders(req, ...this.#requestId(req))
+    const ids = this.#requestId(req)
+    const headers = relayHeaders(req, ...ids)
     const offer = offeredProtocols(req)
     const options = this.#relayOptions()
     const reached = await this.#reach(u, (i) => openRelayUpstream(i.url + handshake.path, headers, offer, options))
@@ -273,7 +277,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     r[kPassed] = o.headers
     let session: RelaySession | undefined
     this.#clientServer().handleUpgrade(req, socket, head, (client) => {
-      const h = { path: handshake.path, request: handshake.request, key: handshake.key, headers, protocol: o.protocol }
+      const h = { path: handshake.path, request: handshake.request, key: handshake.key, requestId: ids[2], protocol: o.protocol }
       session = new RelaySession(this, client as RelaySide, o.ws, instance, h)
       this.#track(session, instance)
       // ws listens for errors on the socket now; a second listener would cost every idle connection.

@@ -5,8 +5,8 @@ import type { RelaySide, SideOwner } from './relay-side.js'
 import type { Attempt, RelayOutcome } from './upstream-connect.js'
 
 export interface RelayHandshake extends Handshake {
-  /** Headers for an upstream handshake (the header rules applied once, at the upgrade). */
-  readonly headers: Record<string, string>
+  /** The request ID the first upstream handshake carried; a handoff's carries it again. */
+  readonly requestId: string
   /** The subprotocol both sides agreed on ('' for none); a new upstream must agree too. */
   readonly protocol: string
 }
@@ -87,6 +87,11 @@ export class RelaySession implements WsConnection, SideOwner {
   ) {
     this.#client = adopt(client, this, true)
     this.#upstreams = [adopt(upstream, this, false)]
+  }
+
+  /** The client's address (node caches it on the socket: still there once it has closed). */
+  get clientAddress(): string | undefined {
+    return this.#client._socket.remoteAddress
   }
 
   get idleable(): boolean {
