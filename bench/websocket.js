@@ -57,10 +57,12 @@ if (flags.role === 'upstream') {
 }
 
 async function main() {
-  const fdLimit = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024
+  // The children inherit this process's soft limit (run `ulimit -n $(ulimit -Hn)` first to use the hard one).
+  const fdLimit = Number(execFileSync('sh', ['-c', 'ulimit -Sn'], { encoding: 'utf8' }).trim()) || 1024
   const wanted = flags.idle
   const opts = {
-    idle: Math.min(wanted, Math.floor((fdLimit - 256) / 2)),
+    // A proxy holds about 20 descriptors of its own (listeners, admin, epoll, stdio); 64 leaves room.
+    idle: Math.min(wanted, Math.floor((fdLimit - 64) / 2)),
     duration: flags.duration,
     rounds: flags.rounds,
     connections: flags.connections,
@@ -75,7 +77,7 @@ async function main() {
   console.log(`load average before: ${info.loadavg.join(' ')}`)
   if (opts.idle < wanted)
     console.log(
-      `idle connections lowered from ${wanted} to ${opts.idle}: fd hard limit ${fdLimit}, two per connection in the proxy`,
+      `idle connections lowered from ${wanted} to ${opts.idle}: fd limit ${fdLimit}, two per connection in the proxy`,
     )
   await mkdir(outDir, { recursive: true })
 
@@ -108,23 +110,36 @@ async function main() {
       closeAll(warm)
       await sleep(1000)
       const rssBefore = rssKiB(p.child.proc.pid)
+      const heapBefore = await proxyMemory(p.admin)
       const t0 = performance.now()
       const clients = await openMany(p.url, opts.idle, 250)
       const openSeconds = (performance.now() - t0) / 1000
       await sleep(2000)
       const rssAfter = rssKiB(p.child.proc.pid)
+      const heapAfter = await proxyMemory(p.admin)
       const counted = await countedByProxy(p.admin)
+      const n = clients.length
+      const perKiB = (before, after) => +((after - before) / 1024 / n).toFixed(2)
       idle[mode] = {
-        connections: clients.length,
+        connections: n,
         countedByProxy: counted,
-        openPerSecond: Math.round(clients.length / openSeconds),
+        openPerSecond: Math.round(n / openSeconds),
         rssBeforeMiB: +(rssBefore / 1024).toFixed(1),
         rssAfterMiB: +(rssAfter / 1024).toFixed(1),
-        rssPerConnectionKiB: +((rssAfter - rssBefore) / clients.length).toFixed(2),
+        rssPerConnectionKiB: +((rssAfter - rssBefore) / n).toFixed(2),
+        // What 10,000 would add at that rate (the fd limit may keep the run below 10,000).
+        rssFor10kMB: +(((rssAfter - rssBefore) * 1024 * 10_000) / n / 1e6).toFixed(1),
+        // The JS heap's share (garbage from the handshakes included: no collection is forced).
+        heapUsedPerConnectionKiB: perKiB(heapBefore.heapUsed, heapAfter.heapUsed),
+        heapTotalPerConnectionKiB: perKiB(heapBefore.heapTotal, heapAfter.heapTotal),
+        externalPerConnectionKiB: perKiB(heapBefore.external, heapAfter.external),
       }
+      const r = idle[mode]
       console.log(
-        `idle ${mode.padEnd(6)} ${clients.length} connections (proxy counts ${counted}), opened at ${idle[mode].openPerSecond}/s, ` +
-          `proxy RSS ${idle[mode].rssBeforeMiB} -> ${idle[mode].rssAfterMiB} MiB: ${idle[mode].rssPerConnectionKiB} KiB per connection`,
+        `idle ${mode.padEnd(6)} ${n} connections (proxy counts ${counted}), opened at ${r.openPerSecond}/s, ` +
+          `proxy RSS ${r.rssBeforeMiB} -> ${r.rssAfterMiB} MiB: ${r.rssPerConnectionKiB} KiB per connection ` +
+          `(${r.rssFor10kMB} MB per 10,000; JS heap used ${r.heapUsedPerConnectionKiB}, allocated ${r.heapTotalPerConnectionKiB}, ` +
+          `external ${r.externalPerConnectionKiB} KiB per connection)`,
       )
       closeAll(clients)
       await waitUntil(async () => (await countedByProxy(p.admin)) === 0, 30_000)
@@ -240,6 +255,18 @@ async function echoLoad(url, opts, seconds) {
   closeAll(clients)
   await sleep(200)
   return { seconds: elapsed, messages: counted, perSecond: counted / elapsed }
+}
+
+/** The proxy's heap from its own /metrics (prom-client's process metrics), in bytes. */
+async function proxyMemory(adminUrl) {
+  const res = await fetch(`${adminUrl}/metrics`, { headers: { authorization: 'Bearer bench-token' } })
+  const text = await res.text()
+  const read = (name) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1])
+  return {
+    heapUsed: read('nodejs_heap_size_used_bytes'),
+    heapTotal: read('nodejs_heap_size_total_bytes'),
+    external: read('nodejs_external_memory_bytes'),
+  }
 }
 
 async function countedByProxy(adminUrl) {

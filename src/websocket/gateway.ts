@@ -26,10 +26,13 @@ import {
   offeredProtocols,
   passRefusal,
   relayHeaders,
+  relayHeadersFrom,
   tunnelHeaders,
   writeOwnAnswer,
 } from './handshake.js'
 import { type RelayHost, RelaySession } from './relay-session.js'
+import { RelaySide } from './relay-side.js'
+import { dropClearedTimer } from './socket-timer.js'
 import { TunnelConnection } from './tunnel-connection.js'
 import {
   type Attempt,
@@ -166,7 +169,9 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   open(s: RelaySession, to: Instance): Attempt<RelayOutcome> {
     const h = s.handshake
-    return openRelayUpstream(to.url + h.path, h.headers, h.protocol === '' ? [] : [h.protocol], this.#relayOptions())
+    const ctx = this.#sluice.forwardContext
+    const headers = relayHeadersFrom(h.request, s.clientAddress, ctx.proto, ctx.requestIdHeader, h.requestId)
+    return openRelayUpstream(to.url + h.path, headers, h.protocol === '' ? [] : [h.protocol], this.#relayOptions())
   }
 
   mustMove(c: WsConnection): boolean {
@@ -248,7 +253,8 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   async #relay(u: Upgrade): Promise<void> {
     const { req, socket, head, handshake } = u
-    const headers = relayHeaders(req, ...this.#requestId(req))
+    const ids = this.#requestId(req)
+    const headers = relayHeaders(req, ...ids)
     const offer = offeredProtocols(req)
     const options = this.#relayOptions()
     const reached = await this.#reach(u, (i) => openRelayUpstream(i.url + handshake.path, headers, offer, options))
@@ -271,8 +277,12 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     r[kPassed] = o.headers
     let session: RelaySession | undefined
     this.#clientServer().handleUpgrade(req, socket, head, (client) => {
-      session = new RelaySession(this, client, o.ws, instance, { ...handshake, headers, protocol: o.protocol })
+      const h = { path: handshake.path, request: handshake.request, key: handshake.key, requestId: ids[2], protocol: o.protocol }
+      session = new RelaySession(this, client as RelaySide, o.ws, instance, h)
       this.#track(session, instance)
+      // ws listens for errors on the socket now; a second listener would cost every idle connection.
+      socket.off('error', ignore)
+      dropClearedTimer(socket as Socket)
     })
     // ws answered the client itself (a malformed extension or protocol header): let the upstream go.
     if (session === undefined) o.ws.close(1001)
@@ -306,6 +316,8 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     ;(socket as Socket).setTimeout?.(0)
     const conn = new TunnelConnection(this, socket, o.socket, instance, handshake, this.#config.handoffTimeoutMs)
     this.#track(conn, instance)
+    socket.off('error', ignore)
+    dropClearedTimer(socket as Socket)
     if (o.head.length > 0) conn.received(o.socket, o.head)
     if (head.length > 0) conn.received(socket, head)
     outcomes.end(instance, 101, ms, false)
@@ -388,6 +400,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
         maxPayload: cfg.maxPayload,
         perMessageDeflate: cfg.perMessageDeflate,
         handleProtocols: upstreamChoice,
+        WebSocket: RelaySide,
       })
       this.#server.on('headers', addPassedHeaders)
       this.#serverFor = cfg

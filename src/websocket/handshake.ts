@@ -1,4 +1,4 @@
-import { type IncomingMessage, STATUS_CODES } from 'node:http'
+import { type IncomingHttpHeaders, type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { errorBody, type SluiceError, WebSocketHandshakeError } from '../errors.js'
 import { stripResponseHeaders, upstreamHeaders } from '../proxy/headers.js'
@@ -61,6 +61,29 @@ export function relayHeaders(req: IncomingMessage, proto: string, idName = '', i
     out[name] = prev === undefined ? value : `${prev}${name === 'cookie' ? '; ' : ', '}${value}`
   }
   return out
+}
+
+/**
+ * relayHeaders again for a handoff's new upstream, from what a session keeps
+ * (the request's parsed headers, not the request): the same rules on the
+ * same fields. Keeping the headers object itself instead would cost every
+ * idle connection a second copy of its headers.
+ */
+export function relayHeadersFrom(
+  request: IncomingHttpHeaders,
+  remoteAddress: string | undefined,
+  proto: string,
+  idName: string,
+  id: string,
+): Record<string, string> {
+  const rawHeaders: string[] = []
+  for (const name in request) {
+    const v = request[name]
+    if (Array.isArray(v)) for (const one of v) rawHeaders.push(name, one)
+    else if (v !== undefined) rawHeaders.push(name, v)
+  }
+  const req = { rawHeaders, headers: request, socket: { remoteAddress } } as unknown as IncomingMessage
+  return relayHeaders(req, proto, idName, id)
 }
 
 /**

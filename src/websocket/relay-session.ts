@@ -1,13 +1,12 @@
-import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type WebSocket from 'ws'
 import type { Instance } from '../routing/instance.js'
 import type { ConnectionOwner, Handshake, WsConnection } from './connection.js'
+import type { RelaySide, SideOwner } from './relay-side.js'
 import type { Attempt, RelayOutcome } from './upstream-connect.js'
 
 export interface RelayHandshake extends Handshake {
-  /** Headers for an upstream handshake (the header rules applied once, at the upgrade). */
-  readonly headers: Record<string, string>
+  /** The request ID the first upstream handshake carried; a handoff's carries it again. */
+  readonly requestId: string
   /** The subprotocol both sides agreed on ('' for none); a new upstream must agree too. */
   readonly protocol: string
 }
@@ -27,21 +26,7 @@ export interface RelayHost extends ConnectionOwner {
   mustMove(c: WsConnection): boolean
 }
 
-const kSession = Symbol('sluice.relay-session')
-const kPause = Symbol('sluice.pause')
-const kSide = Symbol('sluice.side')
-const kFault = Symbol('sluice.fault')
-const kCorked = Symbol('sluice.corked')
-
-type Side = WebSocket & {
-  [kSession]: RelaySession
-  [kPause]: number
-  /** The ws error code when the proxy closed this side for a protocol error. */
-  [kFault]?: string
-  /** Its socket is corked until the end of the current tick. */
-  [kCorked]: boolean
-  _socket: Socket & { [kSide]?: Side }
-}
+type Side = RelaySide
 
 // Why a side is not being read; it reads again only when no reason is left.
 /** The peer's send buffer is above the high-water mark. */
@@ -79,11 +64,11 @@ const RETRY_MS = 100
  * still reach the client; the new upstream is not read until the old one has
  * closed, so the client gets every reply in the order of its requests.
  */
-export class RelaySession implements WsConnection {
+export class RelaySession implements WsConnection, SideOwner {
   idleTicks = 0
   #state: 'open' | 'switching' | 'closing' | 'closed' = 'open'
-  /** Oldest first. The last takes the client's messages; earlier ones are retiring. */
-  readonly #upstreams: Side[] = []
+  /** Oldest first. The last takes the client's messages; earlier ones are retiring. (Sized for one: most never hand off.) */
+  readonly #upstreams: Side[]
   readonly #client: Side
   /** Messages held during a handoff: data, binary, data, binary, ... (none kept while idle) */
   #held: (Buffer | boolean)[] | undefined
@@ -95,18 +80,18 @@ export class RelaySession implements WsConnection {
 
   constructor(
     readonly host: RelayHost,
-    client: WebSocket,
-    upstream: WebSocket,
+    client: Side,
+    upstream: Side,
     public instance: Instance,
     readonly handshake: RelayHandshake,
   ) {
-    this.#client = adopt(client, this)
-    client.on('message', onClientMessage)
-    client.on('ping', onClientPing)
-    client.on('pong', onClientPong)
-    client.on('close', onClientClose)
-    client.on('error', onError)
-    this.#addUpstream(upstream)
+    this.#client = adopt(client, this, true)
+    this.#upstreams = [adopt(upstream, this, false)]
+  }
+
+  /** The client's address (node caches it on the socket: still there once it has closed). */
+  get clientAddress(): string | undefined {
+    return this.#client._socket.remoteAddress
   }
 
   get idleable(): boolean {
@@ -119,7 +104,7 @@ export class RelaySession implements WsConnection {
     return n
   }
 
-  // ---- events (called from the module-level listeners) ----
+  // ---- events (from the sides, see RelaySide) ----
 
   fromClient(data: Buffer, binary: boolean): void {
     this.idleTicks = 0
@@ -293,14 +278,15 @@ export class RelaySession implements WsConnection {
     this.#retry = setTimeout(() => this.#tryHandoff(), RETRY_MS).unref()
   }
 
-  #switchTo(to: Instance, ws: WebSocket): void {
+  #switchTo(to: Instance, ws: Side): void {
     clearTimeout(this.#deadline)
     this.#deadline = undefined
     const from = this.instance
     this.instance = to
     this.host.moved(this, from, to)
     const previous = this.#upstreams[this.#upstreams.length - 1]
-    const up = this.#addUpstream(ws)
+    const up = adopt(ws, this, false)
+    this.#upstreams.push(up)
     // The new upstream waits until every older one has delivered its last message.
     if (this.#upstreams.length > 1) this.#pause(up, ORDER)
     previous?.close(1001, 'handoff')
@@ -341,41 +327,29 @@ export class RelaySession implements WsConnection {
 
   // ---- plumbing ----
 
-  #addUpstream(ws: WebSocket): Side {
-    const up = adopt(ws, this)
-    ws.on('message', onUpstreamMessage)
-    ws.on('ping', onUpstreamPing)
-    ws.on('pong', onUpstreamPong)
-    ws.on('close', onUpstreamClose)
-    ws.on('error', onError)
-    this.#upstreams.push(up)
-    return up
-  }
-
   /** Adds a reason not to read `side`; true if it is newly set. */
   #pause(side: Side, reason: number): boolean {
-    const before = side[kPause]
+    const before = side.paused
     if ((before & reason) === reason) return false
-    side[kPause] = before | reason
+    side.paused = before | reason
     if (before === 0) side.pause()
     return true
   }
 
   #resume(side: Side, reasons: number): void {
-    const before = side[kPause]
+    const before = side.paused
     const after = before & ~reasons
     if (after === before) return
-    side[kPause] = after
+    side.paused = after
     if (after === 0) side.resume()
   }
 }
 
-function adopt(ws: WebSocket, s: RelaySession): Side {
-  const side = ws as Side
-  side[kSession] = s
-  side[kPause] = 0
-  side[kCorked] = false
-  side._socket[kSide] = side
+/** From now on ws's events on `side` go to `s`; the listeners of its handshake are dropped. */
+function adopt(side: Side, s: RelaySession, isClient: boolean): Side {
+  side.dropListeners()
+  side.owner = s
+  side.isClient = isClient
   return side
 }
 
@@ -387,8 +361,8 @@ function adopt(ws: WebSocket, s: RelaySession): Side {
  * they leave in one writev, as the byte tunnel's chunks do.
  */
 function forward(side: Side, data: Buffer, binary: boolean): void {
-  if (!side[kCorked]) {
-    side[kCorked] = true
+  if (!side.corked) {
+    side.corked = true
     side._socket.cork()
     process.nextTick(uncork, side)
   }
@@ -396,24 +370,22 @@ function forward(side: Side, data: Buffer, binary: boolean): void {
 }
 
 function uncork(side: Side): void {
-  side[kCorked] = false
+  side.corked = false
   side._socket.uncork()
 }
 
-/** Waits for `side`'s socket to drain; when the buffer is in ws's sender instead (compression), polls. */
+/**
+ * Waits for `side`'s socket to drain; when the buffer is in ws's sender instead (compression), polls.
+ * Only under backpressure, so the closure costs an idle connection nothing.
+ */
 function watchDrain(side: Side): void {
   const socket = side._socket
-  if (socket.writableNeedDrain) socket.once('drain', onSocketDrain)
+  if (socket.writableNeedDrain) socket.once('drain', () => side.owner?.drained(side))
   else setTimeout(onDrainPoll, 10, side).unref()
 }
 
 function onDrainPoll(side: Side): void {
-  if (side.readyState <= 2) side[kSession].drained(side)
-}
-
-function onSocketDrain(this: Socket & { [kSide]?: Side }): void {
-  const side = this[kSide]
-  if (side !== undefined) side[kSession].drained(side)
+  if (side.readyState <= 2) side.owner?.drained(side)
 }
 
 /**
@@ -425,8 +397,8 @@ function onSocketDrain(this: Socket & { [kSide]?: Side }): void {
  * bad frame), the other side is told so with `faultCode` (1014 bad gateway
  * toward the client, 1001 toward the upstream) and ws's error code as reason.
  */
-function closeLike(side: WebSocket, code: number, reason: Buffer, from: Side, faultCode: number): void {
-  const fault = from[kFault]
+function closeLike(side: Side, code: number, reason: Buffer, from: Side, faultCode: number): void {
+  const fault = from.fault
   if (code === 1006 && fault !== undefined) side.close(faultCode, fault)
   else if (code === 1005) side.close()
   else if (sendable(code)) side.close(code, reason)
@@ -437,33 +409,4 @@ function sendable(code: number): boolean {
   return (
     (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
   )
-}
-
-function onClientMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  ;(this as Side)[kSession].fromClient(data, isBinary)
-}
-function onUpstreamMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  ;(this as Side)[kSession].fromUpstream(data, isBinary)
-}
-function onClientPing(this: WebSocket, data: Buffer): void {
-  ;(this as Side)[kSession].clientPing(data)
-}
-function onClientPong(this: WebSocket, data: Buffer): void {
-  ;(this as Side)[kSession].clientPong(data)
-}
-function onUpstreamPing(this: WebSocket, data: Buffer): void {
-  ;(this as Side)[kSession].upstreamPing(data)
-}
-function onUpstreamPong(this: WebSocket, data: Buffer): void {
-  ;(this as Side)[kSession].upstreamPong(data)
-}
-function onClientClose(this: WebSocket, code: number, reason: Buffer): void {
-  ;(this as Side)[kSession].clientClosed(code, reason)
-}
-function onUpstreamClose(this: WebSocket, code: number, reason: Buffer): void {
-  ;(this as Side)[kSession].upstreamClosed(this as Side, code, reason)
-}
-/** ws has closed the side for a protocol error; 'close' follows and does the work. */
-function onError(this: WebSocket, err: Error): void {
-  ;(this as Side)[kFault] = String((err as { code?: unknown }).code ?? 'WS_ERR').slice(0, 64)
 }

@@ -1,7 +1,8 @@
 import { type ClientRequest, type IncomingMessage, request } from 'node:http'
 import type { Socket } from 'node:net'
-import WebSocket from 'ws'
+import type WebSocket from 'ws'
 import { passedUpgradeHeaders } from './handshake.js'
+import { RelaySide } from './relay-side.js'
 
 export interface HandshakeBounds {
   /** Until the TCP connection is up. */
@@ -28,8 +29,8 @@ export interface Failed {
 
 export type RelayOutcome =
   /** `headers`: the upstream's 101 header lines a client may see (Set-Cookie and the like). */
-  | { kind: 'open'; ws: WebSocket; protocol: string; headers: string[] }
-  | { kind: 'refused'; ws: WebSocket; res: IncomingMessage }
+  | { kind: 'open'; ws: RelaySide; protocol: string; headers: string[] }
+  | { kind: 'refused'; ws: RelaySide; res: IncomingMessage }
   | Failed
 
 export type TunnelOutcome =
@@ -75,8 +76,6 @@ class HandshakeBound {
   }
 }
 
-function ignore(): void {}
-
 /**
  * Opens the proxy's own WebSocket to an upstream (relay mode). The client's
  * subprotocol offer goes out as a plain header rather than through ws's
@@ -106,7 +105,7 @@ export function openRelayUpstream(
   })
   let chosen = ''
   let passed: string[] = []
-  const ws = new WebSocket(url, {
+  const ws = new RelaySide(url, {
     headers: offer.length > 0 ? { ...headers, 'sec-websocket-protocol': offer.join(', ') } : headers,
     perMessageDeflate: opts.perMessageDeflate,
     maxPayload: opts.maxPayload,
@@ -143,14 +142,11 @@ export function openRelayUpstream(
     settled = true
     guard?.clear()
     guard = undefined
-    ws.off('upgrade', onUpgrade)
-    ws.off('unexpected-response', onRefused)
-    ws.off('open', onOpen)
-    ws.off('error', onError)
-    ws.off('close', onClose)
+    // A fresh listener table: the one the handshake grew would stay as large. Errors from now on
+    // are only noted (RelaySide) until a session owns the socket.
+    ws.removeAllListeners()
     settle(o)
   }
-  ws.on('error', ignore)
   ws.once('upgrade', onUpgrade)
   ws.once('unexpected-response', onRefused)
   ws.once('open', onOpen)

@@ -155,6 +155,9 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
     const s = steadySender(ws, 30, 5)
     await expect.poll(() => s.replies.length, { message: 'a reply' }).toBeGreaterThan(0)
     const under = s.replies[0]!.by === 'blue-a' ? a : b
+    const other = under === a ? b : a
+    const first = under.upgrades.at(-1)!.headers
+    const otherUpgrades = other.upgrades.length
     const serverSide = [...under.clients].at(-1)!
     const oldClosed = whenClosed(serverSide)
     await admin(proxy, 'POST', '/v1/drain', { url: under.url })
@@ -162,6 +165,12 @@ describe('WebSocket handoff when the instance under a connection drains', () => 
     await s.done
     await expect.poll(() => s.replies.length, { message: 'every reply' }).toBe(30)
     expect(s.closed).toBeUndefined()
+    // The new upstream's handshake carries what the first one did: the client's headers, its address, the request ID.
+    const again = other.upgrades.slice(otherUpgrades).at(-1)!.headers
+    for (const name of ['x-user-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'host'])
+      expect(again[name], name).toBe(first[name])
+    expect(first['x-request-id']).toMatch(/./)
+    expect(first['x-forwarded-for']).toMatch(/127\.0\.0\.1/)
     ws.close()
     await admin(proxy, 'POST', '/v1/undrain', { url: under.url })
   })

@@ -5,6 +5,7 @@ import {
   offeredProtocols,
   passedUpgradeHeaders,
   relayHeaders,
+  relayHeadersFrom,
   tunnelHeaders,
 } from '../../../src/websocket/handshake.js'
 
@@ -71,6 +72,16 @@ describe('the WebSocket opening handshake', () => {
       'x-forwarded-proto': 'http',
       'x-forwarded-host': 'app.example',
     })
+  })
+
+  it("gives a handoff's upstream the same headers from the parsed headers a session keeps", () => {
+    const req = upgrade([...HANDSHAKE, 'X-Request-Id', 'from-client', 'Keep-Alive', 'timeout=5'])
+    // As node parses them: Cookie joined with '; '.
+    const parsed = { ...req.headers, cookie: 'a=1; b=2' }
+    const first = relayHeaders(req, 'https', 'x-request-id', 'id-1')
+    expect(relayHeadersFrom(parsed, '10.1.2.3', 'https', 'x-request-id', 'id-1')).toEqual(first)
+    expect(first['x-request-id']).toBe('id-1')
+    expect(first['keep-alive']).toBeUndefined()
   })
 
   it('tunnels the whole handshake, with the forwarding headers added', () => {
