@@ -1,5 +1,6 @@
 import { Pool } from 'undici'
 import type { Instance } from '../routing/instance.js'
+import { transportOptions } from './transport-options.js'
 
 export interface PoolOptions {
   connectMs: number
@@ -19,13 +20,12 @@ export interface PoolOptions {
  */
 export function openPool(instance: Instance, opts: PoolOptions): Pool {
   const pool = new Pool(instance.url, {
-    connect: { timeout: opts.connectMs, noDelay: true },
+    ...transportOptions(instance.version.transport, instance.url, opts.connectMs),
     headersTimeout: opts.upstreamMs,
     bodyTimeout: opts.bodyIdleMs,
     keepAliveTimeout: 4_000,
     keepAliveMaxTimeout: 60_000,
     keepAliveTimeoutThreshold: 1_000,
-    pipelining: 1,
     connections: opts.upstreamConnections,
     maxHeaderSize: opts.maxResponseHeaderBytes,
   })
@@ -41,6 +41,13 @@ export async function closePool(instance: Instance): Promise<void> {
   const pool = instance.pool
   instance.pool = undefined
   if (pool && !pool.closed && !pool.destroyed) await pool.close().catch(() => {})
+}
+
+/** The version's transport changed (reload): new requests take new connections, those in flight finish on the old. */
+export function replacePool(instance: Instance, opts: PoolOptions): void {
+  const old = instance.pool
+  openPool(instance, opts)
+  if (old && !old.closed && !old.destroyed) old.close().catch(() => {})
 }
 
 /** Cancels whatever is still in flight (drain timeout) and opens a fresh pool. */

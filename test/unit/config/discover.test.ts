@@ -17,7 +17,7 @@ const v = (discover: Record<string, unknown>) => ({ versions: { green: { discove
 describe('discover and resolver config', () => {
   it('accepts dns+port and srv, with defaults', () => {
     const c = buildConfig({ ...v({ dns: 'green.local', port: 8080 }), resolver: { servers: ['[::1]:5353', '127.0.0.1:53', '10.0.0.1'] } }, undefined)
-    expect(c.versions[0]).toEqual({ name: 'green', instances: [], discover: { dns: 'green.local', port: 8080, intervalMs: 5000, emptyAfter: 3 } })
+    expect(c.versions[0]).toMatchObject({ name: 'green', instances: [], discover: { dns: 'green.local', port: 8080, intervalMs: 5000, emptyAfter: 3 } })
     expect(c.resolver).toEqual({ servers: ['[::1]:5353', '127.0.0.1:53', '10.0.0.1'], timeoutMs: 2000 })
     expect(problems(v({ srv: '_http._tcp.green.local' }))).toEqual([])
   })
