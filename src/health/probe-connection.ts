@@ -99,7 +99,7 @@ export class ProbeConnection {
     }
   }
 
-  /** SERVING, with grpc-status 0 (in the trailers, or in the head of a trailers-only answer). */
+  /** SERVING: grpc.health.v1 answers NOT_SERVING (2) or an error status otherwise. */
   async #grpcAttempt(signal: AbortSignal): Promise<'pass' | 'fail' | 'reset'> {
     try {
       const res = await this.#client.request({
@@ -112,8 +112,12 @@ export class ProbeConnection {
         signal,
       })
       const body = Buffer.from(await res.body.arrayBuffer())
-      const status = res.trailers['grpc-status'] ?? res.headers['grpc-status']
-      return res.statusCode === 200 && status === '0' && body.equals(GRPC_SERVING) ? 'pass' : 'fail'
+      // A server sends a response message only with status OK (an error is trailers-only, its status in
+      // the head), and undici's HTTP/2 client may lose the trailers: the SERVING message is the proof.
+      const status = res.headers['grpc-status'] ?? res.trailers['grpc-status']
+      return res.statusCode === 200 && (status === undefined || status === '0') && body.equals(GRPC_SERVING)
+        ? 'pass'
+        : 'fail'
     } catch (err) {
       return signal.aborted || isTimeout(err) ? 'fail' : 'reset'
     }

@@ -407,7 +407,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
    */
   #grpcDeadlines(): void {
     const ms = grpcTimeoutMs(this.req.headers['grpc-timeout'])
-    this.#bodyDeadline = 0
+    // Never passes, but still says a body follows.
+    if (this.#bodyDeadline !== 0) this.#bodyDeadline = Number.POSITIVE_INFINITY
     if (ms < 0) return
     this.#callDeadline = this.started + ms
     this.#headDeadline = this.#callDeadline

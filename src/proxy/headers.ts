@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 
 /**
  * Header rules (README "Proxying rules"): hop-by-hop headers and those named in
- * Connection are removed (`TE: trailers` excepted) (never Host, Content-Length or Transfer-Encoding,
+ * Connection are removed (never Host, Content-Length or Transfer-Encoding,
  * which frame the message or name its origin), X-Forwarded-For is appended to, X-Forwarded-Proto
  * and X-Forwarded-Host are set, Host passes through. `Expect` is answered by
  * the proxy itself (undici does not forward it).
@@ -82,10 +82,7 @@ export function upstreamHeaders(req: IncomingMessage, proto: string, idName = ''
         xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`
         continue
       }
-      if (DROPPED.has(lower) || extra?.has(lower)) {
-        // `TE: trailers` says the client takes trailers, which gRPC needs end to end; any other TE stays hop-by-hop.
-        if (len !== 2 || extra?.has(lower) || !isTrailersOnly(raw[i + 1]!)) continue
-      }
+      if (DROPPED.has(lower) || extra?.has(lower)) continue
     }
     if (len === 4 && host === undefined && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) {
       host = raw[i + 1]!
@@ -98,10 +95,6 @@ export function upstreamHeaders(req: IncomingMessage, proto: string, idName = ''
   if (host !== undefined) out.push('x-forwarded-host', host)
   if (idLen > 0) out.push(idName, id)
   return out
-}
-
-function isTrailersOnly(value: string): boolean {
-  return value.length === 8 && value.toLowerCase() === 'trailers'
 }
 
 const RESPONSE_DROPPED = [

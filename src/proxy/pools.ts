@@ -1,5 +1,6 @@
 import { Pool } from 'undici'
-import type { Instance } from '../routing/instance.js'
+import type { Instance, UpstreamPool } from '../routing/instance.js'
+import { H2Pool } from './h2-pool.js'
 import { transportOptions } from './transport-options.js'
 
 export interface PoolOptions {
@@ -18,7 +19,17 @@ export interface PoolOptions {
  * 5 s) so a request is rarely written to a socket the upstream is closing;
  * undici also honours an upstream's `Keep-Alive: timeout=` hint.
  */
-export function openPool(instance: Instance, opts: PoolOptions): Pool {
+export function openPool(instance: Instance, opts: PoolOptions): UpstreamPool {
+  const transport = instance.version.transport
+  if (transport.protocol !== 'http1') {
+    instance.pool = new H2Pool(instance.url, transport, {
+      connectMs: opts.connectMs,
+      headersTimeout: opts.upstreamMs,
+      bodyTimeout: opts.bodyIdleMs,
+      maxResponseHeaderBytes: opts.maxResponseHeaderBytes,
+    })
+    return instance.pool
+  }
   const pool = new Pool(instance.url, {
     ...transportOptions(instance.version.transport, instance.url, opts.connectMs),
     headersTimeout: opts.upstreamMs,

@@ -1,4 +1,4 @@
-import type { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
 import { hashString } from './hash.js'
 
 /**
@@ -25,7 +25,7 @@ export class Instance {
   /** When it last became usable (epoch ms), for slow start. */
   usableSince = 0
   /** Set by the upstream pool registry. */
-  pool: Pool | undefined
+  pool: UpstreamPool | undefined
 
   constructor(
     readonly url: string,
@@ -44,6 +44,15 @@ export class Instance {
   get usable(): boolean {
     return this.healthy && this.ejectedUntil === 0 && !this.draining && !this.version.draining
   }
+}
+
+/** An instance's connections: undici's Pool, or the HTTP/2 pool (proxy/h2-pool.ts), both dispatched to alike. */
+export interface UpstreamPool {
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean
+  close(): Promise<void>
+  destroy(err: Error): Promise<void>
+  readonly closed: boolean
+  readonly destroyed: boolean
 }
 
 /**

