@@ -337,6 +337,7 @@ function refineConfig(c: Parsed, ctx: z.core.$RefinementCtx<Parsed>): void {
       if (d.dns !== undefined && d.port === undefined) problem([...at, 'port'], 'required with dns')
       if (d.srv !== undefined && d.port !== undefined) problem([...at, 'port'], 'not allowed with srv (SRV records give the port)')
       if (v.protocol === 'h2') problem(['versions', name, 'protocol'], 'h2 needs https:// instances; discovery finds http:// ones')
+      else if (v.tls !== undefined) problem(['versions', name, 'tls'], 'applies to https:// instances; discovery finds http:// ones')
     }
     if (v.tls !== undefined && v.protocol === 'h2c') problem(['versions', name, 'tls'], 'not allowed with protocol h2c')
     v.instances.forEach((inst, i) => {

@@ -1,0 +1,79 @@
+import * as grpc from '@grpc/grpc-js'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { echoClient, type EchoClientT, type GrpcUpstream, startGrpcUpstream, unaryCall } from '../helpers/grpc-upstream.js'
+import { admin, type TestProxy, startProxy } from '../helpers/proxy.js'
+import { auditEntry, metric } from './rollout-fixture.js'
+
+/**
+ * README "gRPC", "Canary analysis and rollouts": a canary whose handler
+ * answers INTERNAL (HTTP 200, grpc-status 13) for a share of its calls is
+ * rolled back by the analysis, as a canary answering 5xx is.
+ */
+describe('a gRPC canary judged on grpc-status', () => {
+  let blue: GrpcUpstream
+  let green: GrpcUpstream
+  let proxy: TestProxy
+  let client: EchoClientT
+  let running = true
+  let loops: Promise<void>[] = []
+  const codes = new Map<number, number>()
+
+  beforeAll(async () => {
+    blue = await startGrpcUpstream('blue')
+    green = await startGrpcUpstream('green')
+    proxy = await startProxy({
+      listen: { host: '127.0.0.1', port: 0, http2: true },
+      versions: {
+        blue: { protocol: 'h2c', instances: [{ url: blue.url }] },
+        green: { protocol: 'h2c', instances: [{ url: green.url }] },
+      },
+      weights: { blue: 100 },
+      sticky: { keys: ['header:x-user-id'] },
+      analysis: { intervalMs: 200, windowMs: 10_000, minRequests: 50 },
+      outlier: { consecutiveFailures: 0 },
+    })
+    client = echoClient(proxy.url)
+    // Steady gRPC load from 4 loops, each call with a user key in its metadata.
+    loops = Array.from({ length: 4 }, async (_, loop) => {
+      for (let n = 0; running; n++) {
+        const r = await unaryCall(client, { n }, { metadata: { 'x-user-id': `user-${loop}-${n % 25}` } })
+        const code = 'error' in r ? r.error.code : grpc.status.OK
+        codes.set(code, (codes.get(code) ?? 0) + 1)
+      }
+    })
+    await expect.poll(() => blue.calls, { message: 'baseline traffic' }).toBeGreaterThan(100)
+  })
+  afterAll(async () => {
+    running = false
+    await Promise.all(loops)
+    client?.close()
+    await proxy?.stop()
+    await blue?.close()
+    await green?.close()
+  })
+
+  it('20 % INTERNAL on the canary (HTTP 200 every time) rolls it back; the baseline takes every call again', async () => {
+    const steps = [{ weight: 30, holdMs: 60_000 }, { weight: 100 }]
+    const started = await admin(proxy, 'POST', '/v1/rollout', { canary: 'green', baseline: 'blue', steps })
+    expect(started.status).toBe(201)
+    await expect.poll(() => green.calls, { message: 'canary traffic' }).toBeGreaterThan(20)
+    green.failShare = 0.2
+    await expect
+      .poll(async () => (await admin(proxy, 'GET', '/v1/state')).body.rollout.status, {
+        message: 'the rollback',
+        timeout: 30_000,
+      })
+      .toBe('rolled_back')
+    const entry = await auditEntry(proxy, 'rollout.rollback')
+    expect(entry.reason).toMatch(/error/)
+    expect(await metric(proxy, 'sluice_rollbacks_total{version="green"}')).toBe(1)
+    // The failures were HTTP 200 with grpc-status 13: counted under that label, never as a 5xx.
+    expect(await metric(proxy, 'sluice_requests_total{version="green",code="200",grpc_status="13"}')).toBeGreaterThan(0)
+    expect(await metric(proxy, 'sluice_requests_total{version="green",code="500"}')).toBeUndefined()
+    expect(codes.get(grpc.status.INTERNAL)).toBeGreaterThan(0)
+    const after = green.calls
+    const blueBefore = blue.calls
+    await expect.poll(() => blue.calls, { message: 'load after the rollback' }).toBeGreaterThan(blueBefore + 100)
+    expect(green.calls).toBe(after)
+  })
+})
