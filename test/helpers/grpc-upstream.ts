@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js'
+import { startProxy, type TestProxy } from './proxy.js'
 
 /** JSON messages on the wire: no proto files, no proto-loader. */
 const json = {
@@ -172,4 +173,41 @@ export function unaryCall(
       headers = m
     })
   })
+}
+
+export interface GrpcBlueGreen {
+  blue: GrpcUpstream
+  green: GrpcUpstream
+  proxy: TestProxy
+  /** A grpc-js client of the proxy's h2c listener. */
+  client: EchoClientT
+  close(): Promise<void>
+}
+
+/** A blue and a green grpc-js server (h2c versions) behind the real proxy's h2c listener, `raw` merged into the config. */
+export async function grpcBlueGreen(raw: Record<string, unknown> = {}): Promise<GrpcBlueGreen> {
+  const blue = await startGrpcUpstream('blue')
+  const green = await startGrpcUpstream('green')
+  const proxy = await startProxy({
+    listen: { host: '127.0.0.1', port: 0, http2: true },
+    versions: {
+      blue: { protocol: 'h2c', instances: [{ url: blue.url }] },
+      green: { protocol: 'h2c', instances: [{ url: green.url }] },
+    },
+    weights: { blue: 100 },
+    ...raw,
+  })
+  const client = echoClient(proxy.url)
+  return {
+    blue,
+    green,
+    proxy,
+    client,
+    async close() {
+      client.close()
+      await proxy.stop()
+      await blue.close()
+      await green.close()
+    },
+  }
 }

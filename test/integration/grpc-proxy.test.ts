@@ -5,7 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   echoClient,
   type EchoClientT,
+  type GrpcBlueGreen,
   type GrpcUpstream,
+  grpcBlueGreen,
   startGrpcUpstream,
   unaryCall,
 } from '../helpers/grpc-upstream.js'
@@ -245,48 +247,31 @@ describe('gRPC through sluice', () => {
 })
 
 describe('gRPC: mirroring and gRPC health probes', () => {
-  let blue: GrpcUpstream
-  let green: GrpcUpstream
-  let proxy: TestProxy
-  let client: EchoClientT
+  let bg: GrpcBlueGreen
 
   beforeAll(async () => {
-    blue = await startGrpcUpstream('blue')
-    green = await startGrpcUpstream('green')
-    proxy = await startProxy({
-      listen: { host: '127.0.0.1', port: 0, http2: true },
-      versions: {
-        blue: { protocol: 'h2c', instances: [{ url: blue.url }] },
-        green: { protocol: 'h2c', instances: [{ url: green.url }] },
-      },
-      weights: { blue: 100 },
+    bg = await grpcBlueGreen({
       mirror: { version: 'green', percent: 100, methods: ['POST'] },
       health: { grpc: true, intervalMs: 100, timeoutMs: 80, healthyThreshold: 1, unhealthyThreshold: 1 },
     })
-    client = echoClient(proxy.url)
   })
-  afterAll(async () => {
-    client?.close()
-    await proxy?.stop()
-    await blue?.close()
-    await green?.close()
-  })
+  afterAll(() => bg?.close())
 
   const healthOf = async () => {
-    const s = (await admin(proxy, 'GET', '/v1/state')).body
+    const s = (await admin(bg.proxy, 'GET', '/v1/state')).body
     return { blue: s.versions.blue.instances[0].healthy, green: s.versions.green.instances[0].healthy }
   }
 
   it('calls are copied to the mirror version while the users get the primary\'s answers', async () => {
     await expect.poll(healthOf).toEqual({ blue: true, green: true })
-    for (let i = 0; i < 10; i++) expect(valueOf(await unaryCall(client, { i }))).toMatchObject({ version: 'blue' })
-    await expect.poll(() => green.calls).toBe(10)
+    for (let i = 0; i < 10; i++) expect(valueOf(await unaryCall(bg.client, { i }))).toMatchObject({ version: 'blue' })
+    await expect.poll(() => bg.green.calls).toBe(10)
   })
 
   it('health.grpc asks grpc.health.v1.Health/Check: NOT_SERVING makes the instance unhealthy, SERVING healthy again', async () => {
-    green.serving = false
+    bg.green.serving = false
     await expect.poll(healthOf).toEqual({ blue: true, green: false })
-    green.serving = true
+    bg.green.serving = true
     await expect.poll(healthOf).toEqual({ blue: true, green: true })
   })
 })

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { echoClient, type EchoClientT, type GrpcUpstream, startGrpcUpstream, unaryCall } from '../helpers/grpc-upstream.js'
-import { admin, type TestProxy, startProxy } from '../helpers/proxy.js'
+import { type GrpcBlueGreen, grpcBlueGreen, unaryCall } from '../helpers/grpc-upstream.js'
+import { admin } from '../helpers/proxy.js'
 import { auditEntry, metric } from './rollout-fixture.js'
 
 /**
@@ -10,29 +10,18 @@ import { auditEntry, metric } from './rollout-fixture.js'
  * rolled back by the analysis, as a canary answering 5xx is.
  */
 describe('a gRPC canary judged on grpc-status', () => {
-  let blue: GrpcUpstream
-  let green: GrpcUpstream
-  let proxy: TestProxy
-  let client: EchoClientT
+  let bg: GrpcBlueGreen
   let running = true
   let loops: Promise<void>[] = []
   const codes = new Map<number, number>()
 
   beforeAll(async () => {
-    blue = await startGrpcUpstream('blue')
-    green = await startGrpcUpstream('green')
-    proxy = await startProxy({
-      listen: { host: '127.0.0.1', port: 0, http2: true },
-      versions: {
-        blue: { protocol: 'h2c', instances: [{ url: blue.url }] },
-        green: { protocol: 'h2c', instances: [{ url: green.url }] },
-      },
-      weights: { blue: 100 },
+    bg = await grpcBlueGreen({
       sticky: { keys: ['header:x-user-id'] },
       analysis: { intervalMs: 200, windowMs: 10_000, minRequests: 50 },
       outlier: { consecutiveFailures: 0 },
     })
-    client = echoClient(proxy.url)
+    const { client, blue } = bg
     // Steady gRPC load from 4 loops, each call with a user key in its metadata.
     loops = Array.from({ length: 4 }, async (_, loop) => {
       for (let n = 0; running; n++) {
@@ -46,13 +35,11 @@ describe('a gRPC canary judged on grpc-status', () => {
   afterAll(async () => {
     running = false
     await Promise.all(loops)
-    client?.close()
-    await proxy?.stop()
-    await blue?.close()
-    await green?.close()
+    await bg?.close()
   })
 
   it('20 % INTERNAL on the canary (HTTP 200 every time) rolls it back; the baseline takes every call again', async () => {
+    const { blue, green, proxy } = bg
     const steps = [{ weight: 30, holdMs: 60_000 }, { weight: 100 }]
     const started = await admin(proxy, 'POST', '/v1/rollout', { canary: 'green', baseline: 'blue', steps })
     expect(started.status).toBe(201)
