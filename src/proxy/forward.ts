@@ -23,7 +23,9 @@ import {
   GRPC_DEADLINE_EXCEEDED,
   GRPC_NONE,
   GRPC_UNKNOWN,
+  endWithHead,
   grpcStatusForAnswer,
+  headerObject,
   grpcStatusOf,
   grpcTimeoutMs,
   isGrpc,
@@ -356,6 +358,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   bytes = 0
   /** A gRPC call (README "gRPC"): its status is read from the answer, its deadline from grpc-timeout. */
   readonly grpc: boolean
+  /** Whether a request body follows the head (framing headers, or an HTTP/2 HEADERS frame without END_STREAM). */
+  readonly hasBody: boolean
   /** A gRPC call's grpc-status as the client got it (GRPC_NONE: not gRPC, or none seen yet). */
   grpcStatus = GRPC_NONE
   #tries = 0
@@ -391,7 +395,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     readonly requestId: string,
   ) {
     this.#headDeadline = this.started + ctx.connectMs + ctx.headersTimeout
-    this.#bodyDeadline = hasBody(req.headers) ? this.started + ctx.requestBodyMs : 0
+    this.hasBody = hasBody(req.headers)
+    this.#bodyDeadline = this.hasBody ? this.started + ctx.requestBodyMs : 0
     // Only a version reached over HTTP/2 ever gets a gRPC call (route() answers the others).
     this.grpc = route.version.http2 && isGrpc(req.headers['content-type'])
     if (this.grpc) this.#grpcDeadlines()
@@ -478,6 +483,12 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     echoRequestId(list, headers, this.ctx.requestIdHeader, this.requestId)
     const res = this.res
     if (this.ctx.stopping) res.shouldKeepAlive = false
+    if (this.grpc && this.grpcStatus !== GRPC_NONE) {
+      // A head with grpc-status is a whole trailers-only answer: passed on as one.
+      endWithHead(res, statusCode, headerObject(list))
+      this.#finish(statusCode, false)
+      return
+    }
     // Node's types say string[] for the flat form; it takes array values (set-cookie) there too.
     const flat = list as string[]
     if (statusMessage) res.writeHead(statusCode, statusMessage, flat)

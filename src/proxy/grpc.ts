@@ -1,4 +1,5 @@
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { ServerHttp2Stream } from 'node:http2'
 
 /**
  * gRPC over the data path (README "gRPC"). A request is gRPC when its
@@ -60,5 +61,30 @@ export function grpcMessage(text: string): string {
   for (const byte of Buffer.from(text, 'utf8')) {
     out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
   }
+  return out
+}
+
+/**
+ * A trailers-only answer: over HTTP/2 one HEADERS frame with END_STREAM, as
+ * gRPC clients require (node:http2's compatibility response would follow
+ * the head with an empty DATA frame, and a client then reads the status as
+ * plain metadata and the call as ended without one); over HTTP/1.1 the head
+ * and an empty body.
+ */
+export function endWithHead(res: ServerResponse, status: number, headers: OutgoingHttpHeaders): void {
+  const stream = (res as { stream?: ServerHttp2Stream }).stream
+  if (stream === undefined) {
+    res.writeHead(status, headers)
+    res.end()
+    return
+  }
+  if (stream.destroyed || stream.closed || stream.headersSent) return
+  stream.respond({ ...headers, ':status': status }, { endStream: true })
+}
+
+/** A flat [name, value, ...] header list as the object endWithHead takes. */
+export function headerObject(list: readonly (string | string[])[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {}
+  for (let i = 0; i < list.length; i += 2) out[list[i] as string] = list[i + 1]
   return out
 }

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http'
 import { errorBody, type SluiceError } from '../errors.js'
-import { grpcMessage, grpcStatusForAnswer, isGrpc } from './grpc.js'
+import { endWithHead, grpcMessage, grpcStatusForAnswer, isGrpc } from './grpc.js'
 
 /**
  * The proxy's own answer (400, 405, 408, 502, 503, 504) with the JSON error
@@ -49,9 +49,9 @@ function sendGrpcAnswer(res: ServerResponse, err: SluiceError, closeConnection: 
     'grpc-status': grpcStatusForAnswer(err.status),
     'grpc-message': grpcMessage(`${err.code}: ${err.message}${id === '' ? '' : ` (request ${id})`}`),
   }
-  if (closeConnection) headers['connection'] = 'close'
+  // Connection is HTTP/1.1's alone (HTTP/2 refuses it).
+  if (closeConnection && (res as { stream?: unknown }).stream === undefined) headers['connection'] = 'close'
   if (id !== '') headers[idName] = id
-  res.writeHead(err.status, headers)
-  res.end()
+  endWithHead(res, err.status, headers)
   return 0
 }

@@ -60,7 +60,7 @@ export interface GrpcUpstream {
 /**
  * A real grpc-js server (cleartext HTTP/2, as `protocol: h2c` reaches it).
  * Unary `{ fail: true }` answers INTERNAL with a message and trailing
- * metadata; `{ sleepMs }` answers late; otherwise it echoes the request,
+ * metadata; `{ failEarly: true }` PERMISSION_DENIED trailers-only; `{ sleepMs }` answers late; otherwise it echoes the request,
  * the `x-user-id` metadata and the version's name, with `x-served-by`
  * response metadata.
  */
@@ -88,8 +88,13 @@ export async function startGrpcUpstream(name: string): Promise<GrpcUpstream> {
     unary(call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) {
       u.calls++
       unary++
+      const req = call.request as { fail?: boolean; failEarly?: boolean; sleepMs?: number }
+      if (req.failEarly === true) {
+        // No metadata sent first: grpc-js answers trailers-only.
+        cb({ code: grpc.status.PERMISSION_DENIED, details: `denied by ${name}` })
+        return
+      }
       call.sendMetadata(served())
-      const req = call.request as { fail?: boolean; sleepMs?: number }
       // Spread evenly: call n fails when n * share crosses an integer.
       const failByShare = Math.floor(unary * u.failShare) !== Math.floor((unary - 1) * u.failShare)
       if (req.fail === true || failByShare) {

@@ -28,6 +28,40 @@ function valueOf(r: Awaited<ReturnType<typeof unaryCall>>): any {
   return r.value
 }
 
+/** One unary gRPC call over a raw node:http2 session: the response head, whether it ended the stream, the body bytes. */
+async function rawGrpc(
+  proxy: TestProxy,
+  headers: Record<string, string>,
+  message: unknown = {},
+): Promise<{ headers: Record<string, unknown>; endedWithHead: boolean; body: number }> {
+  const session = http2Connect(proxy.url)
+  try {
+    return await new Promise((resolve, reject) => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/sluice.test.Echo/Unary',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        ...headers,
+      })
+      const out = { headers: {} as Record<string, unknown>, endedWithHead: false, body: 0 }
+      stream.on('response', (h, flags) => {
+        out.headers = h
+        out.endedWithHead = (flags & 1) === 1 // END_STREAM on the HEADERS frame: trailers-only
+      })
+      stream.on('data', (c: Buffer) => (out.body += c.length))
+      stream.on('close', () => resolve(out))
+      stream.on('error', reject)
+      const m = Buffer.from(JSON.stringify(message))
+      const prefix = Buffer.alloc(5)
+      prefix.writeUInt32BE(m.length, 1)
+      stream.end(Buffer.concat([prefix, m]))
+    })
+  } finally {
+    session.close()
+  }
+}
+
 async function metricsText(proxy: TestProxy): Promise<string> {
   return (await fetch(proxy.adminUrl + '/metrics')).text()
 }
@@ -135,6 +169,16 @@ describe('gRPC through sluice', () => {
     expect(err.metadata.get('x-detail-bin')).toEqual([Buffer.from([0, 1, 2, 255])])
   })
 
+  it('an upstream trailers-only answer stays trailers-only (one HEADERS frame with END_STREAM)', async () => {
+    const err = errorOf(await unaryCall(client, { failEarly: true }))
+    expect(err.code).toBe(grpc.status.PERMISSION_DENIED)
+    expect(err.details).toBe('denied by blue')
+    const answer = await rawGrpc(proxy, {}, { failEarly: true })
+    expect(answer.headers[':status']).toBe(200)
+    expect(answer.headers['grpc-status']).toBe('7')
+    expect(answer).toMatchObject({ endedWithHead: true, body: 0 })
+  })
+
   it('a version without an HTTP/2 path: UNAVAILABLE with the proxy error code; HTTP clients keep getting it', async () => {
     const err = errorOf(await unaryCall(client, {}, viaVersion('plain')))
     expect(err.code).toBe(grpc.status.UNAVAILABLE)
@@ -146,64 +190,20 @@ describe('gRPC through sluice', () => {
   })
 
   it('a raw HTTP/2 gRPC request to it: 502, trailers-only, grpc-status 14 and grpc-message', async () => {
-    const session = http2Connect(proxy.url)
-    try {
-      const answer = await new Promise<{ headers: Record<string, unknown>; ended: boolean; body: number }>(
-        (resolve, reject) => {
-          const stream = session.request({
-            ':method': 'POST',
-            ':path': '/sluice.test.Echo/Unary',
-            'content-type': 'application/grpc',
-            te: 'trailers',
-            'x-version': 'plain',
-          })
-          let body = 0
-          let headers: Record<string, unknown> = {}
-          let endedWithHead = false
-          stream.on('response', (h, flags) => {
-            headers = h
-            endedWithHead = (flags & 1) === 1 // END_STREAM on the HEADERS frame: trailers-only
-          })
-          stream.on('data', (c: Buffer) => (body += c.length))
-          stream.on('close', () => resolve({ headers, ended: endedWithHead, body }))
-          stream.on('error', reject)
-          stream.end(Buffer.from([0, 0, 0, 0, 2, 123, 125]))
-        },
-      )
-      expect(answer.headers[':status']).toBe(502)
-      expect(answer.headers['grpc-status']).toBe('14')
-      expect(String(answer.headers['grpc-message'])).toMatch(/^SLUICE_NO_HTTP2_UPSTREAM/)
-      expect(answer.ended).toBe(true)
-      expect(answer.body).toBe(0)
-    } finally {
-      session.close()
-    }
+    const answer = await rawGrpc(proxy, { 'x-version': 'plain' })
+    expect(answer.headers[':status']).toBe(502)
+    expect(answer.headers['grpc-status']).toBe('14')
+    expect(String(answer.headers['grpc-message'])).toMatch(/^SLUICE_NO_HTTP2_UPSTREAM/)
+    expect(answer).toMatchObject({ endedWithHead: true, body: 0 })
   })
 
   it('grpc-timeout is the call deadline in the proxy: a silent upstream ends in DEADLINE_EXCEEDED (504)', async () => {
-    const session = http2Connect(proxy.url)
-    try {
-      const started = Date.now()
-      const headers = await new Promise<Record<string, unknown>>((resolve, reject) => {
-        const stream = session.request({
-          ':method': 'POST',
-          ':path': '/sluice.test.Echo/Unary',
-          'content-type': 'application/grpc',
-          te: 'trailers',
-          'grpc-timeout': '300m',
-          'x-version': 'hang',
-        })
-        stream.on('response', (h) => resolve(h))
-        stream.on('error', reject)
-        stream.end(Buffer.from([0, 0, 0, 0, 2, 123, 125]))
-      })
-      // Well under timeouts.upstreamMs (30 s): the deadline is the call's.
-      expect(Date.now() - started).toBeLessThan(5000)
-      expect(headers[':status']).toBe(504)
-      expect(headers['grpc-status']).toBe('4')
-    } finally {
-      session.close()
-    }
+    const started = Date.now()
+    const answer = await rawGrpc(proxy, { 'grpc-timeout': '300m', 'x-version': 'hang' })
+    // Well under timeouts.upstreamMs (30 s): the deadline is the call's.
+    expect(Date.now() - started).toBeLessThan(5000)
+    expect(answer.headers[':status']).toBe(504)
+    expect(answer.headers['grpc-status']).toBe('4')
     // A grpc-js client's own deadline against a slow handler.
     const late = errorOf(await unaryCall(client, { sleepMs: 2000 }, { deadlineMs: 300 }))
     expect(late.code).toBe(grpc.status.DEADLINE_EXCEEDED)
@@ -237,6 +237,7 @@ describe('gRPC through sluice', () => {
     const text = await metricsText(proxy)
     expect(text).toMatch(/^sluice_requests_total\{version="blue",code="200",grpc_status="0"\} \d+$/m)
     expect(text).toMatch(/^sluice_requests_total\{version="blue",code="200",grpc_status="13"\} \d+$/m)
+    expect(text).toMatch(/^sluice_requests_total\{version="blue",code="200",grpc_status="7"\} \d+$/m)
     expect(text).toMatch(/^sluice_requests_total\{version="hang",code="504",grpc_status="4"\} 1$/m)
     expect(text).toMatch(/^sluice_requests_total\{version="plain",code="200"\} \d+$/m)
     expect(text).toMatch(/^sluice_requests_total\{version="none",code="502"\} 2$/m)
