@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { type GrpcBlueGreen, grpcBlueGreen, unaryCall } from '../helpers/grpc-upstream.js'
 import { admin } from '../helpers/proxy.js'
 import { auditEntry, metric } from './rollout-fixture.js'
@@ -30,7 +30,7 @@ describe('a gRPC canary judged on grpc-status', () => {
         codes.set(code, (codes.get(code) ?? 0) + 1)
       }
     })
-    await expect.poll(() => blue.calls, { message: 'baseline traffic' }).toBeGreaterThan(100)
+    await vi.waitFor(() => expect(blue.calls, 'baseline traffic').toBeGreaterThan(100), { timeout: 10_000 })
   })
   afterAll(async () => {
     running = false
