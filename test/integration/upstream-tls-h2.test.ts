@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
@@ -120,5 +122,46 @@ describe('upstream TLS and HTTP/2', () => {
     expect(probe(up.named).servername).toBe('api.test.internal')
     expect(up.badca.seen).toEqual([])
     expect(up.badh2.seen).toEqual([])
+  })
+})
+
+describe('upstream TLS settings on reload', () => {
+  let ca: TestCa
+  let up: TlsUpstream
+  let proxy: TestProxy
+
+  beforeAll(async () => {
+    ca = makeTestCa()
+    up = await startTlsUpstream('h2', 'h2', { cert: ca.cert, key: ca.key })
+  })
+  afterAll(async () => {
+    await proxy?.stop()
+    await up?.close()
+    ca?.close()
+  })
+
+  it('a new tls.ca or tls.verify applies to the next requests, without a restart', async () => {
+    const file = join(ca.dir, 'sluice.json')
+    const config = (tls: Record<string, unknown>) => ({
+      listen: { host: '127.0.0.1', port: 0 },
+      admin: { host: '127.0.0.1', port: 0, token: 'test-token' },
+      log: { level: 'silent' },
+      versions: { blue: { protocol: 'h2', instances: [{ url: up.url }], tls } },
+    })
+    const wrong = config({ ca: ca.otherCaFile })
+    await writeFile(file, JSON.stringify(wrong))
+    proxy = await startProxy(wrong, { source: file })
+    const get = async () => {
+      const res = await request(`${proxy.url}/r`)
+      return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> }
+    }
+    expect((await get()).body.error.code).toBe('SLUICE_UPSTREAM_TLS')
+    await writeFile(file, JSON.stringify(config({ ca: ca.caFile })))
+    expect((await admin(proxy, 'POST', '/v1/reload')).status).toBe(200)
+    expect(await get()).toMatchObject({ status: 200, body: { name: 'h2', httpVersion: '2.0' } })
+    // Verification off: the unsigned certificate is taken.
+    await writeFile(file, JSON.stringify(config({ ca: ca.otherCaFile, verify: false })))
+    expect((await admin(proxy, 'POST', '/v1/reload')).status).toBe(200)
+    expect(await get()).toMatchObject({ status: 200, body: { httpVersion: '2.0' } })
   })
 })
