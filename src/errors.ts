@@ -78,6 +78,15 @@ export class BadRequestError extends SluiceError {
 }
 
 /** The client took longer than `timeouts.requestBodyMs` to send its request body. */
+/** A request head over limits.maxHeaderBytes (HTTP/2; Node's own parser answers it for HTTP/1.1). */
+export class HeadTooLargeError extends SluiceError {
+  readonly code = 'SLUICE_BAD_REQUEST'
+  readonly status = 431
+  constructor() {
+    super('the request head is larger than limits.maxHeaderBytes')
+  }
+}
+
 export class RequestTimeoutError extends SluiceError {
   readonly code = 'SLUICE_REQUEST_TIMEOUT'
   readonly status = 408
@@ -190,5 +199,23 @@ export class StateFileError extends SluiceError {
     problem: string,
   ) {
     super(`state file ${file}: ${problem}`)
+  }
+}
+
+/**
+ * A certificate or key of the TLS listener cannot be read or does not make a
+ * usable pair (bad PEM, key not matching the certificate). At start it stops
+ * the start; on a reload or a change on disk it is logged and the pair in use
+ * stays.
+ */
+export class TlsCertificateError extends SluiceError {
+  readonly code = 'SLUICE_TLS_CERTIFICATE'
+  readonly status = 500
+  constructor(
+    readonly cert: string,
+    readonly key: string,
+    problem: string,
+  ) {
+    super(`certificate ${cert} with key ${key}: ${problem}`)
   }
 }

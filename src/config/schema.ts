@@ -48,6 +48,14 @@ const upstreamTls = z.strictObject({
 /** gRPC status codes (0..16). */
 const grpcCode = z.number().int().min(0).max(16)
 
+/** A TLS server name for SNI: a DNS name, or `*.` and a name (the wildcard covers exactly one label). */
+const serverName = z
+  .string()
+  .regex(
+    /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i,
+    'must be a DNS name, or "*." and a DNS name',
+  )
+
 /** As node:dns `setServers` takes them: an IP address, "v4:port" or "[v6]:port". */
 const dnsServer = z.string().refine((s) => {
   const m = /^\[(.+)\]:(\d{1,5})$/.exec(s) ?? /^([^:]+):(\d{1,5})$/.exec(s)
@@ -126,6 +134,18 @@ export const configSchema = z
       .strictObject({
         host: host.default('0.0.0.0'),
         port: port.default(8080),
+        /** README "TLS and HTTP/2": PEM files, re-read on reload and when they change on disk. */
+        tls: z
+          .strictObject({
+            cert: z.string().min(1),
+            key: z.string().min(1),
+            sni: z.array(z.strictObject({ names: z.array(serverName).min(1), cert: z.string().min(1), key: z.string().min(1) })).default([]),
+          })
+          .optional(),
+        /** With tls: ALPN h2 and http/1.1; without: h2c by prior knowledge, HTTP/1.1 still answered. */
+        http2: z.boolean().default(false),
+        /** HTTP/2: streams one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+        maxConcurrentStreams: z.number().int().min(1).max(2 ** 31 - 1).default(100),
       })
       .prefault({}),
     admin: z
@@ -324,6 +344,15 @@ function refineConfig(c: Parsed, ctx: z.core.$RefinementCtx<Parsed>): void {
   const known = (path: (string | number)[], name: string) => {
     if (!declared.has(name)) problem(path, `unknown version "${name}"`)
   }
+
+  const sniNames = new Set<string>()
+  c.listen.tls?.sni.forEach((entry, i) =>
+    entry.names.forEach((name, j) => {
+      const lower = name.toLowerCase()
+      if (sniNames.has(lower)) problem(['listen', 'tls', 'sni', i, 'names', j], `"${name}" is named twice`)
+      sniNames.add(lower)
+    }),
+  )
 
   const seenUrls = new Map<string, string>()
   for (const [name, v] of Object.entries(c.versions)) {

@@ -9,6 +9,7 @@ import { Metrics, type RolloutPhaseName, rolloutPhaseName } from '../metrics/met
 import { accessLogger } from '../proxy/access-log.js'
 import { Deadlines, sweepEveryMs } from '../proxy/deadlines.js'
 import { type ForwardContext, failureDetail } from '../proxy/forward.js'
+import { Certificates } from '../proxy/certificates.js'
 import { ProxyListener } from '../proxy/listener.js'
 import { closePool, openPool, type PoolOptions, replacePool, resetPool } from '../proxy/pools.js'
 import { Instance, sameTransport, Version } from '../routing/instance.js'
@@ -113,7 +114,8 @@ export class Sluice {
       deadlines: new Deadlines(sweepEveryMs(config.timeouts.upstreamMs, config.timeouts.requestBodyMs)),
       logFailure: (err, instance, requestId) =>
         this.log.warn({ code: err.code, instance: instance?.url, requestId, detail: failureDetail(err) }, err.message),
-      proto: 'http',
+      proto: config.listen.tls ? 'https' : 'http',
+      maxHeaderBytes: config.limits.maxHeaderBytes,
       requestIdHeader: config.requestId.header,
       stopping: false,
       accessLog: config.log.access ? accessLogger(this.log) : undefined,
@@ -122,6 +124,9 @@ export class Sluice {
       clientIdleMs: config.timeouts.clientIdleMs,
       maxHeaderBytes: config.limits.maxHeaderBytes,
       clientConnections: config.limits.clientConnections,
+      certificates: config.listen.tls ? new Certificates(config.listen.tls, this.log) : undefined,
+      http2: config.listen.http2,
+      maxConcurrentStreams: config.listen.maxConcurrentStreams,
     })
   }
 
@@ -254,6 +259,8 @@ export class Sluice {
     const next = await loadConfigFile(source)
     const problems = reloadProblems(this.config, next)
     if (problems.length > 0) throw new ConfigError(problems)
+    // Certificates are re-read on every reload (changed or not): a pair that does not load is logged, the old one stays.
+    if (next.listen.tls !== undefined) await this.listener.certificates?.reload(next.listen.tls)
     const prev = this.config
     const fileWeightsChanged = JSON.stringify(prev.weights) !== JSON.stringify(next.weights)
     const fileMirrorChanged = JSON.stringify(prev.mirror ?? null) !== JSON.stringify(next.mirror ?? null)
@@ -597,6 +604,11 @@ function reloadProblems(prev: Config, next: Config): Problem[] {
   const out: Problem[] = []
   if (prev.listen.host !== next.listen.host || prev.listen.port !== next.listen.port)
     out.push({ path: 'listen', message: 'cannot change on reload (restart the proxy)' })
+  // Certificate files may change on reload; turning TLS or HTTP/2 on or off may not.
+  if ((prev.listen.tls === undefined) !== (next.listen.tls === undefined))
+    out.push({ path: 'listen.tls', message: 'cannot be added or removed on reload (restart the proxy)' })
+  if (prev.listen.http2 !== next.listen.http2 || prev.listen.maxConcurrentStreams !== next.listen.maxConcurrentStreams)
+    out.push({ path: 'listen', message: 'http2 settings cannot change on reload (restart the proxy)' })
   if (prev.admin.host !== next.admin.host || prev.admin.port !== next.admin.port)
     out.push({ path: 'admin', message: 'host and port cannot change on reload (restart the proxy)' })
   if (JSON.stringify(prev.redis) !== JSON.stringify(next.redis))

@@ -1,10 +1,12 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
 import {
   BadRequestError,
   describeCause,
+  HeadTooLargeError,
   NoHttp2PathError,
   NoUsableInstanceError,
   RequestTimeoutError,
@@ -30,7 +32,7 @@ import {
   grpcTimeoutMs,
   isGrpc,
 } from './grpc.js'
-import { echoRequestId, responseHeaderList, upstreamHeaders } from './headers.js'
+import { echoRequestId, headBytesH2, responseHeaderList, upstreamHeaders, upstreamHeadersH2 } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
 import { sendOwnAnswer } from './own-answer.js'
 import { requestIdOf } from './request-id.js'
@@ -51,6 +53,8 @@ export interface ForwardContext {
   /** Where the detail of an upstream failure goes (the client gets only the code and a short message). */
   readonly logFailure: (err: SluiceError, instance: Instance | undefined, requestId: string) => void
   readonly proto: string
+  /** limits.maxHeaderBytes: an HTTP/2 request head larger than this gets 431 (Node's parser checks HTTP/1.1). */
+  readonly maxHeaderBytes: number
   /** requestId.header, lower-case: the request ID's header upstream and back (README "Request IDs"). */
   readonly requestIdHeader: string
   /** Set when a graceful stop begins: responses then close their connection. */
@@ -67,7 +71,7 @@ export interface ForwardContext {
  */
 export type AccessLog = (
   req: IncomingMessage,
-  socket: Socket,
+  socket: { readonly remoteAddress?: string | undefined },
   status: number,
   ms: number,
   instance: Instance | undefined,
@@ -139,13 +143,35 @@ const kLast = Symbol('sluice.last')
  * read behind it (req, res, req, res, ...). trackClientSocket sets every
  * field on each new connection so every socket keeps one shape.
  */
-export type ClientSocket = Socket & {
+export type ClientSocket = Socket & ClientConnection
+
+/**
+ * What forward() keeps per client connection. An HTTP/1.1 socket carries it
+ * itself; an HTTP/2 session, whose streams are independent and never wait
+ * for one another, gets one such record that only the access log reads.
+ */
+export interface ClientConnection {
   [kBusy]: boolean
   [kWaiting]: (IncomingMessage | ServerResponse)[] | undefined
   /** A malformed request arrived: the connection closes after its answer in progress. */
   [kClosing]: boolean
   /** The response of the request routed last: the one in progress, if any. */
   [kLast]: ServerResponse | undefined
+  readonly remoteAddress?: string | undefined
+}
+
+const kConnection = Symbol('sluice.connection')
+type TrackedSession = ServerHttp2Session & { [kConnection]?: ClientConnection }
+
+/** Gives a new HTTP/2 session its connection record (the client's address, read once). */
+export function trackH2Session(session: ServerHttp2Session): void {
+  ;(session as TrackedSession)[kConnection] = {
+    [kBusy]: false,
+    [kWaiting]: undefined,
+    [kClosing]: false,
+    [kLast]: undefined,
+    remoteAddress: session.socket.remoteAddress,
+  }
 }
 
 export function trackClientSocket(socket: Socket): void {
@@ -214,11 +240,56 @@ function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, s
   ex.send(instance)
 }
 
+/**
+ * Routes and forwards one HTTP/2 request (node:http2's compatibility API,
+ * which gives the same request and response methods forward() uses). Its
+ * streams are independent: no turns. `:authority` becomes Host for the
+ * upstream and pseudo-headers are never forwarded (upstreamHeadersH2); a
+ * body is whatever follows a HEADERS frame without END_STREAM, with or
+ * without content-length.
+ */
+export function forwardH2(ctx: ForwardContext, h2req: Http2ServerRequest, h2res: Http2ServerResponse): void {
+  const req = h2req as unknown as IncomingMessage
+  const res = h2res as unknown as ServerResponse
+  const conn = (h2req.stream.session as TrackedSession | undefined)?.[kConnection]
+  if (conn === undefined) {
+    h2req.stream.close()
+    return
+  }
+  const headers = req.headers
+  const id = requestIdOf(headers[ctx.requestIdHeader])
+  if (headBytesH2(req.rawHeaders) > ctx.maxHeaderBytes) {
+    unrouted(ctx, res, conn, new HeadTooLargeError(), false, id)
+    return
+  }
+  if (req.url?.charCodeAt(0) !== 47 /* / */ && !toOriginForm(req)) {
+    unrouted(ctx, res, conn, new BadRequestError(`cannot forward the request-target "${req.url}"`), false, id)
+    return
+  }
+  const table = ctx.routing.table
+  const key = table.keyOf(headers)
+  const route = table.chooseVersion(headers, key)
+  const instance = route === undefined ? undefined : table.chooseInstance(route, key)
+  if (route === undefined || instance === undefined) {
+    unrouted(ctx, res, conn, ctx.stopping ? new ShuttingDownError() : new NoUsableInstanceError(), false, id)
+    return
+  }
+  if (!route.version.http2 && isGrpc(headers['content-type'])) {
+    unrouted(ctx, res, conn, new NoHttp2PathError(route.version.name), false, id)
+    return
+  }
+  const ex = new Exchange(ctx, req, res, table, route, key, conn, id, !h2req.stream.endAfterHeaders)
+  ;(res as TaggedResponse)[kExchange] = ex
+  res.once('close', onResponseClose)
+  ctx.deadlines.watch(ex)
+  ex.send(instance)
+}
+
 /** Answered by the proxy without an instance; a closing answer ends the connection's turns. */
 function unrouted(
   ctx: ForwardContext,
   res: ServerResponse,
-  socket: ClientSocket,
+  socket: ClientConnection,
   err: SluiceError,
   close: boolean,
   id = requestIdOf(res.req.headers[ctx.requestIdHeader]),
@@ -391,11 +462,13 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     readonly table: RoutingTable,
     readonly route: VersionRoute,
     readonly key: number,
-    readonly socket: ClientSocket,
+    readonly socket: ClientConnection,
     readonly requestId: string,
+    /** HTTP/2 only: whether a body follows the head (undefined: HTTP/1.1, its framing headers say). */
+    readonly h2Body?: boolean,
   ) {
     this.#headDeadline = this.started + ctx.connectMs + ctx.headersTimeout
-    this.hasBody = hasBody(req.headers)
+    this.hasBody = h2Body === undefined ? hasBody(req.headers) : h2Body
     this.#bodyDeadline = this.hasBody ? this.started + ctx.requestBodyMs : 0
     // Only a version reached over HTTP/2 ever gets a gRPC call (route() answers the others).
     this.grpc = route.version.http2 && isGrpc(req.headers['content-type'])
@@ -430,7 +503,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     instance.inflight++
     instance.version.inflight++
     const req = this.req
-    this.#headers ??= upstreamHeaders(req, this.ctx.proto, this.ctx.requestIdHeader, this.requestId)
+    this.#headers ??=
+      this.h2Body === undefined
+        ? upstreamHeaders(req, this.ctx.proto, this.ctx.requestIdHeader, this.requestId)
+        : upstreamHeadersH2(req, this.socket.remoteAddress ?? '', this.ctx.proto, this.ctx.requestIdHeader, this.requestId)
     const pool = instance.pool
     if (pool === undefined) {
       this.onResponseError(undefined, new UpstreamFailedError('instance has no connection pool'))
@@ -466,7 +542,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   }
 
   onResponseStart(
-    _controller: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
     statusMessage?: string,
@@ -491,7 +567,17 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     }
     // Node's types say string[] for the flat form; it takes array values (set-cookie) there too.
     const flat = list as string[]
-    if (statusMessage) res.writeHead(statusCode, statusMessage, flat)
+    if (this.h2Body !== undefined) {
+      // HTTP/2 has no reason phrase, and refuses a connection-specific header an upstream may still send.
+      try {
+        res.writeHead(statusCode, flat)
+      } catch (err) {
+        this.#responded = false
+        this.#fail(new UpstreamFailedError(err as Error, 'the upstream response head cannot be sent over HTTP/2'))
+        controller.abort(err as Error)
+        return
+      }
+    } else if (statusMessage) res.writeHead(statusCode, statusMessage, flat)
     else res.writeHead(statusCode, flat)
     if (statusCode === 204 || statusCode === 304 || this.req.method === 'HEAD') {
       // No body, whatever Content-Length says (RFC 9110 6.4.1): the exchange is
@@ -632,7 +718,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
 
   /** The client's connection closed before the response ended: stop the upstream work. */
   clientClosed(): void {
-    if (this.#finished || this.res.writableFinished) return
+    // An HTTP/2 stream reset by its client counts as finished writing: only the exchange's own end says it was answered.
+    if (this.#finished || (this.h2Body === undefined && this.res.writableFinished)) return
     this.#clientGone = true
     this.#controller?.abort(new Error('client closed'))
   }
@@ -670,7 +757,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     const socket = this.socket
     // A response that closes the connection ends its turns for good.
     socket[kBusy] = lastOnConnection(this.res)
-    if (!socket[kBusy] && socket[kWaiting] !== undefined) nextTurn(this.ctx, socket)
+    // Only an HTTP/1.1 socket ever has requests waiting.
+    if (!socket[kBusy] && socket[kWaiting] !== undefined) nextTurn(this.ctx, socket as ClientSocket)
     this.#release()
     const ms = performance.now() - this.started
     if (this.grpc && this.grpcStatus === GRPC_NONE) this.grpcStatus = this.#clientGone ? GRPC_CANCELLED : GRPC_UNKNOWN

@@ -66,9 +66,59 @@ function connectionNamed(value: string | undefined): Set<string> | undefined {
  * name's length is compared first, so other headers pay one integer compare.
  */
 export function upstreamHeaders(req: IncomingMessage, proto: string, idName = '', id = ''): string[] {
+  return headerListFrom(req.rawHeaders, req.headers.connection, req.socket.remoteAddress ?? '', proto, idName, id)
+}
+
+/**
+ * The same list for an HTTP/2 request: pseudo-headers are never forwarded,
+ * `:authority` becomes Host (first, unless the client also sent a Host),
+ * and the cookie fields HTTP/2 allows to be split are joined into one with
+ * "; " as an HTTP/1.1 upstream expects (RFC 9113 8.3.1, 8.2.3).
+ */
+export function upstreamHeadersH2(req: IncomingMessage, client: string, proto: string, idName = '', id = ''): string[] {
   const raw = req.rawHeaders
+  const plain: string[] = []
+  let authority: string | undefined
+  let hasHost = false
+  let cookie: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') authority = raw[i + 1]!
+      continue
+    }
+    if (name === 'cookie') {
+      cookie = cookie === undefined ? raw[i + 1]! : `${cookie}; ${raw[i + 1]!}`
+      continue
+    }
+    if (name === 'host') hasHost = true
+    plain.push(name, raw[i + 1]!)
+  }
+  if (cookie !== undefined) plain.push('cookie', cookie)
+  if (authority !== undefined && !hasHost) plain.unshift('host', authority)
+  return headerListFrom(plain, undefined, client, proto, idName, id)
+}
+
+/**
+ * The size of an HTTP/2 request head as limits.maxHeaderBytes counts it: the
+ * names and values, as in the HTTP/1.1 head Node's parser measures.
+ */
+export function headBytesH2(raw: readonly string[]): number {
+  let n = 0
+  for (let i = 0; i < raw.length; i++) n += raw[i]!.length
+  return n
+}
+
+function headerListFrom(
+  raw: readonly string[],
+  connection: string | undefined,
+  client: string,
+  proto: string,
+  idName: string,
+  id: string,
+): string[] {
   const out: string[] = []
-  const extra = connectionNamed(req.headers.connection)
+  const extra = connectionNamed(connection)
   const idLen = idName === '' ? -1 : idName.length
   let xff: string | undefined
   let host: string | undefined
@@ -89,7 +139,6 @@ export function upstreamHeaders(req: IncomingMessage, proto: string, idName = ''
     }
     out.push(name, raw[i + 1]!)
   }
-  const client = req.socket.remoteAddress ?? ''
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
   out.push('x-forwarded-proto', proto)
   if (host !== undefined) out.push('x-forwarded-host', host)

@@ -1,9 +1,21 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http'
+import {
+  createServer as createH2cServer,
+  createSecureServer,
+  type Http2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+  type ServerHttp2Session,
+} from 'node:http2'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import type { TLSSocket } from 'node:tls'
 import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError, type SluiceError } from '../errors.js'
+import type { Certificates } from './certificates.js'
 import { DenseSet, type Slotted } from './dense-set.js'
-import { type ForwardContext, forward, framingBroke, trackClientSocket } from './forward.js'
+import { type ForwardContext, forward, forwardH2, framingBroke, trackClientSocket, trackH2Session } from './forward.js'
 import { listenOn } from './listen.js'
 
 export interface ListenerOptions {
@@ -13,7 +25,16 @@ export interface ListenerOptions {
   maxHeaderBytes: number
   /** limits.clientConnections: open client connections beyond it are closed at once (0: no cap). */
   clientConnections: number
+  /** listen.tls: the certificates to serve; undefined for cleartext. */
+  certificates?: Certificates | undefined
+  /** listen.http2: ALPN h2 with TLS, h2c by prior knowledge without. */
+  http2?: boolean
+  /** listen.maxConcurrentStreams: streams one HTTP/2 connection may have open. */
+  maxConcurrentStreams?: number
 }
+
+/** What a client speaking HTTP/2 without TLS sends first (RFC 9113 3.4). */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
 
 /**
  * Node checks the request-head deadline (headersTimeout) of every connection
@@ -69,7 +90,16 @@ function writeRawAnswer(socket: Duplex, status: string, err: SluiceError): void 
 }
 
 export class ProxyListener {
+  /**
+   * The listening server. With TLS it is an https server, or with HTTP/2 an
+   * HTTP/2 server that runs Node's HTTP/1.1 server code on sockets that chose
+   * http/1.1 by ALPN: either way it emits the HTTP/1.1 server's events
+   * ('request', 'upgrade', 'clientError', 'connect'), hence the one type.
+   */
   readonly server: Server
+  readonly certificates: Certificates | undefined
+  /** Open HTTP/2 sessions: a graceful stop sends each a GOAWAY. */
+  readonly #sessions = new Set<Http2Session>()
   #state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle'
   #closed: Promise<void> | undefined
   /** Open client connections: a graceful stop closes the idle ones itself. */
@@ -79,26 +109,60 @@ export class ProxyListener {
     readonly ctx: ForwardContext,
     opts: ListenerOptions,
   ) {
-    this.server = createServer(
-      {
-        keepAliveTimeout: opts.clientIdleMs,
-        // Large uploads may take long: the idle timeout below guards stalls instead.
-        requestTimeout: 0,
-        headersTimeout: Math.min(60_000, opts.clientIdleMs),
-        connectionsCheckingInterval: HEAD_DEADLINE_CHECK_MS,
-        maxHeaderSize: opts.maxHeaderBytes,
-        // Checked in forward(), which answers with the JSON error body instead of an empty 400.
-        requireHostHeader: false,
+    const http1: ServerOptions = {
+      keepAliveTimeout: opts.clientIdleMs,
+      // Large uploads may take long: the idle timeout below guards stalls instead.
+      requestTimeout: 0,
+      headersTimeout: Math.min(60_000, opts.clientIdleMs),
+      connectionsCheckingInterval: HEAD_DEADLINE_CHECK_MS,
+      maxHeaderSize: opts.maxHeaderBytes,
+      // Checked in forward(), which answers with the JSON error body instead of an empty 400.
+      requireHostHeader: false,
+    }
+    const certificates = (this.certificates = opts.certificates)
+    const h2Settings = {
+      settings: {
+        maxConcurrentStreams: opts.maxConcurrentStreams ?? 100,
+        // A head over limits.maxHeaderBytes gets 431 from forwardH2; nghttp2 refuses only what is far beyond it.
+        maxHeaderListSize: opts.maxHeaderBytes * 2,
       },
-      (req: IncomingMessage, res: ServerResponse) => forward(ctx, req, res),
-    )
+    }
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => forward(ctx, req, res)
+    let h2: Http2Server | undefined
+    if (certificates === undefined) {
+      this.server = createServer(http1, onRequest)
+      if (opts.http2 === true) {
+        h2 = createH2cServer(h2Settings, (req, res) => forwardH2(ctx, req, res))
+        this.#sniffPreface(h2, opts.clientIdleMs)
+      }
+    } else if (opts.http2 === true) {
+      // One server for both ALPN answers: Node runs its HTTP/1.1 server code on a socket that chose http/1.1.
+      const server = createSecureServer(
+        { ...certificates.serverOptions(), ...h2Settings, allowHTTP1: true },
+        (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+          if (req.httpVersionMajor === 2) forwardH2(ctx, req as Http2ServerRequest, res as Http2ServerResponse)
+          else forward(ctx, req as IncomingMessage, res as ServerResponse)
+        },
+      )
+      // The HTTP/1.1 settings Node's HTTP/1.1 server code reads from whichever server hands it the socket.
+      Object.assign(server, http1)
+      h2 = server as unknown as Http2Server
+      this.server = server as unknown as Server
+    } else {
+      this.server = createHttpsServer({ ...http1, ...certificates.serverOptions(), ALPNProtocols: ['http/1.1'] }, onRequest)
+    }
+    certificates?.bind(this.server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer }): void })
+    if (h2 !== undefined) this.#trackSessions(h2, opts.clientIdleMs)
     // Over the cap, Node closes a new connection as soon as it is accepted.
     if (opts.clientConnections > 0) this.server.maxConnections = opts.clientConnections
     this.server.timeout = opts.clientIdleMs
     const idleMs = opts.clientIdleMs
     this.server.on('timeout', (socket: TrackedSocket) => onClientSilent(socket, idleMs))
     const sockets = this.#sockets
-    this.server.on('connection', (socket: TrackedSocket) => {
+    // With TLS, Node's HTTP/1.1 code gets the TLS socket ('secureConnection'), not the TCP one.
+    this.server.on(certificates === undefined ? 'connection' : 'secureConnection', (socket: TrackedSocket) => {
+      // An HTTP/2 session is stopped by GOAWAY, never by the idle sweep of HTTP/1.1 connections.
+      if ((socket as Socket as TLSSocket).alpnProtocol === 'h2') return
       trackClientSocket(socket)
       sockets.add(socket)
       socket.once('close', () => sockets.delete(socket))
@@ -126,9 +190,70 @@ export class ProxyListener {
     })
   }
 
+  /**
+   * h2c by prior knowledge on the HTTP/1.1 port: the first bytes of a
+   * connection tell the HTTP/2 preface from an HTTP/1.1 request line, so
+   * plain clients and load-balancer checks keep working. Node's HTTP/1.1
+   * connection handler runs only once the bytes said HTTP/1.1.
+   */
+  #sniffPreface(h2: Http2Server, idleMs: number): void {
+    const server = this.server
+    const http1 = server.listeners('connection') as ((socket: Socket) => void)[]
+    server.removeAllListeners('connection')
+    const sockets = this.#sockets
+    server.on('connection', (socket: TrackedSocket) => {
+      let seen: Buffer | undefined
+      const silent = () => socket.destroy()
+      const onData = (chunk: Buffer) => {
+        const data = seen === undefined ? chunk : Buffer.concat([seen, chunk])
+        const n = Math.min(data.length, H2_PREFACE.length)
+        const isH2 = data.compare(H2_PREFACE, 0, n, 0, n) === 0
+        if (isH2 && n < H2_PREFACE.length) {
+          seen = data
+          return
+        }
+        socket.off('data', onData)
+        socket.off('timeout', silent)
+        socket.off('error', noop)
+        socket.setTimeout(0)
+        socket.pause()
+        socket.unshift(data)
+        if (isH2) {
+          sockets.delete(socket)
+          h2.emit('connection', socket)
+        } else {
+          for (const listener of http1) listener.call(server, socket)
+          // Node's handler listens for 'data' but leaves a paused socket paused: the bytes read here go first.
+          socket.resume()
+        }
+      }
+      socket.on('data', onData)
+      socket.on('error', noop)
+      socket.setTimeout(idleMs, silent)
+    })
+  }
+
+  /**
+   * HTTP/2 sessions: kept for the GOAWAY of a graceful stop; one silent for
+   * clientIdleMs is closed the same way (streams still open finish first).
+   */
+  #trackSessions(h2: Http2Server, idleMs: number): void {
+    const sessions = this.#sessions
+    // Node sets it on each session's socket; a silent one emits 'timeout' on its session.
+    ;(h2 as unknown as { timeout: number }).timeout = idleMs
+    h2.on('session', (session: ServerHttp2Session) => {
+      trackH2Session(session)
+      sessions.add(session)
+      session.once('close', () => sessions.delete(session))
+      session.on('timeout', () => session.close())
+      if (this.#state === 'stopping' || this.#state === 'stopped') session.close()
+    })
+  }
+
   async listen(host: string, port: number): Promise<number> {
     const bound = await listenOn(this.server, host, port)
     this.#state = 'running'
+    this.certificates?.watch()
     return bound
   }
 
@@ -169,14 +294,16 @@ export class ProxyListener {
       }
       const sweep = setInterval(() => this.#closeIdle(performance.now()), STOP_SWEEP_MS)
       const deadline = setTimeout(() => {
-        server.closeAllConnections()
-        this.#sockets.forEach((socket) => socket.destroy())
+        this.#destroyAll()
         finish()
       }, timeoutMs)
       sweep.unref()
       deadline.unref()
+      this.certificates?.stop()
+      // GOAWAY: the client opens no new stream here; the open ones finish.
+      for (const session of this.#sessions) session.close()
       if (!server.listening) {
-        server.closeAllConnections()
+        this.#destroyAll()
         finish()
         return
       }
@@ -188,6 +315,13 @@ export class ProxyListener {
       this.#closeIdle(performance.now())
     })
     return this.#closed
+  }
+
+  #destroyAll(): void {
+    // An HTTP/2 server with HTTP/1.1 fallback has no closeAllConnections: the sockets are destroyed one by one.
+    ;(this.server as Partial<Server>).closeAllConnections?.call(this.server)
+    this.#sockets.forEach((socket) => socket.destroy())
+    for (const session of this.#sessions) session.destroy()
   }
 
   /**

@@ -29,7 +29,8 @@ export function sendOwnAnswer(
     'content-length': length,
     'cache-control': 'no-store',
   }
-  if (closeConnection) headers['connection'] = 'close'
+  // HTTP/2 has no Connection header (a graceful stop sends GOAWAY instead).
+  if (closeConnection && res.req.httpVersionMajor !== 2) headers['connection'] = 'close'
   if (id !== '') headers[idName] = id
   res.writeHead(err.status, headers)
   res.end(body)

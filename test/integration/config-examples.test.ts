@@ -19,6 +19,7 @@ const EXAMPLES = [
   'redis-cluster.yaml',
   'canary-gates.yaml',
   'discovery.yaml',
+  'tls-http2.yaml',
   'grpc-canary.yaml',
 ]
 const file = (name: string) => `${ROOT}config/${name}`

@@ -1,14 +1,28 @@
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { makeTestCa, type TestCa } from '../helpers/test-ca.js'
+import { testCa } from '../helpers/tls-certs.js'
 import { startTlsUpstream, type TlsUpstream } from '../helpers/tls-upstream.js'
 
 /** README "Upstream TLS and HTTP/2": https, h2 and h2c instances, verified or not, probed the way they are spoken to. */
+/** A throwaway CA, another one that signed nothing, and a leaf for localhost, *.test.internal and 127.0.0.1. */
+async function certificates() {
+  const ca = await testCa()
+  const other = await testCa()
+  const leaf = await ca.issue(['localhost', '*.test.internal'])
+  return {
+    caFile: ca.rootFile,
+    otherCaFile: other.rootFile,
+    dir: ca.dir,
+    tls: { cert: await readFile(leaf.cert, 'utf8'), key: await readFile(leaf.key, 'utf8') },
+    close: () => Promise.all([ca.close(), other.close()]),
+  }
+}
+
 describe('upstream TLS and HTTP/2', () => {
-  let ca: TestCa
+  let ca: Awaited<ReturnType<typeof certificates>>
   const up = {} as Record<"https" | "h2" | "h2c" | "badca" | "badh2" | "noverify" | "named", TlsUpstream>
   let proxy: TestProxy
   /** The same versions with active probes. */
@@ -26,8 +40,8 @@ describe('upstream TLS and HTTP/2', () => {
   }
 
   beforeAll(async () => {
-    ca = makeTestCa()
-    const tls = { cert: ca.cert, key: ca.key }
+    ca = await certificates()
+    const tls = ca.tls
     up.https = await startTlsUpstream('https', 'https', tls)
     up.h2 = await startTlsUpstream('h2', 'h2', tls)
     up.h2c = await startTlsUpstream('h2c', 'h2c')
@@ -60,7 +74,7 @@ describe('upstream TLS and HTTP/2', () => {
     await proxy?.stop()
     await probing?.stop()
     for (const u of Object.values(up)) await u.close()
-    ca?.close()
+    await ca?.close()
   })
 
   it('reaches an https:// instance over HTTP/1.1, verified against tls.ca', async () => {
@@ -126,18 +140,18 @@ describe('upstream TLS and HTTP/2', () => {
 })
 
 describe('upstream TLS settings on reload', () => {
-  let ca: TestCa
+  let ca: Awaited<ReturnType<typeof certificates>>
   let up: TlsUpstream
   let proxy: TestProxy
 
   beforeAll(async () => {
-    ca = makeTestCa()
-    up = await startTlsUpstream('h2', 'h2', { cert: ca.cert, key: ca.key })
+    ca = await certificates()
+    up = await startTlsUpstream('h2', 'h2', ca.tls)
   })
   afterAll(async () => {
     await proxy?.stop()
     await up?.close()
-    ca?.close()
+    await ca?.close()
   })
 
   it('a new tls.ca or tls.verify applies to the next requests, without a restart', async () => {

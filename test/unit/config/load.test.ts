@@ -64,7 +64,7 @@ describe('loading a valid config', () => {
         { name: 'alice', token: 't1' },
       ],
     })
-    expect(c.listen).toEqual({ host: '0.0.0.0', port: 8080 })
+    expect(c.listen).toEqual({ host: '0.0.0.0', port: 8080, http2: false, maxConcurrentStreams: 100 })
     expect(c.timeouts).toMatchObject({ connectMs: 2000, upstreamMs: 30000, bodyIdleMs: 60000, clientIdleMs: 60000 })
     expect(c.retries).toEqual({ attempts: 1 })
     expect(c.drain).toEqual({ timeoutMs: 30000, delayMs: 0 })
@@ -151,6 +151,19 @@ describe('config problems name their key path', () => {
   it.each([
     ['an unknown key', { versions: { blue: BLUE }, listen: { prot: 1 } }, ['listen.prot: unknown key']],
     ['an unknown top-level key', { versions: { blue: BLUE }, weigths: {} }, ['weigths: unknown key']],
+    [
+      'an SNI name that is not a DNS name or one leading wildcard',
+      { versions: { blue: BLUE }, listen: { tls: { cert: 'c', key: 'k', sni: [{ names: ['a.*.example.org'], cert: 'c', key: 'k' }] } } },
+      ['listen.tls.sni.0.names.0: must be a DNS name, or "*." and a DNS name'],
+    ],
+    [
+      'an SNI name listed twice',
+      {
+        versions: { blue: BLUE },
+        listen: { tls: { cert: 'c', key: 'k', sni: [{ names: ['*.example.org'], cert: 'c', key: 'k' }, { names: ['*.Example.org'], cert: 'd', key: 'e' }] } },
+      },
+      ['listen.tls.sni.1.names.0: "*.Example.org" is named twice'],
+    ],
     [
       'weights not summing to 100',
       { versions: { blue: BLUE, green: GREEN }, weights: { blue: 90, green: 20 } },

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { describe, expect, it } from 'vitest'
-import { responseHeaderList, stripResponseHeaders, upstreamHeaders } from '../../../src/proxy/headers.js'
+import { responseHeaderList, stripResponseHeaders, upstreamHeaders, upstreamHeadersH2 } from '../../../src/proxy/headers.js'
 
 /** A request as the listener sees it: raw header pairs, the parsed view Node builds, the client address. */
 function request(raw: string[], remoteAddress = '192.0.2.7'): IncomingMessage {
@@ -173,5 +173,40 @@ describe('responseHeaderList', () => {
     const h = { 'content-length': '11', etag: '"v1"', connection: 'content-length' }
     expect(responseHeaderList(h, true)).toEqual(['etag', '"v1"'])
     expect(responseHeaderList(h)).toEqual(['content-length', '11', 'etag', '"v1"'])
+  })
+})
+
+describe('request headers of an HTTP/2 request sent to an HTTP/1.1 upstream', () => {
+  it('never forwards pseudo-headers, puts :authority first as Host, joins split cookies', () => {
+    const out = upstreamHeadersH2(
+      request([':method', 'GET', ':path', '/a', ':scheme', 'https', ':authority', 'api.example:8443', 'cookie', 'a=1', 'x-one', '1', 'cookie', 'b=2']),
+      '192.0.2.9',
+      'https',
+    )
+    expect(pairs(out)).toEqual([
+      ['host', 'api.example:8443'],
+      ['x-one', '1'],
+      ['cookie', 'a=1; b=2'],
+      ['x-forwarded-for', '192.0.2.9'],
+      ['x-forwarded-proto', 'https'],
+      ['x-forwarded-host', 'api.example:8443'],
+    ])
+  })
+
+  it("keeps a client's own Host over :authority, and drops te and the request id the client sent", () => {
+    const out = upstreamHeadersH2(
+      request([':authority', 'a.example', 'host', 'b.example', 'te', 'trailers', 'x-request-id', 'theirs']),
+      '192.0.2.9',
+      'https',
+      'x-request-id',
+      'ours',
+    )
+    expect(pairs(out)).toEqual([
+      ['host', 'b.example'],
+      ['x-forwarded-for', '192.0.2.9'],
+      ['x-forwarded-proto', 'https'],
+      ['x-forwarded-host', 'b.example'],
+      ['x-request-id', 'ours'],
+    ])
   })
 })
