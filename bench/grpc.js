@@ -5,7 +5,8 @@
 // runs here: --concurrency calls in flight on --channels client channels.
 //   npm run build && node bench/grpc.js
 // Flags: --duration S (per round, default 5), --rounds N (3), --concurrency N
-// (64), --channels N (4), --size BYTES (request payload, 64).
+// (64), --channels N (4), --size BYTES (request payload, 64), --proxy-node-args
+// "ARGS" (node flags for sluice, e.g. "--cpu-prof --cpu-prof-dir=bench/out/prof").
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,8 +16,9 @@ import { cpuMs, machine, median, parseFlags, startChild } from './lib.js'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = join(root, 'bench', 'out')
 const flags = parseFlags(
-  { role: '', duration: 5, rounds: 3, concurrency: 64, channels: 4, size: 64 },
-  'usage: npm run bench:grpc -- [--duration S] [--rounds N] [--concurrency N] [--channels N] [--size BYTES]',
+  { role: '', duration: 5, rounds: 3, concurrency: 64, channels: 4, size: 64, 'proxy-node-args': '' },
+  'usage: npm run bench:grpc -- [--duration S] [--rounds N] [--concurrency N] [--channels N] [--size BYTES] ' +
+    '[--proxy-node-args "ARGS"]',
 )
 
 const raw = (b) => b
@@ -67,7 +69,9 @@ async function main() {
         2,
       ),
     )
-    sluice = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', config])
+    sluice = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', config], {
+      execArgv: flags['proxy-node-args'].split(' ').filter(Boolean),
+    })
     const { port: sluicePort } = await sluice.ready
     const targets = { direct: `127.0.0.1:${upstreamPort}`, sluice: `127.0.0.1:${sluicePort}` }
     const payload = Buffer.alloc(flags.size, 120)

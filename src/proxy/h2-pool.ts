@@ -5,9 +5,10 @@ import {
   connect as http2Connect,
   constants,
   type IncomingHttpHeaders as H2Headers,
-  type SecureClientSessionOptions,
 } from 'node:http2'
+import { connect as netConnect, isIP, type Socket } from 'node:net'
 import type { Readable } from 'node:stream'
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import type { UpstreamPool, UpstreamTransport } from '../routing/instance.js'
 import { isGrpc } from './grpc.js'
@@ -49,7 +50,9 @@ export class H2Pool implements UpstreamPool {
   readonly #origin: string
   readonly #authority: string
   readonly #scheme: 'http' | 'https'
-  readonly #tls: SecureClientSessionOptions
+  readonly #tls: ConnectionOptions
+  readonly #host: string
+  readonly #port: number
   #session: ClientHttp2Session | undefined
   readonly #sessions = new Set<ClientHttp2Session>()
   #closed = false
@@ -64,10 +67,14 @@ export class H2Pool implements UpstreamPool {
     this.#origin = u.origin
     this.#authority = u.host
     this.#scheme = u.protocol === 'https:' ? 'https' : 'http'
+    this.#host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
+    this.#port = Number(u.port) || (this.#scheme === 'https' ? 443 : 80)
+    // The name sent (SNI) and checked: tls.servername, else the URL's host; none for an IP address.
+    const servername = transport.servername ?? (isIP(this.#host) === 0 ? this.#host : undefined)
     this.#tls = {
       rejectUnauthorized: transport.verify,
       ...(transport.ca !== undefined ? { ca: transport.ca } : {}),
-      ...(transport.servername !== undefined ? { servername: transport.servername } : {}),
+      ...(servername !== undefined ? { servername } : {}),
     }
   }
 
@@ -117,9 +124,9 @@ export class H2Pool implements UpstreamPool {
     const current = this.#session
     if (current !== undefined && !current.closed && !current.destroyed) return current
     const session = http2Connect(this.#origin, {
-      ...this.#tls,
       settings: { enablePush: false, maxHeaderListSize: this.opts.maxResponseHeaderBytes },
       maxSessionMemory: 64,
+      createConnection: () => this.#socket(),
     })
     this.#session = session
     this.#sessions.add(session)
@@ -140,6 +147,21 @@ export class H2Pool implements UpstreamPool {
     })
     session.once('close', gone)
     return session
+  }
+
+  /**
+   * The session's connection, made here rather than by node:http2 so it
+   * has TCP_NODELAY (node:http2 leaves Nagle on, and then a unary call's
+   * small frames wait for the peer's delayed ACK: several ms a call) and no
+   * socket manipulation is needed once the session owns it.
+   */
+  #socket(): Socket {
+    const socket =
+      this.#scheme === 'https'
+        ? tlsConnect({ ...this.#tls, host: this.#host, port: this.#port, ALPNProtocols: ['h2'] })
+        : netConnect({ host: this.#host, port: this.#port })
+    socket.setNoDelay(true)
+    return socket
   }
 
   /**
