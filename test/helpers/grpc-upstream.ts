@@ -58,13 +58,14 @@ export interface GrpcUpstream {
 }
 
 /**
- * A real grpc-js server (cleartext HTTP/2, as `protocol: h2c` reaches it).
+ * A real grpc-js server: cleartext HTTP/2 (as `protocol: h2c` reaches it),
+ * or over TLS with `tls` (as `protocol: h2` does).
  * Unary `{ fail: true }` answers INTERNAL with a message and trailing
  * metadata; `{ failEarly: true }` PERMISSION_DENIED trailers-only; `{ sleepMs }` answers late; otherwise it echoes the request,
  * the `x-user-id` metadata and the version's name, with `x-served-by`
  * response metadata.
  */
-export async function startGrpcUpstream(name: string): Promise<GrpcUpstream> {
+export async function startGrpcUpstream(name: string, tls?: { cert: string; key: string }): Promise<GrpcUpstream> {
   const server = new grpc.Server()
   let unary = 0
   const u: GrpcUpstream = {
@@ -148,16 +149,23 @@ export async function startGrpcUpstream(name: string): Promise<GrpcUpstream> {
       else cb(null, Buffer.from([8, 2]))
     },
   })
+  const credentials =
+    tls === undefined
+      ? grpc.ServerCredentials.createInsecure()
+      : grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }])
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))),
   )
-  ;(u as { url: string }).url = `http://127.0.0.1:${port}`
+  ;(u as { url: string }).url = `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`
   return u
 }
 
-/** A grpc-js client of the echo service at `url` (http://host:port, cleartext HTTP/2). */
-export function echoClient(url: string): EchoClientT {
-  return new EchoClient(new URL(url).host, grpc.credentials.createInsecure())
+/** A grpc-js client of the echo service at `url`: http://host:port (cleartext HTTP/2), or https:// trusting `rootPem`. */
+export function echoClient(url: string, rootPem?: string): EchoClientT {
+  const u = new URL(url)
+  const credentials =
+    u.protocol === 'https:' ? grpc.credentials.createSsl(Buffer.from(rootPem ?? '')) : grpc.credentials.createInsecure()
+  return new EchoClient(u.host, credentials)
 }
 
 /** A unary call as a promise: the answer, or the error with its code, details and metadata. */

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js'
+import { readFile } from 'node:fs/promises'
 import { connect as http2Connect, createServer as createH2cServer, type Http2Server } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -12,6 +13,7 @@ import {
   unaryCall,
 } from '../helpers/grpc-upstream.js'
 import { promtool } from '../helpers/promtool.js'
+import { type TestCa, testCa } from '../helpers/tls-certs.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
@@ -274,5 +276,44 @@ describe('gRPC: mirroring and gRPC health probes', () => {
     await expect.poll(healthOf).toEqual({ blue: true, green: false })
     bg.green.serving = true
     await expect.poll(healthOf).toEqual({ blue: true, green: true })
+  })
+})
+
+describe('gRPC over TLS on both sides', () => {
+  let ca: TestCa
+  let upstream: GrpcUpstream
+  let proxy: TestProxy
+  let client: EchoClientT
+
+  beforeAll(async () => {
+    ca = await testCa()
+    const edge = await ca.issue(['localhost'])
+    const inner = await ca.issue(['blue.internal'])
+    upstream = await startGrpcUpstream('blue', {
+      cert: await readFile(inner.cert, 'utf8'),
+      key: await readFile(inner.key, 'utf8'),
+    })
+    proxy = await startProxy({
+      listen: { host: '127.0.0.1', port: 0, http2: true, tls: { cert: edge.cert, key: edge.key } },
+      versions: {
+        blue: { protocol: 'h2', instances: [{ url: upstream.url }], tls: { ca: ca.rootFile, servername: 'blue.internal' } },
+      },
+    })
+    client = echoClient(`https://localhost:${proxy.port}`, ca.rootPem)
+  })
+  afterAll(async () => {
+    client?.close()
+    await proxy?.stop()
+    await upstream?.close()
+    await ca?.close()
+  })
+
+  it('a grpc-js client over TLS reaches a grpc-js server over verified TLS: answers, statuses and trailers', async () => {
+    expect(valueOf(await unaryCall(client, { tls: true }))).toEqual({ version: 'blue', echo: { tls: true }, user: null })
+    const err = errorOf(await unaryCall(client, { fail: true }))
+    expect(err.code).toBe(grpc.status.INTERNAL)
+    expect(err.metadata.get('x-detail')).toEqual(['the canary broke'])
+    const text = await metricsText(proxy)
+    expect(text).toMatch(/^sluice_requests_total\{version="blue",code="200",grpc_status="13"\} 1$/m)
   })
 })
