@@ -1,7 +1,15 @@
 import * as grpc from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { type GrpcBlueGreen, grpcBlueGreen, unaryCall } from '../helpers/grpc-upstream.js'
-import { admin } from '../helpers/proxy.js'
+import {
+  echoClient,
+  type EchoClientT,
+  type GrpcBlueGreen,
+  type GrpcUpstream,
+  grpcBlueGreen,
+  startGrpcUpstream,
+  unaryCall,
+} from '../helpers/grpc-upstream.js'
+import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
 import { auditEntry, metric } from './rollout-fixture.js'
 
 /**
@@ -62,5 +70,43 @@ describe('a gRPC canary judged on grpc-status', () => {
     const blueBefore = blue.calls
     await expect.poll(() => blue.calls, { message: 'load after the rollback' }).toBeGreaterThan(blueBefore + 100)
     expect(green.calls).toBe(after)
+  })
+})
+
+describe('outlier ejection on grpc-status', () => {
+  let good: GrpcUpstream
+  let bad: GrpcUpstream
+  let proxy: TestProxy
+  let client: EchoClientT
+
+  beforeAll(async () => {
+    good = await startGrpcUpstream('good')
+    bad = await startGrpcUpstream('bad')
+    bad.failShare = 1
+    proxy = await startProxy({
+      listen: { host: '127.0.0.1', port: 0, http2: true },
+      versions: { blue: { protocol: 'h2c', instances: [{ url: good.url }, { url: bad.url }] } },
+      outlier: { consecutiveFailures: 3, ejectionMs: 60_000 },
+    })
+    client = echoClient(proxy.url)
+  })
+  afterAll(async () => {
+    client?.close()
+    await proxy?.stop()
+    await good?.close()
+    await bad?.close()
+  })
+
+  it('an instance answering INTERNAL (HTTP 200) is ejected; calls then go to the other', async () => {
+    await expect
+      .poll(async () => {
+        await unaryCall(client, {})
+        const s = (await admin(proxy, 'GET', '/v1/state')).body
+        return s.versions.blue.instances.find((i: { url: string }) => i.url === bad.url).ejected
+      })
+      .toBe(true)
+    const badCalls = bad.calls
+    for (let i = 0; i < 20; i++) expect('error' in (await unaryCall(client, { i }))).toBe(false)
+    expect(bad.calls).toBe(badCalls)
   })
 })
