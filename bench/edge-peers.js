@@ -71,8 +71,12 @@ function running(label, bin, args, dir, port) {
   }
 }
 
-/** nginx 1.22 in front of `upstream` (http://127.0.0.1:PORT): proxy_buffering and proxy_request_buffering off. */
-export async function startNginx(upstream) {
+/**
+ * nginx 1.22 in front of `upstream` (http://127.0.0.1:PORT): proxy_buffering and proxy_request_buffering off.
+ * With `tls` ({ cert, key } PEM files): an ssl listener (TLS 1.2 and 1.3, nginx's default ciphers), and
+ * `http2` turns on HTTP/2 there (ALPN h2 and http/1.1), as bench/tls.js compares them.
+ */
+export async function startNginx(upstream, { tls, http2 = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-nginx-'))
   const port = await freePort()
   const target = upstream.replace(/^http:\/\//, '')
@@ -93,7 +97,15 @@ http {
   scgi_temp_path ${dir}/scgi;
   upstream app { server ${target}; keepalive 64; }
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${tls ? ` ssl${http2 ? ' http2' : ''}` : ''};${
+      tls
+        ? `
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    http2_max_concurrent_streams 100;`
+        : ''
+    }
     keepalive_requests 1000000;
     client_max_body_size 0;
     location / {
@@ -108,7 +120,8 @@ http {
 }
 `,
   )
-  return running('nginx', NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], dir, port)
+  const r = running('nginx', NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], dir, port)
+  return tls ? { ...r, url: `https://127.0.0.1:${port}` } : r
 }
 
 /** HAProxy 2.6 in front of `upstream`, one thread, server connections reused. */

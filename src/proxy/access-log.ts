@@ -13,7 +13,7 @@ export function accessLogger(log: Logger): AccessLog {
     access.info({
       requestId,
       method: req.method,
-      host: h.host,
+      host: h.host ?? h[':authority'],
       path: req.url,
       status,
       bytes,

@@ -251,11 +251,14 @@ function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, s
 export function forwardH2(ctx: ForwardContext, h2req: Http2ServerRequest, h2res: Http2ServerResponse): void {
   const req = h2req as unknown as IncomingMessage
   const res = h2res as unknown as ServerResponse
-  const conn = (h2req.stream.session as TrackedSession | undefined)?.[kConnection]
+  const session = h2req.stream.session as TrackedSession | undefined
+  const conn = session?.[kConnection]
   if (conn === undefined) {
     h2req.stream.close()
     return
   }
+  // What `Connection: close` is to HTTP/1.1 during drain.delayMs: a GOAWAY, this stream and the open ones still served.
+  if (ctx.stopping && !session!.closed) session!.close()
   const headers = req.headers
   const id = requestIdOf(headers[ctx.requestIdHeader])
   if (headBytesH2(req.rawHeaders) > ctx.maxHeaderBytes) {

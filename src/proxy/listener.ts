@@ -120,6 +120,8 @@ export class ProxyListener {
       requireHostHeader: false,
     }
     const certificates = (this.certificates = opts.certificates)
+    // A TLS handshake is part of the request head's deadline: a client that stalls it is closed as one stalling its head.
+    const handshakeTimeout = http1.headersTimeout
     const h2Settings = {
       settings: {
         maxConcurrentStreams: opts.maxConcurrentStreams ?? 100,
@@ -138,7 +140,7 @@ export class ProxyListener {
     } else if (opts.http2 === true) {
       // One server for both ALPN answers: Node runs its HTTP/1.1 server code on a socket that chose http/1.1.
       const server = createSecureServer(
-        { ...certificates.serverOptions(), ...h2Settings, allowHTTP1: true },
+        { ...certificates.serverOptions(), ...h2Settings, allowHTTP1: true, handshakeTimeout },
         (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
           if (req.httpVersionMajor === 2) forwardH2(ctx, req as Http2ServerRequest, res as Http2ServerResponse)
           else forward(ctx, req as IncomingMessage, res as ServerResponse)
@@ -149,7 +151,10 @@ export class ProxyListener {
       h2 = server as unknown as Http2Server
       this.server = server as unknown as Server
     } else {
-      this.server = createHttpsServer({ ...http1, ...certificates.serverOptions(), ALPNProtocols: ['http/1.1'] }, onRequest)
+      this.server = createHttpsServer(
+        { ...http1, ...certificates.serverOptions(), ALPNProtocols: ['http/1.1'], handshakeTimeout },
+        onRequest,
+      )
     }
     certificates?.bind(this.server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer }): void })
     if (h2 !== undefined) this.#trackSessions(h2, opts.clientIdleMs)

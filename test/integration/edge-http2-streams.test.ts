@@ -1,6 +1,9 @@
 import { constants, type ClientHttp2Session } from 'node:http2'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { EventEmitter } from 'node:events'
+import { pino } from 'pino'
+import { drainDelay } from '../../src/lifecycle/drain-delay.js'
 import { h2Request, h2Session } from '../helpers/h2-client.js'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { inflight } from '../helpers/raw-http.js'
@@ -101,6 +104,38 @@ describe('HTTP/2 streams: cancel, GOAWAY, limits, rapid reset (README "TLS and H
     await stopped
     await expect.poll(() => session.closed || session.destroyed).toBe(true)
     proxy = undefined
+  })
+
+  it('a session idle for timeouts.clientIdleMs gets a GOAWAY', async () => {
+    proxy = await startProxy({
+      listen: { host: '127.0.0.1', port: 0, http2: true, tls: { cert: leaf.cert, key: leaf.key } },
+      versions: { blue: { instances: [{ url: app.url }] } },
+      timeouts: { clientIdleMs: 400 },
+    })
+    const session = await open(proxy)
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code) => resolve(code)))
+    expect((await h2Request(session, '/once')).body).toBe('ok')
+    expect(await goaway).toBe(constants.NGHTTP2_NO_ERROR)
+    await expect.poll(() => session.closed || session.destroyed).toBe(true)
+  })
+
+  it('during drain.delayMs a stream gets its answer and its session a GOAWAY (HTTP/2 has no Connection: close)', async () => {
+    const p = await startProxy({
+      listen: { host: '127.0.0.1', port: 0, http2: true, tls: { cert: leaf.cert, key: leaf.key } },
+      versions: { blue: { instances: [{ url: app.url }] } },
+      drain: { delayMs: 60_000 },
+    })
+    proxy = p
+    const session = await open(p)
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code) => resolve(code)))
+    const signals = new EventEmitter()
+    const over = drainDelay(p.sluice, pino({ level: 'silent' }), signals)
+    expect((await h2Request(session, '/during-delay')).body).toBe('ok')
+    expect(await goaway).toBe(constants.NGHTTP2_NO_ERROR)
+    // A new connection during the delay is still served.
+    expect((await h2Request(await open(p), '/new')).body).toBe('ok')
+    signals.emit('SIGTERM', 'SIGTERM')
+    await over
   })
 
   it('announces listen.maxConcurrentStreams and serves streams beyond it as earlier ones end', async () => {

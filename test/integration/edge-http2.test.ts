@@ -4,11 +4,12 @@ import { Agent, request } from 'undici'
 import { WebSocket } from 'ws'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { blueGreen, type BlueGreen } from '../helpers/blue-green.js'
-import { admin } from '../helpers/proxy.js'
+import { admin, startProxy } from '../helpers/proxy.js'
 import { curl, h2Request, h2Session } from '../helpers/h2-client.js'
-import { rawExchange } from '../helpers/raw-http.js'
+import { rawExchange, refusedUrl } from '../helpers/raw-http.js'
 import { testCa, type IssuedCertificate, type TestCa } from '../helpers/tls-certs.js'
 import type { UpstreamHandler } from '../helpers/upstream.js'
+import { startUpstream } from '../helpers/upstream.js'
 import { startWsUpstream } from '../helpers/ws-upstream.js'
 
 /** Answers with what arrived (method, path, raw header pairs, body), and a trailer on /trailers. */
@@ -16,6 +17,12 @@ const echo: UpstreamHandler = (req, res, u) => {
   const chunks: Buffer[] = []
   req.on('data', (c: Buffer) => chunks.push(c))
   req.on('end', () => {
+    if (req.url === '/big') {
+      const body = Buffer.alloc(4 << 20, 'x')
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length })
+      res.end(body)
+      return
+    }
     if (req.url === '/trailers') {
       res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' })
       res.write('part one, ')
@@ -99,6 +106,13 @@ describe('TLS listener with HTTP/2 (README "TLS and HTTP/2")', () => {
     expect(seen.method).toBe('POST')
     const cookies = await h2Request(session, '/c', { cookie: ['a=1', 'b=2'] })
     expect(pairs(JSON.parse(cookies.body).raw).filter(([n]) => n === 'cookie')).toEqual([['cookie', 'a=1; b=2']])
+  })
+
+  it('large bodies pass whole both ways over one stream (flow control and backpressure)', async () => {
+    const down = await h2Request(session, '/big')
+    expect(down.body.length).toBe(4 << 20)
+    const up = await h2Request(session, '/upload-big', { ':method': 'POST' }, Buffer.alloc(3 << 20, 'y'))
+    expect(JSON.parse(up.body).body.length).toBe(3 << 20)
   })
 
   it('response trailers of an HTTP/1.1 upstream reach the HTTP/2 client as trailers', async () => {
@@ -208,6 +222,33 @@ describe('h2c listener (http2 without tls)', () => {
     expect(JSON.parse(c.body).url).toBe('/curl-h2c')
   })
 
+  it("the proxy's own 502 and 504 reach an h2c client as the JSON error", async () => {
+    const slow = await startUpstream('slow', () => {})
+    const refused = await refusedUrl()
+    const p502 = await startProxy({ listen: { host: '127.0.0.1', port: 0, http2: true }, versions: { blue: { instances: [{ url: refused }] } } })
+    const p504 = await startProxy({
+      listen: { host: '127.0.0.1', port: 0, http2: true },
+      versions: { blue: { instances: [{ url: slow.url }] } },
+      timeouts: { upstreamMs: 200 },
+    })
+    const s502 = await h2Session(p502.url)
+    const s504 = await h2Session(p504.url)
+    try {
+      const a = await h2Request(s502, '/x')
+      expect(a.status).toBe(502)
+      expect(JSON.parse(a.body).error.code).toBe('SLUICE_UPSTREAM_FAILED')
+      const b = await h2Request(s504, '/x')
+      expect(b.status).toBe(504)
+      expect(JSON.parse(b.body).error.code).toBe('SLUICE_UPSTREAM_TIMEOUT')
+    } finally {
+      s502.close()
+      s504.close()
+      await p502.stop()
+      await p504.stop()
+      await slow.close()
+    }
+  })
+
   it('HTTP/1.1 clients on the same port are still answered (undici, curl, a raw request)', async () => {
     const r = await request(`${bg.proxy.url}/plain`)
     expect(r.statusCode).toBe(200)
@@ -226,7 +267,6 @@ describe('WebSockets and clients without ALPN on the TLS listener', () => {
     const ca = await testCa()
     const leaf = await ca.issue(['proxy.test'])
     const ws = await startWsUpstream('blue')
-    const { startProxy } = await import('../helpers/proxy.js')
     const proxy = await startProxy({
       listen: { host: '127.0.0.1', port: 0, http2: true, tls: { cert: leaf.cert, key: leaf.key } },
       versions: { blue: { instances: [{ url: ws.url }] } },
