@@ -6,7 +6,7 @@ import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { buildConfig } from '../../src/config/load.js'
 import { type Running, runSluice } from '../../src/lifecycle/run.js'
-import { h2Request, h2Session, peerFingerprint } from '../helpers/h2-client.js'
+import { curl, h2Request, h2Session, peerFingerprint } from '../helpers/h2-client.js'
 import { admin, TEST_TOKEN } from '../helpers/proxy.js'
 import { testCa, type IssuedCertificate, type TestCa } from '../helpers/tls-certs.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
@@ -183,6 +183,25 @@ describe('certificates: SNI, rotation without dropping a connection (README "TLS
       .poll(() => handshake(p.port, 'api.example.com', ca.rootPem).then((h) => h.fingerprint), { timeout: 5000 })
       .toBe(next.fingerprint)
     expect(lines.filter((l) => l.code === 'SLUICE_TLS_CERTIFICATE')).toEqual([])
+  })
+
+  it('with http2 off (a node:https listener): HTTP/1.1 only by ALPN, and the default pair rotates', async () => {
+    const dir = join(ca.dir, 'https-only')
+    await mkdir(dir)
+    await copyFile(def.cert, join(dir, 'tls.crt'))
+    await copyFile(def.key, join(dir, 'tls.key'))
+    const { running: p } = await proxyWithLog({ http2: false, tls: { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') } }, app.url)
+    running.push(p)
+    expect((await handshake(p.port, 'proxy.test', ca.rootPem)).alpn).toBe('http/1.1')
+    const r = await curl(['--http2', '--cacert', ca.rootFile, '--resolve', `proxy.test:${p.port}:127.0.0.1`, `https://proxy.test:${p.port}/x`])
+    expect(r.version).toBe('1.1')
+    expect(r.status).toBe(200)
+    const next = await ca.issue(['proxy.test'])
+    await copyFile(next.cert, join(dir, 'tls.crt'))
+    await copyFile(next.key, join(dir, 'tls.key'))
+    await expect
+      .poll(() => handshake(p.port, 'proxy.test', ca.rootPem).then((h) => h.fingerprint), { timeout: 5000 })
+      .toBe(next.fingerprint)
   })
 
   it('POST /v1/reload applies a changed certificate list (a new SNI name)', async () => {
