@@ -45,6 +45,24 @@ export class UpstreamTimeoutError extends SluiceError {
   }
 }
 
+/** The upstream's TLS certificate was refused (README "Upstream TLS and HTTP/2"); `cause` names why, for the log. */
+export class UpstreamTlsError extends SluiceError {
+  readonly code = 'SLUICE_UPSTREAM_TLS'
+  readonly status = 502
+  constructor(override readonly cause: unknown) {
+    super("the upstream's TLS certificate was not accepted")
+  }
+}
+
+/** A gRPC request routed to a version reached over HTTP/1.1, which cannot carry it (README "gRPC"). */
+export class NoHttp2PathError extends SluiceError {
+  readonly code = 'SLUICE_NO_HTTP2_UPSTREAM'
+  readonly status = 502
+  constructor(version: string) {
+    super(`gRPC needs HTTP/2 to the upstream; version "${version}" is reached over HTTP/1.1`)
+  }
+}
+
 export class ShuttingDownError extends SluiceError {
   readonly code = 'SLUICE_SHUTTING_DOWN'
   readonly status = 503

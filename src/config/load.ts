@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
 import { ConfigError, type Problem } from '../errors.js'
+import type { UpstreamTransport } from '../routing/instance.js'
 import { configSchema, normalizeOrigin, type ParsedConfig } from './schema.js'
 
 export interface StickyKeySpec {
@@ -37,7 +39,7 @@ export type Config = Frozen<
   Omit<ParsedConfig, 'versions' | 'weights' | 'sticky' | 'overrides' | 'admin'> & {
     admin: { host: string; port: number; tokens: AdminToken[] }
     /** Declared order is kept: it breaks ties and orders output. */
-    versions: { name: string; instances: string[]; discover?: DiscoverSpec }[]
+    versions: { name: string; instances: string[]; discover?: DiscoverSpec; transport: UpstreamTransport }[]
     /** Every declared version, missing ones at 0. */
     weights: Record<string, number>
     sticky: { keys: StickyKeySpec[] }
@@ -84,7 +86,26 @@ export function buildConfig(raw: unknown, source: string | undefined, env: NodeJ
     result = configSchema.safeParse(substituted, { error: requiredMessage })
   }
   if (!result.success) throw new ConfigError(zodProblems(result.error))
-  return deepFreeze(normalize(result.data, source))
+  const cas = readCaFiles(result.data, problems)
+  if (problems.length > 0) throw new ConfigError(problems)
+  return deepFreeze(normalize(result.data, source, cas))
+}
+
+/** Each version's `tls.ca` file, read now so a missing or unreadable one is a config error, not a failing request. */
+function readCaFiles(c: ParsedConfig, problems: Problem[]): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const [name, v] of Object.entries(c.versions)) {
+    const file = v.tls?.ca
+    if (file === undefined) continue
+    try {
+      const pem = readFileSync(file, 'utf8')
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it')
+      out.set(name, pem)
+    } catch (err) {
+      problems.push({ path: `versions.${name}.tls.ca`, message: `cannot read ${file}: ${(err as Error).message}` })
+    }
+  }
+  return out
 }
 
 /**
@@ -171,11 +192,17 @@ function substituteEnv(
   return value
 }
 
-function normalize(c: ParsedConfig, source: string | undefined) {
+function normalize(c: ParsedConfig, source: string | undefined, cas: ReadonlyMap<string, string>) {
   const versions = Object.entries(c.versions).map(([name, v]) => ({
     name,
     instances: v.instances.map((i) => normalizeOrigin(i.url)),
     ...(v.discover ? { discover: v.discover } : {}),
+    transport: {
+      protocol: v.protocol,
+      ca: cas.get(name),
+      servername: v.tls?.servername,
+      verify: v.tls?.verify ?? true,
+    },
   }))
   const weights: Record<string, number> = {}
   for (const v of versions) weights[v.name] = 0

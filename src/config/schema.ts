@@ -24,11 +24,29 @@ const versionName = z.string().regex(VERSION_NAME, 'must match ^[a-z][a-z0-9_-]{
 export const httpUrl = z.string().refine((s) => {
   try {
     const u = new URL(s)
-    return u.protocol === 'http:' && u.hostname !== '' && (u.pathname === '/' || u.pathname === '') && !u.search
+    return (
+      (u.protocol === 'http:' || u.protocol === 'https:') &&
+      u.hostname !== '' &&
+      (u.pathname === '/' || u.pathname === '') &&
+      !u.search
+    )
   } catch {
     return false
   }
-}, 'must be an http:// URL with host and optional port, and no path or query')
+}, 'must be an http:// or https:// URL with host and optional port, and no path or query')
+
+/** How a version's instances are spoken to (README "Upstream TLS and HTTP/2"). */
+export const upstreamProtocol = z.enum(['http1', 'h2c', 'h2'])
+
+/** TLS to a version's https:// instances: verified by default, against `ca` (a PEM file) or the system roots. */
+const upstreamTls = z.strictObject({
+  ca: z.string().min(1).optional(),
+  servername: z.string().min(1).optional(),
+  verify: z.boolean().default(true),
+})
+
+/** gRPC status codes (0..16). */
+const grpcCode = z.number().int().min(0).max(16)
 
 /** A TLS server name for SNI: a DNS name, or `*.` and a name (the wildcard covers exactly one label). */
 const serverName = z
@@ -144,6 +162,8 @@ export const configSchema = z
         z.strictObject({
           instances: z.array(z.strictObject({ url: httpUrl })).default([]),
           discover: discoverSchema.optional(),
+          protocol: upstreamProtocol.default('http1'),
+          tls: upstreamTls.optional(),
         }),
       )
       .refine((v) => Object.keys(v).length > 0, 'needs at least one version'),
@@ -159,6 +179,8 @@ export const configSchema = z
         unhealthyThreshold: z.number().int().min(1).default(2),
         /** Ramp of a newly usable instance's share, 0 = off. */
         slowStartMs: ms.default(0),
+        /** Probe h2c/h2 versions with grpc.health.v1.Health/Check instead of GET path. */
+        grpc: z.boolean().default(false),
       })
       .optional(),
     outlier: z
@@ -219,6 +241,8 @@ export const configSchema = z
         maxP95IncreaseMs: z.number().min(0).default(100),
         /** Confidence of the one-sided two-proportion test for an error breach. */
         confidence: z.number().gt(0.5).lt(1).default(0.99),
+        /** A gRPC answer with one of these grpc-status values is an error, whatever its HTTP status. */
+        grpcErrorCodes: z.array(grpcCode).default([2, 4, 12, 13, 14, 15]),
       })
       .prefault({}),
     rollout: z
@@ -341,8 +365,16 @@ function refineConfig(c: Parsed, ctx: z.core.$RefinementCtx<Parsed>): void {
       if ((d.dns === undefined) === (d.srv === undefined)) problem(at, 'needs exactly one of dns or srv')
       if (d.dns !== undefined && d.port === undefined) problem([...at, 'port'], 'required with dns')
       if (d.srv !== undefined && d.port !== undefined) problem([...at, 'port'], 'not allowed with srv (SRV records give the port)')
+      if (v.protocol === 'h2') problem(['versions', name, 'protocol'], 'h2 needs https:// instances; discovery finds http:// ones')
+      else if (v.tls !== undefined) problem(['versions', name, 'tls'], 'applies to https:// instances; discovery finds http:// ones')
     }
+    if (v.tls !== undefined && v.protocol === 'h2c') problem(['versions', name, 'tls'], 'not allowed with protocol h2c')
     v.instances.forEach((inst, i) => {
+      const scheme = new URL(inst.url).protocol
+      if (v.protocol === 'h2' && scheme !== 'https:')
+        problem(['versions', name, 'instances', i, 'url'], 'protocol h2 needs an https:// URL (h2c is HTTP/2 without TLS)')
+      if (v.protocol === 'h2c' && scheme !== 'http:')
+        problem(['versions', name, 'instances', i, 'url'], 'protocol h2c needs an http:// URL (h2 is HTTP/2 over TLS)')
       const url = normalizeOrigin(inst.url)
       const other = seenUrls.get(url)
       if (other !== undefined)

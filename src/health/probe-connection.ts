@@ -1,12 +1,22 @@
 import { Client } from 'undici'
+import { transportOptions } from '../proxy/transport-options.js'
+import { PLAIN_HTTP1, type UpstreamTransport } from '../routing/instance.js'
 
 export interface ProbeConnectionOptions {
   path: string
   /** The whole probe's budget: connect, answer and body, a retry included. */
   timeoutMs: number
+  /** health.grpc: an HTTP/2 instance is asked grpc.health.v1.Health/Check instead of GET path. */
+  grpc?: boolean | undefined
 }
 
 const HEADERS = { 'user-agent': 'sluice-health' }
+const GRPC_HEADERS = { 'user-agent': 'sluice-health', 'content-type': 'application/grpc', te: 'trailers' }
+const GRPC_HEALTH_PATH = '/grpc.health.v1.Health/Check'
+/** One length-prefixed message: an empty HealthCheckRequest (service "": the server as a whole). */
+const GRPC_HEALTH_REQUEST = Buffer.from([0, 0, 0, 0, 0])
+/** HealthCheckResponse{status: SERVING}: field 1, varint 1, after the 5-byte prefix. */
+const GRPC_SERVING = Buffer.from([0, 0, 0, 0, 2, 8, 1])
 const DUMP_LIMIT = 64 * 1024
 
 /**
@@ -24,17 +34,20 @@ const DUMP_LIMIT = 64 * 1024
 export class ProbeConnection {
   readonly #client: Client
   readonly #url: URL
+  readonly #grpc: boolean
   #connected = false
 
   constructor(
     /** The instance's URL; the probe path is appended to it. */
     url: string,
     readonly opts: ProbeConnectionOptions,
+    /** The instance's version's transport: probes connect the way requests do. */
+    transport: UpstreamTransport = PLAIN_HTTP1,
   ) {
     this.#url = new URL(url + opts.path)
+    this.#grpc = opts.grpc === true && transport.protocol !== 'http1'
     this.#client = new Client(this.#url.origin, {
-      connect: { timeout: opts.timeoutMs, noDelay: true },
-      pipelining: 1,
+      ...transportOptions(transport, url, opts.timeoutMs),
       // Closed before Node's default server keep-alive timeout (5 s) unless
       // the upstream's Keep-Alive hint says otherwise; a longer probe
       // interval then simply connects afresh each time.
@@ -68,6 +81,7 @@ export class ProbeConnection {
   }
 
   async #attempt(signal: AbortSignal): Promise<'pass' | 'fail' | 'reset'> {
+    if (this.#grpc) return this.#grpcAttempt(signal)
     try {
       const res = await this.#client.request({
         path: this.#url.pathname + this.#url.search,
@@ -80,6 +94,30 @@ export class ProbeConnection {
       // A longer body is cut off with its connection; the status has answered already.
       await res.body.dump({ limit: DUMP_LIMIT, signal })
       return res.statusCode >= 200 && res.statusCode < 300 ? 'pass' : 'fail'
+    } catch (err) {
+      return signal.aborted || isTimeout(err) ? 'fail' : 'reset'
+    }
+  }
+
+  /** SERVING: grpc.health.v1 answers NOT_SERVING (2) or an error status otherwise. */
+  async #grpcAttempt(signal: AbortSignal): Promise<'pass' | 'fail' | 'reset'> {
+    try {
+      const res = await this.#client.request({
+        path: GRPC_HEALTH_PATH,
+        method: 'POST',
+        headers: GRPC_HEADERS,
+        body: GRPC_HEALTH_REQUEST,
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+        signal,
+      })
+      const body = Buffer.from(await res.body.arrayBuffer())
+      // A server sends a response message only with status OK (an error is trailers-only, its status in
+      // the head), and undici's HTTP/2 client may lose the trailers: the SERVING message is the proof.
+      const status = res.headers['grpc-status'] ?? res.trailers['grpc-status']
+      return res.statusCode === 200 && (status === undefined || status === '0') && body.equals(GRPC_SERVING)
+        ? 'pass'
+        : 'fail'
     } catch (err) {
       return signal.aborted || isTimeout(err) ? 'fail' : 'reset'
     }

@@ -9,6 +9,8 @@ export interface ProbeOptions {
   timeoutMs: number
   healthyThreshold: number
   unhealthyThreshold: number
+  /** HTTP/2 versions are probed with grpc.health.v1.Health/Check. */
+  grpc?: boolean
 }
 
 interface Probed {
@@ -63,7 +65,7 @@ export class Prober {
         state: unprobed(this.#thresholds),
         timer: undefined,
         inFlight: false,
-        connection: new ProbeConnection(inst.url, this.opts),
+        connection: new ProbeConnection(inst.url, this.opts, inst.version.transport),
         ramp,
       }
       inst.healthy = false
@@ -78,6 +80,16 @@ export class Prober {
   /** Resolves when the first probe round has finished (readyz waits on it). */
   get firstRound(): Promise<void> {
     return this.#firstRound ?? Promise.resolve()
+  }
+
+  /** Their version's transport changed (reload): later probes connect the new way. */
+  reconnect(instances: readonly Instance[]): void {
+    for (const inst of instances) {
+      const p = this.#probed.get(inst)
+      if (p === undefined) continue
+      p.connection.close()
+      p.connection = new ProbeConnection(inst.url, this.opts, inst.version.transport)
+    }
   }
 
   stop(): void {

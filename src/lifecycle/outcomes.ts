@@ -18,11 +18,17 @@ export interface WindowOptions {
 export class Outcomes implements OutcomeSink {
   readonly #windows: (VersionWindow | undefined)[] = []
 
+  /** analysis.grpcErrorCodes as a lookup by code (0..16). */
+  readonly #grpcErrors = new Uint8Array(17)
+
   constructor(
     readonly metrics: Metrics,
     readonly outlier: OutlierDetector,
     readonly windowOptions: WindowOptions,
-  ) {}
+    grpcErrorCodes: readonly number[] = [],
+  ) {
+    for (const code of grpcErrorCodes) this.#grpcErrors[code] = 1
+  }
 
   window(version: Version): VersionWindow {
     let w = this.#windows[version.index]
@@ -30,12 +36,14 @@ export class Outcomes implements OutcomeSink {
     return w
   }
 
-  end(instance: Instance, status: number, latencyMs: number, failed: boolean): void {
+  end(instance: Instance, status: number, latencyMs: number, failed: boolean, grpcStatus = -1): void {
     const version = instance.version
-    const error = isError(status, failed)
+    // README "gRPC": a call whose grpc-status is one of analysis.grpcErrorCodes failed, whatever its HTTP status.
+    const error = isError(status, failed) || (grpcStatus >= 0 && this.#grpcErrors[grpcStatus] === 1)
     version.requestsTotal++
     if (error) version.errorsTotal++
-    this.metrics.record(version, status, latencyMs / 1000)
+    if (grpcStatus >= 0) this.metrics.recordGrpc(version, status, grpcStatus)
+    this.metrics.record(version, status, latencyMs / 1000, grpcStatus >= 0)
     this.window(version).record(error, latencyMs)
     this.outlier.observe(instance, error)
   }

@@ -11,8 +11,8 @@ import { Deadlines, sweepEveryMs } from '../proxy/deadlines.js'
 import { type ForwardContext, failureDetail } from '../proxy/forward.js'
 import { Certificates } from '../proxy/certificates.js'
 import { ProxyListener } from '../proxy/listener.js'
-import { closePool, openPool, type PoolOptions, resetPool } from '../proxy/pools.js'
-import { Instance, Version } from '../routing/instance.js'
+import { closePool, openPool, type PoolOptions, replacePool, resetPool } from '../proxy/pools.js'
+import { Instance, sameTransport, Version } from '../routing/instance.js'
 import { RoutingTable } from '../routing/table.js'
 import { type ChangeMeta, Control } from '../state/control.js'
 import { type DesiredState, initialState, type RuntimeInstance } from '../state/desired.js'
@@ -99,7 +99,7 @@ export class Sluice {
       windowMs: config.analysis.windowMs,
       sliceMs: config.analysis.intervalMs,
       now: Date.now,
-    })
+    }, config.analysis.grpcErrorCodes)
     this.#syncVersions(config)
     this.control = new Control(this.store, this.log, (s) => this.#applyDesired(s))
     this.routing = { table: this.#buildTable(initialState(config.weights)) }
@@ -393,6 +393,13 @@ export class Sluice {
       if (!v) {
         v = new Version(vc.name, this.#nextVersionIndex++)
         this.versions.push(v)
+      }
+      if (!sameTransport(v.transport, vc.transport)) {
+        v.transport = vc.transport
+        v.http2 = vc.transport.protocol !== 'http1'
+        // New requests take the new connections at once; those in flight finish on the old ones.
+        for (const inst of v.instances) replacePool(inst, this.#poolOptions)
+        this.prober?.reconnect(v.instances)
       }
     }
     this.#syncMembers(config, this.#runtimeInstances())

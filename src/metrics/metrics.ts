@@ -49,7 +49,10 @@ const CODE_SLOTS = 601
 /** Per-version request figures, counted in plain arrays on the hot path and exposed at scrape time. */
 interface VersionCounts {
   readonly name: string
+  /** HTTP status counts of requests other than gRPC calls, which are counted in `grpc`. */
   readonly codes: Float64Array
+  /** gRPC calls by HTTP status and grpc-status, keyed `status * 32 + grpcStatus`; created on the first call. */
+  grpc: Map<number, number> | undefined
   /** Non-cumulative bucket counts; the last slot is +Inf. */
   readonly buckets: Float64Array
   sum: number
@@ -63,7 +66,7 @@ interface RetryCount {
 
 export class Metrics {
   readonly registry = new Registry()
-  readonly requests: Counter<'version' | 'code'>
+  readonly requests: Counter<'version' | 'code' | 'grpc_status'>
   readonly rollbacks: Counter<'version'>
   readonly mirrorRequests: Counter<'version' | 'outcome'>
   readonly handoffs: Counter<'version'>
@@ -88,8 +91,8 @@ export class Metrics {
     const unrouted = this.#unrouted
     this.requests = new Counter({
       name: 'sluice_requests_total',
-      help: 'Requests answered, by version and status code (499: client closed first; version "none": nothing usable).',
-      labelNames: ['version', 'code'],
+      help: 'Requests answered, by version and status code (499: client closed first; version "none": nothing usable); gRPC calls also by grpc_status.',
+      labelNames: ['version', 'code', 'grpc_status'],
       registers,
       collect() {
         this.reset()
@@ -99,6 +102,10 @@ export class Metrics {
             const n = c.codes[code]!
             if (n > 0) this.inc({ version: c.name, code: String(code) }, n)
           }
+          if (c.grpc !== undefined)
+            for (const [key, n] of c.grpc) {
+              this.inc({ version: c.name, code: String(key >> 5), grpc_status: String(key & 31) }, n)
+            }
         }
         for (let code = 0; code < CODE_SLOTS; code++) {
           const n = unrouted[code]!
@@ -258,24 +265,42 @@ export class Metrics {
     })
   }
 
-  /** Hot path: array stores only, no label objects, no hashing. */
-  record(version: Version, status: number, seconds: number): void {
-    let c = this.#counts[version.index]
-    if (c === undefined) {
-      c = this.#counts[version.index] = {
-        name: version.name,
-        codes: new Float64Array(CODE_SLOTS),
-        buckets: new Float64Array(DURATION_BUCKETS.length + 1),
-        sum: 0,
-        count: 0,
-      }
-    }
-    c.codes[status >= 0 && status < CODE_SLOTS ? status : CODE_SLOTS - 1]!++
+  /**
+   * Hot path: array stores only, no label objects, no hashing. A gRPC call
+   * (`grpc`) is left out of the status counts: recordGrpc counts it with
+   * its grpc-status.
+   */
+  record(version: Version, status: number, seconds: number, grpc = false): void {
+    const c = this.#countsOf(version)
+    if (!grpc) c.codes[status >= 0 && status < CODE_SLOTS ? status : CODE_SLOTS - 1]!++
     let b = 0
     while (b < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[b]!) b++
     c.buckets[b]!++
     c.sum += seconds
     c.count++
+  }
+
+  /** A gRPC call's answer: `sluice_requests_total` gets a series with `grpc_status` (README "gRPC"). */
+  recordGrpc(version: Version, status: number, grpcStatus: number): void {
+    const c = this.#countsOf(version)
+    const key = (status >= 0 && status < CODE_SLOTS ? status : CODE_SLOTS - 1) * 32 + (grpcStatus & 31)
+    c.grpc ??= new Map()
+    c.grpc.set(key, (c.grpc.get(key) ?? 0) + 1)
+  }
+
+  #countsOf(version: Version): VersionCounts {
+    let c = this.#counts[version.index]
+    if (c === undefined) {
+      c = this.#counts[version.index] = {
+        name: version.name,
+        codes: new Float64Array(CODE_SLOTS),
+        grpc: undefined,
+        buckets: new Float64Array(DURATION_BUCKETS.length + 1),
+        sum: 0,
+        count: 0,
+      }
+    }
+    return c
   }
 
   /** A try failed and is retried on another instance: an array store per version. */

@@ -77,7 +77,7 @@ export class MirrorCopy implements Dispatcher.DispatchHandler, ResponseTap, Slot
   // ---- the shadow ----
 
   /** Sends the copy. `body` is the whole (small) request body, or null. */
-  send(pool: Dispatcher, headers: string[], body: Buffer | null): void {
+  send(pool: Pick<Dispatcher, 'dispatch'>, headers: string[], body: Buffer | null): void {
     const timeoutMs = this.run.settings.timeoutMs
     this.#sentAt = performance.now()
     this.deadlineAt = this.#sentAt + timeoutMs

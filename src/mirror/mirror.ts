@@ -222,9 +222,9 @@ export class Mirror implements CopyOwner {
       run.drop()
       return
     }
-    const h = req.headers
-    const length = h['content-length']
-    const hasBody = (length !== undefined && length !== '0') || h['transfer-encoding'] !== undefined
+    const length = req.headers['content-length']
+    // The exchange knows, for HTTP/2 too (a gRPC call has a body and no Content-Length).
+    const hasBody = ex.hasBody
     if (hasBody && (s.maxBodyBytes === 0 || (length !== undefined && Number(length) > s.maxBodyBytes))) {
       run.drop()
       return

@@ -7,17 +7,31 @@ import {
   BadRequestError,
   describeCause,
   HeadTooLargeError,
+  NoHttp2PathError,
   NoUsableInstanceError,
   RequestTimeoutError,
   ShuttingDownError,
   type SluiceError,
   UpstreamFailedError,
   UpstreamTimeoutError,
+  UpstreamTlsError,
 } from '../errors.js'
 import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
 import type { Deadlines, Watched } from './deadlines.js'
 import { kSlot } from './dense-set.js'
+import {
+  GRPC_CANCELLED,
+  GRPC_DEADLINE_EXCEEDED,
+  GRPC_NONE,
+  GRPC_UNKNOWN,
+  endWithHead,
+  grpcStatusForAnswer,
+  headerObject,
+  grpcStatusOf,
+  grpcTimeoutMs,
+  isGrpc,
+} from './grpc.js'
 import { echoRequestId, headBytesH2, responseHeaderList, upstreamHeaders, upstreamHeadersH2 } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
 import { sendOwnAnswer } from './own-answer.js'
@@ -93,6 +107,24 @@ const CONNECT_PHASE = new Set([
   'EAI_AGAIN',
 ])
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+/**
+ * The upstream's certificate was refused: the TLS handshake failed, so the
+ * request never reached the application (retried as a connect failure).
+ */
+const TLS_REFUSED = new Set([
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+])
+for (const code of TLS_REFUSED) CONNECT_PHASE.add(code)
 
 const kExchange = Symbol('sluice.exchange')
 type TaggedResponse = ServerResponse & { [kExchange]?: Exchange }
@@ -195,6 +227,10 @@ function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, s
     unrouted(ctx, res, socket, err, ctx.stopping, id)
     return
   }
+  if (!route.version.http2 && isGrpc(headers['content-type'])) {
+    unrouted(ctx, res, socket, new NoHttp2PathError(route.version.name), ctx.stopping, id)
+    return
+  }
   if (ctx.stopping) res.shouldKeepAlive = false
   const ex = new Exchange(ctx, req, res, table, route, key, socket, id)
   ;(res as TaggedResponse)[kExchange] = ex
@@ -239,6 +275,10 @@ export function forwardH2(ctx: ForwardContext, h2req: Http2ServerRequest, h2res:
   const instance = route === undefined ? undefined : table.chooseInstance(route, key)
   if (route === undefined || instance === undefined) {
     unrouted(ctx, res, conn, ctx.stopping ? new ShuttingDownError() : new NoUsableInstanceError(), false, id)
+    return
+  }
+  if (!route.version.http2 && isGrpc(headers['content-type'])) {
+    unrouted(ctx, res, conn, new NoHttp2PathError(route.version.name), false, id)
     return
   }
   const ex = new Exchange(ctx, req, res, table, route, key, conn, id, !h2req.stream.endAfterHeaders)
@@ -390,6 +430,12 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   readonly started = performance.now()
   /** Response body bytes written to the client, for the access log. */
   bytes = 0
+  /** A gRPC call (README "gRPC"): its status is read from the answer, its deadline from grpc-timeout. */
+  readonly grpc: boolean
+  /** Whether a request body follows the head (framing headers, or an HTTP/2 HEADERS frame without END_STREAM). */
+  readonly hasBody: boolean
+  /** A gRPC call's grpc-status as the client got it (GRPC_NONE: not gRPC, or none seen yet). */
+  grpcStatus = GRPC_NONE
   #tries = 0
   #controller: Dispatcher.DispatchController | undefined
   #headers: string[] | undefined
@@ -409,6 +455,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   #written = false
   /** The request body must have come by then (0: no body, or it is complete). */
   #bodyDeadline: number
+  /** A gRPC call's grpc-timeout, as a time: the whole exchange must end by then (0: none). */
+  #callDeadline = 0
 
   constructor(
     readonly ctx: ForwardContext,
@@ -423,8 +471,28 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     readonly h2Body?: boolean,
   ) {
     this.#headDeadline = this.started + ctx.connectMs + ctx.headersTimeout
-    const body = h2Body === undefined ? hasBody(req.headers) : h2Body
-    this.#bodyDeadline = body ? this.started + ctx.requestBodyMs : 0
+    this.hasBody = h2Body === undefined ? hasBody(req.headers) : h2Body
+    this.#bodyDeadline = this.hasBody ? this.started + ctx.requestBodyMs : 0
+    // Only a version reached over HTTP/2 ever gets a gRPC call (route() answers the others).
+    this.grpc = route.version.http2 && isGrpc(req.headers['content-type'])
+    if (this.grpc) this.#grpcDeadlines()
+  }
+
+  /**
+   * A gRPC call with `grpc-timeout` has one deadline for everything, its
+   * own: the head, the request stream and the response stream (cut with
+   * DEADLINE_EXCEEDED when it passes). Without one, the head waits
+   * timeouts.upstreamMs as for any request, and the request stream is not
+   * held to timeouts.requestBodyMs: a client stream may last as long as
+   * the call does.
+   */
+  #grpcDeadlines(): void {
+    const ms = grpcTimeoutMs(this.req.headers['grpc-timeout'])
+    // Never passes, but still says a body follows.
+    if (this.#bodyDeadline !== 0) this.#bodyDeadline = Number.POSITIVE_INFINITY
+    if (ms < 0) return
+    this.#callDeadline = this.started + ms
+    this.#headDeadline = this.#callDeadline
   }
 
   /** The header list sent upstream (set once the request is sent). */
@@ -449,7 +517,9 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     }
     // A retry waits only for what is left of the request's own head deadline.
     const headersTimeout =
-      this.#tries === 1 ? this.ctx.headersTimeout : Math.max(1, Math.ceil(this.#headDeadline - performance.now()))
+      this.#tries === 1 && this.#callDeadline === 0
+        ? this.ctx.headersTimeout
+        : Math.max(1, Math.ceil(this.#headDeadline - performance.now()))
     pool.dispatch(
       {
         path: req.url ?? '/',
@@ -468,7 +538,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     if (!this.#written) {
       this.#written = true
       const deadline = performance.now() + this.ctx.headersTimeout
-      if (deadline < this.#headDeadline) this.#headDeadline = deadline
+      if (deadline < this.#headDeadline && this.#callDeadline === 0) this.#headDeadline = deadline
     }
     if (this.#clientGone || this.#finished) controller.abort(new Error('exchange over'))
     else if (this.#tries === 1 && this.ctx.onSent !== undefined) this.ctx.onSent(this.req, this.key, this)
@@ -484,12 +554,20 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     if (this.#finished) return
     this.#responded = true
     this.status = statusCode
+    // A trailers-only answer carries its status in the head.
+    if (this.grpc) this.grpcStatus = grpcStatusOf(headers)
     if (this.#clientGone) return
     const list = responseHeaderList(headers, statusCode === 204)
     if (this.tap !== undefined) this.tap.start(statusCode, list)
     echoRequestId(list, headers, this.ctx.requestIdHeader, this.requestId)
     const res = this.res
     if (this.ctx.stopping) res.shouldKeepAlive = false
+    if (this.grpc && this.grpcStatus !== GRPC_NONE) {
+      // A head with grpc-status is a whole trailers-only answer: passed on as one.
+      endWithHead(res, statusCode, headerObject(list))
+      this.#finish(statusCode, false)
+      return
+    }
     // Node's types say string[] for the flat form; it takes array values (set-cookie) there too.
     const flat = list as string[]
     if (this.h2Body !== undefined) {
@@ -529,6 +607,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     if (this.#finished) return
+    if (this.grpc && this.grpcStatus === GRPC_NONE) this.grpcStatus = grpcStatusOf(trailers)
     if (!this.#clientGone) {
       // Trailers (chunked responses) pass as they came, without the client asking with `TE: trailers`.
       for (const _ in trailers) {
@@ -576,6 +655,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   #fail(answer: SluiceError): void {
     this.ctx.logFailure(answer, this.instance, this.requestId)
     this.status = answer.status
+    if (this.grpc) this.grpcStatus = grpcStatusForAnswer(answer.status)
     this.bytes = sendOwnAnswer(this.res, answer, this.ctx.stopping, this.ctx.requestIdHeader, this.requestId)
     this.#finish(answer.status, true)
   }
@@ -603,7 +683,23 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
       controller?.abort(new Error('exchange over'))
       return
     }
+    if (this.#callDeadline !== 0) {
+      if (now >= this.#callDeadline) this.#deadlineExceeded()
+      return
+    }
     if (this.#responded && this.#bodyDeadline === 0) this.ctx.deadlines.unwatch(this)
+  }
+
+  /** A gRPC call's deadline passed after its answer began: the stream ends with DEADLINE_EXCEEDED, the upstream call is cancelled. */
+  #deadlineExceeded(): void {
+    const controller = this.#controller
+    this.grpcStatus = GRPC_DEADLINE_EXCEEDED
+    if (!this.#clientGone) {
+      this.res.addTrailers({ 'grpc-status': String(GRPC_DEADLINE_EXCEEDED), 'grpc-message': 'Deadline exceeded' })
+      this.res.end()
+    }
+    this.#finish(this.status, false)
+    controller?.abort(new Error('grpc deadline exceeded'))
   }
 
   /**
@@ -668,7 +764,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     if (!socket[kBusy] && socket[kWaiting] !== undefined) nextTurn(this.ctx, socket as ClientSocket)
     this.#release()
     const ms = performance.now() - this.started
-    this.ctx.sink.end(this.instance, status, ms, failed)
+    if (this.grpc && this.grpcStatus === GRPC_NONE) this.grpcStatus = this.#clientGone ? GRPC_CANCELLED : GRPC_UNKNOWN
+    this.ctx.sink.end(this.instance, status, ms, failed, this.grpcStatus)
     this.ctx.accessLog?.(this.req, this.socket, status, ms, this.instance, this.requestId, this.bytes)
     if (this.tap !== undefined) this.tap.finish(status, failed || this.#clientGone, ms)
   }
@@ -679,6 +776,7 @@ function upstreamAnswer(err: Error): SluiceError {
   if (err instanceof UpstreamFailedError) return err
   const code = errorCode(err)
   if (TIMEOUTS.has(code)) return new UpstreamTimeoutError(err)
+  if (TLS_REFUSED.has(code)) return new UpstreamTlsError(err)
   if (CONNECT_PHASE.has(code)) return new UpstreamFailedError(err, 'could not connect to the upstream')
   if (code === 'UND_ERR_HEADERS_OVERFLOW') return new UpstreamFailedError(err, 'the upstream response head is too large')
   return new UpstreamFailedError(err)

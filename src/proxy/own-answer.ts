@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http'
 import { errorBody, type SluiceError } from '../errors.js'
+import { endWithHead, grpcMessage, grpcStatusForAnswer, isGrpc } from './grpc.js'
 
 /**
  * The proxy's own answer (400, 405, 408, 502, 503, 504) with the JSON error
@@ -18,6 +19,7 @@ export function sendOwnAnswer(
     res.destroy()
     return 0
   }
+  if (isGrpc(res.req?.headers['content-type'])) return sendGrpcAnswer(res, err, closeConnection, idName, id)
   const answer = errorBody(err)
   if (id !== '') answer.error.requestId = id
   const body = JSON.stringify(answer)
@@ -33,4 +35,24 @@ export function sendOwnAnswer(
   res.writeHead(err.status, headers)
   res.end(body)
   return length
+}
+
+/**
+ * The same answer to a gRPC client (README "gRPC"): trailers-only, the
+ * HTTP status kept, `grpc-status` 14 (UNAVAILABLE; 4 DEADLINE_EXCEEDED
+ * for a timeout) and `grpc-message` with the code and message the JSON
+ * body would have carried. Nothing in the body: a gRPC client would read
+ * JSON as a malformed message.
+ */
+function sendGrpcAnswer(res: ServerResponse, err: SluiceError, closeConnection: boolean, idName: string, id: string): number {
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/grpc',
+    'grpc-status': grpcStatusForAnswer(err.status),
+    'grpc-message': grpcMessage(`${err.code}: ${err.message}${id === '' ? '' : ` (request ${id})`}`),
+  }
+  // Connection is HTTP/1.1's alone (HTTP/2 refuses it).
+  if (closeConnection && (res as { stream?: unknown }).stream === undefined) headers['connection'] = 'close'
+  if (id !== '') headers[idName] = id
+  endWithHead(res, err.status, headers)
+  return 0
 }

@@ -1,5 +1,7 @@
 import { Pool } from 'undici'
-import type { Instance } from '../routing/instance.js'
+import type { Instance, UpstreamPool } from '../routing/instance.js'
+import { H2Pool } from './h2-pool.js'
+import { transportOptions } from './transport-options.js'
 
 export interface PoolOptions {
   connectMs: number
@@ -17,15 +19,24 @@ export interface PoolOptions {
  * 5 s) so a request is rarely written to a socket the upstream is closing;
  * undici also honours an upstream's `Keep-Alive: timeout=` hint.
  */
-export function openPool(instance: Instance, opts: PoolOptions): Pool {
+export function openPool(instance: Instance, opts: PoolOptions): UpstreamPool {
+  const transport = instance.version.transport
+  if (transport.protocol !== 'http1') {
+    instance.pool = new H2Pool(instance.url, transport, {
+      connectMs: opts.connectMs,
+      headersTimeout: opts.upstreamMs,
+      bodyTimeout: opts.bodyIdleMs,
+      maxResponseHeaderBytes: opts.maxResponseHeaderBytes,
+    })
+    return instance.pool
+  }
   const pool = new Pool(instance.url, {
-    connect: { timeout: opts.connectMs, noDelay: true },
+    ...transportOptions(instance.version.transport, instance.url, opts.connectMs),
     headersTimeout: opts.upstreamMs,
     bodyTimeout: opts.bodyIdleMs,
     keepAliveTimeout: 4_000,
     keepAliveMaxTimeout: 60_000,
     keepAliveTimeoutThreshold: 1_000,
-    pipelining: 1,
     connections: opts.upstreamConnections,
     maxHeaderSize: opts.maxResponseHeaderBytes,
   })
@@ -41,6 +52,13 @@ export async function closePool(instance: Instance): Promise<void> {
   const pool = instance.pool
   instance.pool = undefined
   if (pool && !pool.closed && !pool.destroyed) await pool.close().catch(() => {})
+}
+
+/** The version's transport changed (reload): new requests take new connections, those in flight finish on the old. */
+export function replacePool(instance: Instance, opts: PoolOptions): void {
+  const old = instance.pool
+  openPool(instance, opts)
+  if (old && !old.closed && !old.destroyed) old.close().catch(() => {})
 }
 
 /** Cancels whatever is still in flight (drain timeout) and opens a fresh pool. */

@@ -1,4 +1,4 @@
-import type { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
 import { hashString } from './hash.js'
 
 /**
@@ -25,7 +25,7 @@ export class Instance {
   /** When it last became usable (epoch ms), for slow start. */
   usableSince = 0
   /** Set by the upstream pool registry. */
-  pool: Pool | undefined
+  pool: UpstreamPool | undefined
 
   constructor(
     readonly url: string,
@@ -46,9 +46,45 @@ export class Instance {
   }
 }
 
+/** An instance's connections: undici's Pool, or the HTTP/2 pool (proxy/h2-pool.ts), both dispatched to alike. */
+export interface UpstreamPool {
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean
+  close(): Promise<void>
+  destroy(err: Error): Promise<void>
+  readonly closed: boolean
+  readonly destroyed: boolean
+}
+
+/**
+ * How a version's instances are spoken to (README "Upstream TLS and
+ * HTTP/2"): the URL's scheme says whether TLS is used, `protocol` which
+ * HTTP. The pools and the probes build their connections from it.
+ */
+export interface UpstreamTransport {
+  readonly protocol: 'http1' | 'h2c' | 'h2'
+  /** `tls.ca`'s PEM text, read when the config loads: it replaces the system roots. */
+  readonly ca: string | undefined
+  readonly servername: string | undefined
+  readonly verify: boolean
+}
+
+export const PLAIN_HTTP1: UpstreamTransport = Object.freeze({
+  protocol: 'http1',
+  ca: undefined,
+  servername: undefined,
+  verify: true,
+})
+
+export function sameTransport(a: UpstreamTransport, b: UpstreamTransport): boolean {
+  return a.protocol === b.protocol && a.ca === b.ca && a.servername === b.servername && a.verify === b.verify
+}
+
 /** A named pool of instances running one release. Lives as long as its config. */
 export class Version {
   readonly seed: number
+  transport: UpstreamTransport = PLAIN_HTTP1
+  /** Whether its instances are reached over HTTP/2 (h2c or h2): gRPC needs it. */
+  http2 = false
   readonly instances: Instance[] = []
   draining = false
   /** Requests in flight across the version's instances (gauge and state). */

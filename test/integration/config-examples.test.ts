@@ -13,7 +13,15 @@ const ENV = {
   CI_TOKEN: 'ci-secret',
   SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T000/B000/XXXX',
 }
-const EXAMPLES = ['blue-green.yaml', 'canary-rollout.yaml', 'redis-cluster.yaml', 'canary-gates.yaml', 'discovery.yaml', 'tls-http2.yaml']
+const EXAMPLES = [
+  'blue-green.yaml',
+  'canary-rollout.yaml',
+  'redis-cluster.yaml',
+  'canary-gates.yaml',
+  'discovery.yaml',
+  'tls-http2.yaml',
+  'grpc-canary.yaml',
+]
 const file = (name: string) => `${ROOT}config/${name}`
 
 /** Key paths of a zod schema, down through objects, defaults and arrays of objects (records are leaves). */
@@ -75,6 +83,17 @@ describe('the example configs in config/', () => {
     expect(r.gates![0]!.webhook!.headers).toEqual({ authorization: 'Bearer ci-secret' })
     expect(r.windows![0]).toMatchObject({ timeZone: 'Europe/Berlin', from: '09:00', to: '16:00' })
     expect(r.notify![0]).toMatchObject({ url: ENV.SLACK_WEBHOOK_URL, format: 'slack' })
+  })
+
+  it('grpc-canary.yaml reaches blue over h2c and green over verified h2, and judges calls on their grpc-status', async () => {
+    const c = await loadConfigFile(file('grpc-canary.yaml'), ENV)
+    expect(c.versions.map((v) => [v.name, v.transport.protocol, v.transport.servername ?? null])).toEqual([
+      ['blue', 'h2c', null],
+      ['green', 'h2', 'green.internal'],
+    ])
+    expect(c.versions[1]!.transport.ca).toContain('-----BEGIN CERTIFICATE-----')
+    expect(c.analysis.grpcErrorCodes).toEqual([2, 4, 12, 13, 14, 15])
+    expect(c.health?.grpc).toBe(true)
   })
 
   it('redis-cluster.yaml takes Redis and its tokens from the environment', async () => {

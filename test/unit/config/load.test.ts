@@ -42,9 +42,10 @@ describe('loading a valid config', () => {
       'a.yaml',
       {},
     )
+    const transport = { protocol: 'http1', ca: undefined, servername: undefined, verify: true }
     expect(c.versions).toEqual([
-      { name: 'blue', instances: ['http://127.0.0.1:3001'] },
-      { name: 'green', instances: ['http://127.0.0.1:3002'] },
+      { name: 'blue', instances: ['http://127.0.0.1:3001'], transport },
+      { name: 'green', instances: ['http://127.0.0.1:3002'], transport },
     ])
     expect(c.weights).toEqual({ blue: 100, green: 0 })
     expect(c.sticky.keys).toEqual([
@@ -188,13 +189,39 @@ describe('config problems name their key path', () => {
     ],
     [
       'a non-http URL',
-      { versions: { blue: { instances: [{ url: 'https://127.0.0.1:3001' }] } } },
-      ['versions.blue.instances.0.url: must be an http:// URL with host and optional port, and no path or query'],
+      { versions: { blue: { instances: [{ url: 'ftp://127.0.0.1:3001' }] } } },
+      ['versions.blue.instances.0.url: must be an http:// or https:// URL with host and optional port, and no path or query'],
     ],
     [
       'a URL with a path',
       { versions: { blue: { instances: [{ url: 'http://127.0.0.1:3001/api' }] } } },
-      ['versions.blue.instances.0.url: must be an http:// URL with host and optional port, and no path or query'],
+      ['versions.blue.instances.0.url: must be an http:// or https:// URL with host and optional port, and no path or query'],
+    ],
+    [
+      'h2 with an http:// URL, h2c with an https:// one',
+      {
+        versions: {
+          blue: { instances: [{ url: 'http://127.0.0.1:3001' }], protocol: 'h2' },
+          green: { instances: [{ url: 'https://127.0.0.1:3002' }], protocol: 'h2c' },
+        },
+      },
+      [
+        'versions.blue.instances.0.url: protocol h2 needs an https:// URL (h2c is HTTP/2 without TLS)',
+        'versions.green.instances.0.url: protocol h2c needs an http:// URL (h2 is HTTP/2 over TLS)',
+      ],
+    ],
+    [
+      'an unknown protocol, tls with h2c, a gRPC code out of range',
+      {
+        versions: { blue: { instances: [{ url: 'http://127.0.0.1:3001' }], protocol: 'h2c', tls: { verify: false } } },
+        analysis: { grpcErrorCodes: [13, 17] },
+      },
+      ['analysis.grpcErrorCodes.1: Too big: expected number to be <=16', 'versions.blue.tls: not allowed with protocol h2c'],
+    ],
+    [
+      'a tls.ca file that cannot be read',
+      { versions: { blue: { instances: [{ url: 'https://127.0.0.1:3001' }], tls: { ca: '/nonexistent/ca.pem' } } } },
+      ["versions.blue.tls.ca: cannot read /nonexistent/ca.pem: ENOENT: no such file or directory, open '/nonexistent/ca.pem'"],
     ],
     [
       'a version without instances',
