@@ -189,9 +189,9 @@ const SETTLE_MAX_MS = 150_000
  * has done what it does to an idle heap: with the load gone, its memory reducer (a timer that finds the
  * allocation rate low, or its 100 s watchdog) runs up to three mark-compacts that shrink the young
  * generation to its minimum and give the old generation's free pages back. Until then the committed
- * heap is wherever the last load left it (anywhere between the live heap and about three times it,
- * plus 32 MiB of young generation), which is what made RSS at 15 s of idle swing by 20 MiB between runs
- * of the same build. `settled` says whether that collection was seen within SETTLE_MAX_MS.
+ * heap is wherever the last load left it (old space up to about 1.5 times the live heap, plus 32 MiB
+ * of young generation), which is what made RSS at 15 s of idle swing by up to 30 MiB between runs of
+ * the same build. `settled` says whether that collection was seen within SETTLE_MAX_MS.
  */
 async function quiet(pid, adminUrl) {
   const start = Date.now()
