@@ -181,6 +181,11 @@ export const configSchema = z
         clientConnections: z.number().int().min(0).default(0),
       })
       .prefault({}),
+    /**
+     * Processes serving the public listener (README "Workers and self-upgrade"): absent, one process
+     * does everything; a count or "auto" (os.availableParallelism()) runs a primary and that many workers.
+     */
+    workers: z.union([z.literal('auto'), z.number().int().min(1, 'must be "auto" or a count of 1 or more')]).optional(),
     retries: z.strictObject({ attempts: z.number().int().min(0).max(5).default(1) }).prefault({}),
     drain: z
       .strictObject({
