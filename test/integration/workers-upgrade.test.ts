@@ -133,7 +133,7 @@ describe('self-upgrade: every worker replaced, one at a time, nothing failed', (
 
   it('a worker killed with kill -9 under load is replaced; only its in-flight requests may fail', async () => {
     const [victim, other] = await pidsOf(p)
-    let failedByKill = 0
+    let failedByKill: number
     const load = steadyLoad({ url: p.url, concurrency: 8 })
     try {
       await expect.poll(() => load.result.ok, { timeout: 10_000 }).toBeGreaterThan(200)
