@@ -71,16 +71,19 @@ function running(label, bin, args, dir, port) {
   }
 }
 
-/** nginx 1.22 in front of `upstream` (http://127.0.0.1:PORT): proxy_buffering and proxy_request_buffering off. */
-export async function startNginx(upstream) {
+/**
+ * nginx 1.22 in front of `upstream` (http://127.0.0.1:PORT): proxy_buffering and proxy_request_buffering off.
+ * `workers` above 1 runs a master with that many worker processes (bench/workers.js).
+ */
+export async function startNginx(upstream, { workers = 1 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-nginx-'))
   const port = await freePort()
   const target = upstream.replace(/^http:\/\//, '')
   writeFileSync(
     join(dir, 'nginx.conf'),
     `daemon off;
-master_process off;
-worker_processes 1;
+master_process ${workers > 1 ? 'on' : 'off'};
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 4096; }
