@@ -226,8 +226,11 @@ export function assembleWorker(config: Config, opts: { log: Logger; store: State
     },
     stop,
     async retire() {
+      const timeoutMs = sluice.config.drain.timeoutMs
+      // The listener destroys what is left at its deadline: leave the WebSockets' 1001 handshake time first.
+      void sluice.listener.close(timeoutMs + CLOSE_HANDSHAKE_MS)
       sluice.beginStop()
-      const until = Date.now() + sluice.config.drain.timeoutMs
+      const until = Date.now() + timeoutMs
       while (Date.now() < until && sluice.versions.some((v) => v.websockets > 0)) {
         await new Promise((resolve) => setTimeout(resolve, RETIRE_POLL_MS))
       }
@@ -238,3 +241,5 @@ export function assembleWorker(config: Config, opts: { log: Logger; store: State
 
 /** How often a retiring worker looks whether its last WebSocket ended. */
 const RETIRE_POLL_MS = 100
+/** After a retiring worker's WebSockets get 1001, how long their close handshake may take. */
+const CLOSE_HANDSHAKE_MS = 1_000

@@ -97,6 +97,12 @@ describe('workers: one proxy to its operator', () => {
     await expect.poll(() => probes.blue - start.blue, { timeout: 10_000 }).toBeGreaterThanOrEqual(10)
     expect(Date.now() - start.at).toBeGreaterThan(1_500)
   })
+
+  it('SIGTERM stops the workers and the primary, which exits 0', async () => {
+    const pids = (await admin(p, 'GET', '/v1/state')).body.workers.map((w: { pid: number }) => w.pid) as number[]
+    expect(await p.serve.stop('SIGTERM')).toBe(0)
+    for (const pid of pids) expect(alive(pid)).toBe(false)
+  })
 })
 
 describe('workers: a rollout judged on all workers together', () => {

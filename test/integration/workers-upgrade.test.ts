@@ -5,6 +5,7 @@ import { type LoadResult, steadyLoad } from '../helpers/load.js'
 import { admin, TEST_TOKEN } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { alive, startWorkers, type WorkersProxy } from '../helpers/workers.js'
+import { nextMessage, openClient, startWsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
 
 /**
  * sluice replacing its own workers (README "Workers and self-upgrade"):
@@ -193,6 +194,46 @@ describe('self-upgrade with one worker (`serve --workers 1`)', () => {
     })
     expect(result.failures).toEqual([])
     expect(result.failed).toBe(0)
+  })
+})
+
+describe('a WebSocket across a self-upgrade', () => {
+  it('keeps relaying on the old worker until drain.timeoutMs, then gets 1001; new ones go to the new worker', async () => {
+    const up = await startWsUpstream('blue')
+    const drainMs = 3_000
+    const p = await startWorkers({
+      workers: 1,
+      versions: { blue: { instances: [{ url: up.url }] } },
+      drain: { timeoutMs: drainMs },
+    })
+    try {
+      const ws = await openClient(wsUrl(p.url))
+      const closed = whenClosed(ws)
+      ws.send('before')
+      expect((await nextMessage(ws)).data.toString()).toBe('before')
+      const [old] = await pidsOf(p)
+      const signalledAt = Date.now()
+      process.kill(p.serve.pid, 'SIGUSR2')
+      await expect
+        .poll(async () => (await state(p)).restart, { timeout: 30_000 })
+        .toEqual({ status: 'idle', generation: 2 })
+      // The old worker no longer accepts but still relays its WebSocket.
+      expect(alive(old!)).toBe(true)
+      ws.send('during')
+      expect((await nextMessage(ws)).data.toString()).toBe('during')
+      const fresh = await openClient(wsUrl(p.url))
+      fresh.send('new')
+      expect((await nextMessage(fresh)).data.toString()).toBe('new')
+      expect((await closed).code).toBe(1001)
+      expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(drainMs)
+      await expect.poll(() => alive(old!), { timeout: 10_000 }).toBe(false)
+      fresh.send('still')
+      expect((await nextMessage(fresh)).data.toString()).toBe('still')
+      fresh.close()
+    } finally {
+      await p.close()
+      await up.close()
+    }
   })
 })
 
