@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { admin } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
@@ -45,6 +46,7 @@ describe('workers: one proxy to its operator', () => {
       versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
       weights: { blue: 100 },
       health: { intervalMs: 200, timeoutMs: 150 },
+      sticky: { keys: ['header:x-user-id'] },
       log: { level: 'info', access: true },
     })
   }, 180_000)
@@ -80,6 +82,27 @@ describe('workers: one proxy to its operator', () => {
       const answers = await burst(p.url, 200)
       expect(answers.filter((a) => a !== to)).toEqual([])
     }
+  })
+
+  it('a sticky key keeps its version and instance whichever worker takes it', async () => {
+    expect((await admin(p, 'PUT', '/v1/weights', { blue: 50, green: 50 })).status).toBe(200)
+    const keyed = (key: string) =>
+      new Promise<string>((resolve) => {
+        const req = httpRequest(p.url, { agent: false, headers: { 'x-user-id': key } }, (res) => {
+          res.resume()
+          res.on('end', () => resolve(String(res.headers['x-upstream'])))
+        })
+        req.on('error', (err) => resolve(err.message))
+        req.end()
+      })
+    const seen = new Map<string, Set<string>>()
+    // Each key four times on connections of their own: the primary hands them to both workers.
+    for (let round = 0; round < 4; round++) {
+      const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => keyed(`user-${i}`)))
+      answers.forEach((a, i) => seen.set(`user-${i}`, (seen.get(`user-${i}`) ?? new Set()).add(a)))
+    }
+    expect([...seen.values()].filter((s) => s.size !== 1)).toEqual([])
+    expect(new Set([...seen.values()].map((s) => [...s][0]))).toEqual(new Set(['blue', 'green']))
   })
 
   it('/metrics counts exactly the requests sent, summed over the workers', async () => {
