@@ -105,6 +105,7 @@ export class WorkerPool {
   readonly #scrapes = new Map<number, (json: MetricJson[]) => void>()
   /** Counters of workers that are gone, summed. */
   #retiredMetrics: MetricJson[] = []
+  #retiring: Promise<void> = Promise.resolve()
   #retiredSlices: RetiredSlices[] = []
   readonly #retiredTotals = new Map<string, [number, number]>()
   port = 0
@@ -263,9 +264,18 @@ export class WorkerPool {
   /** /metrics: the primary's own metrics with every worker's counters summed in, retired ones included. */
   async metricsText(): Promise<string> {
     const own = await this.#host.metrics.registry.getMetricsAsJSON()
+    const members = [...this.#members.values()].filter((m) => !m.worker.isDead())
+    const live = await Promise.all(members.map((m) => this.#scrape(m)))
+    // A worker that left meanwhile is counted in the retired sum, once it is folded in: never twice, never not.
+    let chain: Promise<void>
+    do {
+      chain = this.#retiring
+      await chain
+    } while (chain !== this.#retiring)
     const lists: MetricJson[][] = [own, this.#retiredMetrics]
-    const scrapes = [...this.#members.values()].filter((m) => !m.worker.isDead()).map((m) => this.#scrape(m))
-    for (const json of await Promise.all(scrapes)) if (json !== undefined) lists.push(json)
+    live.forEach((json, i) => {
+      if (json !== undefined && this.#members.get(members[i]!.worker.id) === members[i]) lists.push(json)
+    })
     return AggregatorRegistry.aggregate(lists).metrics()
   }
 
@@ -386,11 +396,11 @@ export class WorkerPool {
 
   /** Folds a gone worker's counters, totals and recent slices into the primary's keeping. */
   #retire(m: Member): void {
-    if (m.lastMetrics !== undefined) {
-      const summed = AggregatorRegistry.aggregate([this.#retiredMetrics, m.lastMetrics])
-      // getMetricsAsJSON of an aggregated registry resolves at once (no collect callbacks).
-      void summed.getMetricsAsJSON().then((json) => {
-        this.#retiredMetrics = json
+    const last = m.lastMetrics
+    if (last !== undefined) {
+      // One after the other, so two workers leaving at once never sum onto the same old total.
+      this.#retiring = this.#retiring.then(async () => {
+        this.#retiredMetrics = await AggregatorRegistry.aggregate([this.#retiredMetrics, last]).getMetricsAsJSON()
       })
     }
     if (m.report !== undefined) {

@@ -98,7 +98,13 @@ export function runWorker(): void {
       clearInterval(reportTimer)
       if (proxy) {
         await (how === 'retire' ? proxy.retire() : proxy.stop())
-        send({ t: 'final', json: await counters(), report: report() })
+        const final: FromWorker = { t: 'final', json: await counters(), report: report() }
+        log?.info({ how }, 'worker exiting')
+        // Exit once the last counters are on their way: an exit right after send() can drop them.
+        if (process.connected) {
+          process.send!(final, undefined, {}, () => process.exit(0))
+          return
+        }
       }
       log?.info({ how }, 'worker exiting')
       process.exit(0)

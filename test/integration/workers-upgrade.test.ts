@@ -80,6 +80,15 @@ describe('self-upgrade: every worker replaced, one at a time, nothing failed', (
     })
     expect(result.failures).toEqual([])
     expect(result.failed).toBe(0)
+    // Counters never go down: the retired workers' counts are kept, so every request is counted once.
+    const counted = async () => {
+      const text = await (await fetch(`${p.adminUrl}/metrics`)).text()
+      return text
+        .split('\n')
+        .filter((l) => l.startsWith('sluice_requests_total{'))
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)
+    }
+    await expect.poll(counted).toBe(result.sent)
     const audit = (await admin(p, 'GET', '/v1/audit')).body as { action: string; source: string; actor: string }[]
     expect(audit.filter((e) => e.action === 'restart')).toEqual([
       expect.objectContaining({ action: 'restart', source: 'signal', actor: 'SIGUSR2' }),
