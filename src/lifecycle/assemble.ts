@@ -92,12 +92,15 @@ export function assemble(config: Config, opts: { log: Logger; store?: StateStore
   const own = pool && ((v: Version) => pool.slices(v))
   const shared = sluice.store.kind === 'redis' ? new SharedAnalysis(sluice, own) : undefined
   const slices = shared ? (v: Version) => shared.slices(v) : own
-  const rollout = new RolloutDriver(sluice, { mirror, ...(slices && { slices }) })
+  // With workers, the mirror phase is judged on the copies every worker made.
+  const mirrorFigures = pool ? { figuresSince: (from: number) => pool.mirrorFigures(from) } : mirror
+  const rollout = new RolloutDriver(sluice, { mirror: mirrorFigures, ...(slices && { slices }) })
 
   const tokens = new TokenCheck(config.admin.tokens)
   if (tokens.open) log.warn('admin API has no token: /v1/* is open to anyone who can reach the admin listener')
   const admin = new AdminServer(tokens, log)
-  const view = () => stateView(sluice, mirror, pool)
+  const mirrorView = pool ? { view: () => pool.mirrorView(mirror.view()) } : mirror
+  const view = () => stateView(sluice, mirrorView, pool)
   coreRoutes(admin, sluice, view)
   instancesRoutes(admin, sluice, view)
   rolloutRoutes(admin, rollout, view)
@@ -105,6 +108,7 @@ export function assemble(config: Config, opts: { log: Logger; store?: StateStore
   restartRoutes(admin, pool, view)
   if (pool) {
     admin.settle = () => pool.settled()
+    admin.route('GET', '/v1/mirror', () => ({ status: 200, body: mirrorView.view() }))
     admin.route('GET', '/metrics', async () => ({
       status: 200,
       body: await pool.metricsText(),
@@ -193,6 +197,7 @@ export function assemble(config: Config, opts: { log: Logger; store?: StateStore
 
 export interface AssembledWorker {
   readonly sluice: Sluice
+  readonly mirror: Mirror
   start(): Promise<{ port: number }>
   /** Graceful stop: WebSockets get 1001 at once. */
   stop(): Promise<void>
@@ -221,6 +226,7 @@ export function assembleWorker(config: Config, opts: { log: Logger; store: State
     })())
   return {
     sluice,
+    mirror,
     async start() {
       return sluice.start()
     },

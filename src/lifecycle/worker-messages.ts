@@ -1,3 +1,4 @@
+import type { SparseCounts } from '../analysis/histogram.js'
 import type { SliceSnapshot } from '../analysis/slices.js'
 import type { Config } from '../config/load.js'
 import type { Discovered } from '../discovery/membership.js'
@@ -40,6 +41,16 @@ export interface ReportMessage {
   versions: Record<string, [number, number, number, number]>
   /** Per instance: [url, inflight, websockets]. */
   instances: [string, number, number][]
+  /** The mirror run's figures, when this worker mirrors. */
+  mirror?: MirrorReport
+}
+
+/** A worker's mirroring figures: its run's totals, and its counts since a rollout's mirror phase began. */
+export interface MirrorReport {
+  totals: { copied: number; dropped: number; matched: number; mismatches: number; errors: number; uncompared: number }
+  shadow: SparseCounts
+  primary: SparseCounts
+  phase?: { fromMs: number; judged: number; bad: number; shadow: SparseCounts; primary: SparseCounts }
 }
 
 export type FromWorker =

@@ -2,11 +2,15 @@ import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import { AggregatorRegistry, Counter, type Registry } from 'prom-client'
+import { addSparse, BUCKETS } from '../analysis/histogram.js'
 import { mergeSlices, type SliceSnapshot } from '../analysis/slices.js'
 import type { Config } from '../config/load.js'
 import type { Discovered } from '../discovery/membership.js'
 import { AdminError } from '../errors.js'
 import type { Metrics } from '../metrics/metrics.js'
+import type { MirrorView } from '../mirror/mirror.js'
+import { countsP95, mirrorFigures } from '../mirror/mirror-stats.js'
+import type { MirrorFigures } from '../rollout/rollout-machine.js'
 import type { Version } from '../routing/instance.js'
 import type { ChangeMeta } from '../state/control.js'
 import type { DesiredState } from '../state/types.js'
@@ -171,6 +175,39 @@ export class WorkerPool {
       if (s !== undefined) lists.push(s)
     }
     return lists.length === 1 ? lists[0]! : mergeSlices(...lists)
+  }
+
+  /** A rollout's mirror phase figures since `fromMs`, summed over the workers that mirror. */
+  mirrorFigures(fromMs: number): MirrorFigures {
+    const shadow = new Uint32Array(BUCKETS)
+    const primary = new Uint32Array(BUCKETS)
+    let judged = 0
+    let bad = 0
+    for (const m of this.#members.values()) {
+      const phase = m.report?.mirror?.phase
+      if (phase === undefined || phase.fromMs !== fromMs) continue
+      judged += phase.judged
+      bad += phase.bad
+      addSparse(shadow, 0, phase.shadow)
+      addSparse(primary, 0, phase.primary)
+    }
+    return mirrorFigures(judged, bad, shadow, primary)
+  }
+
+  /** `/v1/state.mirror` with the workers' figures summed in place of the primary's own (it copies nothing). */
+  mirrorView(own: MirrorView | null): MirrorView | null {
+    if (own === null) return null
+    const sum = { copied: 0, dropped: 0, matched: 0, mismatches: 0, errors: 0, uncompared: 0 }
+    const shadow = new Uint32Array(BUCKETS)
+    const primary = new Uint32Array(BUCKETS)
+    for (const m of this.#members.values()) {
+      const r = m.report?.mirror
+      if (r === undefined) continue
+      for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += r.totals[k]
+      addSparse(shadow, 0, r.shadow)
+      addSparse(primary, 0, r.primary)
+    }
+    return { ...own, ...sum, shadowP95Ms: countsP95(shadow), primaryP95Ms: countsP95(primary) }
   }
 
   /** `/v1/state.workers` and `/v1/state.restart`. */

@@ -1,8 +1,9 @@
 import { type Logger, pino } from 'pino'
+import { toSparse } from '../analysis/histogram.js'
 import { logOptions } from '../cli/log.js'
 import { assembleWorker, type AssembledWorker } from './assemble.js'
 import { FollowerStore } from './follower-store.js'
-import type { FromWorker, ReportMessage, StateMessage, ToWorker } from './worker-messages.js'
+import type { FromWorker, MirrorReport, ReportMessage, StateMessage, ToWorker } from './worker-messages.js'
 import { type MetricJson, WORKER_SUMMED } from './worker-pool.js'
 
 /**
@@ -84,7 +85,24 @@ export function runWorker(): void {
       r.versions[v.name] = [v.requestsTotal, v.errorsTotal, v.inflight, v.websockets]
       for (const i of v.instances) r.instances.push([i.url, i.inflight, i.websockets])
     }
+    const mirror = mirrorReport()
+    if (mirror) r.mirror = mirror
     return r
+  }
+
+  const mirrorReport = (): MirrorReport | undefined => {
+    const stats = proxy!.mirror.stats
+    if (stats === undefined) return undefined
+    const { shadow, primary, ...totals } = stats.totalCounts()
+    const out: MirrorReport = { totals, shadow: toSparse(shadow, 0), primary: toSparse(primary, 0) }
+    // The rollout's mirror phase is judged on the copies since it began (the driver asks from the same moment).
+    const rollout = store!.current().rollout
+    if (rollout?.status === 'progressing' && rollout.phase === 'mirror') {
+      const fromMs = rollout.stepStartedAt ?? 0
+      const c = stats.countsSince(fromMs)
+      out.phase = { fromMs, judged: c.judged, bad: c.bad, shadow: toSparse(c.shadow, 0), primary: toSparse(c.primary, 0) }
+    }
+    return out
   }
 
   const counters = async (): Promise<MetricJson[]> => {

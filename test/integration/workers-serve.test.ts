@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http'
+import { type IncomingMessage, request as httpRequest, type ServerResponse } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { admin } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
@@ -178,5 +178,58 @@ describe('workers: a rollout judged on all workers together', () => {
     for (const n of canaryByWorker.values()) expect(n).toBeLessThan(MIN)
     const reason = (await admin(p, 'GET', '/v1/state')).body.rollout.reason as string
     expect(reason).toMatch(/error/)
+  })
+})
+
+describe('workers: mirroring and a rollout’s mirror phase over all workers', () => {
+  let blue: TestUpstream
+  let green: TestUpstream
+  let p: WorkersProxy
+  const same = (req: IncomingMessage, res: ServerResponse) => {
+    req.resume()
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"same":true}')
+  }
+
+  beforeAll(async () => {
+    blue = await startUpstream('blue', same)
+    green = await startUpstream('green', same)
+    p = await startWorkers({
+      workers: 2,
+      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+      weights: { blue: 100 },
+      analysis: { intervalMs: 200 },
+      rollout: {
+        baseline: 'blue',
+        canary: 'green',
+        steps: [{ weight: 50, holdMs: 60_000 }, { weight: 100 }],
+        mirror: { percent: 100, holdMs: 300, minRequests: 30, maxMismatchRate: 0.1 },
+      },
+    })
+  }, 180_000)
+  afterAll(async () => {
+    await p?.close()
+    await blue?.close()
+    await green?.close()
+  })
+
+  it('sums the copies of every worker in /v1/state.mirror and judges the mirror phase on them', async () => {
+    expect((await admin(p, 'PUT', '/v1/mirror', { version: 'green', percent: 100 })).status).toBe(200)
+    expect((await burst(p.url, 40)).filter((a) => a !== '?')).toEqual([])
+    await expect
+      .poll(async () => {
+        const m = (await admin(p, 'GET', '/v1/state')).body.mirror
+        return [m.copied, m.matched]
+      })
+      .toEqual([40, 40])
+    expect((await admin(p, 'PUT', '/v1/mirror', null)).status).toBe(200)
+
+    expect((await admin(p, 'POST', '/v1/rollout', { canary: 'green' })).status).toBe(201)
+    expect((await admin(p, 'GET', '/v1/state')).body.rollout.phase).toBe('mirror')
+    const answers = await burst(p.url, 40)
+    expect(answers.filter((a) => a !== '?')).toEqual([])
+    // Each worker copied about 20: only their sum reaches the phase's 30.
+    await expect
+      .poll(async () => (await admin(p, 'GET', '/v1/state')).body.rollout.phase, { timeout: 15_000 })
+      .toBe('steps')
   })
 })
