@@ -104,6 +104,8 @@ export class WorkerPool {
   #generation = 1
   #restarting: { generation: number } | undefined
   #stopping = false
+  /** Every first worker served: from then on a dead worker is replaced (before, the start fails). */
+  #started = false
   #backoffMs = 0
   #scrapeId = 0
   readonly #scrapes = new Map<number, (json: MetricJson[]) => void>()
@@ -133,6 +135,7 @@ export class WorkerPool {
     const starting: Promise<void>[] = []
     for (let i = 0; i < this.#count; i++) starting.push(this.#spawn(this.#generation).servingNow)
     await Promise.all(starting)
+    this.#started = true
     this.#host.workerCount = this.#servingCount()
     return this.port
   }
@@ -413,7 +416,7 @@ export class WorkerPool {
     this.#host.workerCount = this.#servingCount()
     this.#checkSettled()
     if (!m.serving) m.failStart(new Error(`worker ${id} exited (${signal ?? code}) before serving`))
-    if (this.#stopping || m.retiring) {
+    if (this.#stopping || m.retiring || !this.#started) {
       this.#log.info({ worker: id, workerPid: m.worker.process.pid, code, signal }, 'worker exited')
       return
     }
