@@ -185,7 +185,11 @@ export const configSchema = z
      * Processes serving the public listener (README "Workers and self-upgrade"): absent, one process
      * does everything; a count or "auto" (os.availableParallelism()) runs a primary and that many workers.
      */
-    workers: z.union([z.literal('auto'), z.number().int().min(1, 'must be "auto" or a count of 1 or more')]).optional(),
+    workers: z
+      .custom<number | 'auto'>((v) => v === 'auto' || (Number.isInteger(v) && (v as number) >= 1), {
+        error: 'must be "auto" or a count of 1 or more',
+      })
+      .optional(),
     retries: z.strictObject({ attempts: z.number().int().min(0).max(5).default(1) }).prefault({}),
     drain: z
       .strictObject({
