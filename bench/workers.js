@@ -40,9 +40,10 @@ const flags = parseFlags(
     targets: 'single,w1,w2,nginx2',
     requests: 120_000,
     rate: 3000,
+    'scale-rate': 0,
   },
   'usage: npm run bench:workers -- [--mode scale|restart] [--duration S] [--rounds N] [--warmup S] [--connections N] ' +
-    '[--targets single,w1,w2,nginx2] [--requests N] [--rate R]',
+    '[--targets single,w1,w2,nginx2] [--scale-rate R] [--requests N] [--rate R]',
 )
 if (flags.mode !== 'scale' && flags.mode !== 'restart') usageError(`--mode is scale or restart, not "${flags.mode}"`)
 
@@ -108,12 +109,19 @@ async function scale(upstreams, settings) {
       await autocannon({ url: `${url}/api/items`, connections: flags.connections, duration: flags.warmup })
       const pids = tree(pid)
       const cpu0 = treeCpuMs(pids)
+      const own0 = cpuMs(pid) ?? 0
       const gen0 = process.cpuUsage()
       const t0 = performance.now()
-      const r = await autocannon({ url: `${url}/api/items`, connections: flags.connections, duration: flags.duration })
+      const r = await autocannon({
+        url: `${url}/api/items`,
+        connections: flags.connections,
+        duration: flags.duration,
+        ...(flags['scale-rate'] > 0 && { overallRate: flags['scale-rate'] }),
+      })
       const wallMs = performance.now() - t0
       const gen = process.cpuUsage(gen0)
       const cpu = treeCpuMs(pids) - cpu0
+      const own = (cpuMs(pid) ?? 0) - own0
       const total = r.requests.total
       if (r.errors + r.non2xx > 0) console.log(`  ${t}: ${r.errors} errors, ${r.non2xx} non-2xx`)
       results[t].rps.push(total / (wallMs / 1000))
@@ -121,7 +129,8 @@ async function scale(upstreams, settings) {
       results[t].loadgenCores.push((gen.user + gen.system) / 1000 / wallMs)
       console.log(
         `round ${round + 1} ${t.padEnd(6)} ${Math.round(total / (wallMs / 1000))} req/s, ` +
-          `${((cpu * 1000) / total).toFixed(1)} us CPU/req over ${pids.length} processes, ` +
+          `${((cpu * 1000) / total).toFixed(1)} us CPU/req over ${pids.length} processes ` +
+          `(${((own * 1000) / total).toFixed(1)} of it the primary or master), ` +
           `load generator ${((gen.user + gen.system) / 1000 / wallMs).toFixed(2)} cores`,
       )
     }
