@@ -74,17 +74,18 @@ function running(label, bin, args, dir, port) {
 /**
  * nginx 1.22 in front of `upstream` (http://127.0.0.1:PORT): proxy_buffering and proxy_request_buffering off.
  * With `tls` ({ cert, key } PEM files): an ssl listener (TLS 1.2 and 1.3, nginx's default ciphers), and
- * `http2` turns on HTTP/2 there (ALPN h2 and http/1.1), as bench/tls.js compares them.
+ * `http2` turns on HTTP/2 there (ALPN h2 and http/1.1), as bench/tls.js compares them. `workers` above 1
+ * runs a master with that many worker processes (bench/workers.js).
  */
-export async function startNginx(upstream, { tls, http2 = false } = {}) {
+export async function startNginx(upstream, { tls, http2 = false, workers = 1 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-nginx-'))
   const port = await freePort()
   const target = upstream.replace(/^http:\/\//, '')
   writeFileSync(
     join(dir, 'nginx.conf'),
     `daemon off;
-master_process off;
-worker_processes 1;
+master_process ${workers > 1 ? 'on' : 'off'};
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 4096; }

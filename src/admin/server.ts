@@ -48,6 +48,13 @@ export class AdminServer {
     this.server.keepAliveTimeout = 5_000
   }
 
+  /**
+   * Awaited before a changing answer (any method but GET and HEAD) is sent:
+   * with workers, until every worker has applied the change (README
+   * "Workers and self-upgrade").
+   */
+  settle: (() => Promise<void>) | undefined
+
   route(method: string, path: string, handler: AdminHandler): this {
     let byMethod = this.#routes.get(path)
     if (!byMethod) this.#routes.set(path, (byMethod = new Map()))
@@ -91,6 +98,7 @@ export class AdminServer {
       }
       const body = await readJsonBody(req)
       const reply = await route.handler({ body, actor, req })
+      if (this.settle !== undefined && req.method !== 'GET' && req.method !== 'HEAD') await this.settle()
       send(res, reply.status, reply.body, reply.headers)
     } catch (err) {
       const e = toAdminError(err)

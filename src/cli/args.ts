@@ -60,8 +60,9 @@ export function requireConfigPath(
   args: readonly string[],
   command: string,
   stderr: (text: string) => void = (s) => process.stderr.write(s),
+  extra: Readonly<Record<string, FlagSpec>> = {},
 ): string | undefined {
-  const scanned = scanArgs(args, CONFIG_FLAG)
+  const scanned = scanArgs(args, { ...CONFIG_FLAG, ...extra })
   const path = scanned.ok ? scanned.flags['config'] : undefined
   if (typeof path === 'string') return path
   stderr(`${scanned.ok ? '--config FILE is required' : scanned.message}\nusage: sluice ${command} --config FILE\n`)

@@ -15,11 +15,13 @@ const USAGE = `usage: sluice <command>
 Every command answers --help.
 `
 
-const SERVE_USAGE = `usage: sluice serve --config FILE
+const SERVE_USAGE = `usage: sluice serve --config FILE [--workers N|auto]
 
 Runs the proxy in the foreground: JSON log lines (pino) on stdout, one with
 "msg":"listening" and the bound port and adminPort once both listeners are
-up. SIGHUP reloads the config; SIGTERM or SIGINT stop gracefully.
+up. SIGHUP reloads the config; SIGTERM or SIGINT stop gracefully. --workers
+overrides the config's workers; with workers, SIGUSR2 replaces them one at
+a time with ones running the code and config on disk.
 
 exit codes: 0 after a graceful stop, 1 invalid config or failed start (one line on stderr), 2 usage error
 `

@@ -15,6 +15,7 @@ export type CtlCommand =
   | { verb: 'weights'; weights: Record<string, number> }
   | { verb: 'drain' | 'undrain'; target: DrainTarget }
   | { verb: 'reload' }
+  | { verb: 'restart' }
   | { verb: 'audit' }
   | { verb: 'rollout-start'; canary: string; baseline?: string; onBreach?: OnBreach; steps?: RolloutStep[] }
   | { verb: 'rollout'; action: RolloutCommand }
@@ -41,6 +42,7 @@ export const CTL_USAGE = `usage: sluice ctl <command> [--json] [--help]
   drain <version|url>                    stop new work to a version or an instance (http://...)
   undrain <version|url>                  take it back into service
   reload                                 re-read the config file
+  restart                                replace every worker, one at a time, with the code and config on disk
   audit                                  recent changes: at, action, source, actor, before -> after, reason
   rollout start <canary> [--baseline B] [--on-breach pause|rollback] [--steps W[:HOLDMS][:approve],...]
   rollout pause|resume|promote|abort     control the active rollout (abort rolls back)
@@ -140,6 +142,7 @@ function parseWords(words: readonly string[], flags: Flags): Part<CtlCommand> {
       return { ok: true, value: { verb: 'help', topic: rest } }
     case 'state':
     case 'reload':
+    case 'restart':
     case 'audit':
       return noMore(rest, verb) ?? { ok: true, value: { verb } }
     case 'weights':

@@ -148,6 +148,8 @@ export function requestFor(c: Exclude<CtlCommand, { verb: 'help' }>): AdminReque
       return { method: 'POST', path: `/v1/${c.verb}`, body: c.target }
     case 'reload':
       return { method: 'POST', path: '/v1/reload' }
+    case 'restart':
+      return { method: 'POST', path: '/v1/restart' }
     case 'audit':
       return { method: 'GET', path: '/v1/audit' }
     case 'rollout-start': {
@@ -208,6 +210,8 @@ function render(c: Exclude<CtlCommand, { verb: 'help' }>, body: unknown, now: nu
       return `undrained ${targetText(c.target)}\n`
     case 'reload':
       return 'reloaded\n'
+    case 'restart':
+      return 'restart begun: workers are replaced one at a time (sluice ctl state shows restart.status)\n'
     case 'audit':
       return formatAudit(body)
     case 'rollout-start':

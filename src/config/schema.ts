@@ -223,6 +223,15 @@ export const configSchema = z
         clientConnections: z.number().int().min(0).default(0),
       })
       .prefault({}),
+    /**
+     * Processes serving the public listener (README "Workers and self-upgrade"): absent, one process
+     * does everything; a count or "auto" (os.availableParallelism()) runs a primary and that many workers.
+     */
+    workers: z
+      .custom<number | 'auto'>((v) => v === 'auto' || (Number.isInteger(v) && (v as number) >= 1), {
+        error: 'must be "auto" or a count of 1 or more',
+      })
+      .optional(),
     retries: z.strictObject({ attempts: z.number().int().min(0).max(5).default(1) }).prefault({}),
     drain: z
       .strictObject({

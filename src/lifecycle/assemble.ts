@@ -23,12 +23,15 @@
  * routing table (rebuilt from the desired state the primary sends), the
  * WebSocket gateway and the mirror. What crosses between them is the
  * desired state (state/types.ts, plain data) and the outcome slices that
- * shared analysis already publishes.
+ * shared analysis already publishes. `assemble` with `workers` builds the
+ * primary (its pool: worker-pool.ts), `assembleWorker` a worker (worker.ts
+ * runs it); without `workers` one process is both, as before.
  */
 import type { Logger } from 'pino'
 import { TokenCheck } from '../admin/auth.js'
 import { instancesRoutes } from '../admin/instances-routes.js'
 import { mirrorRoutes } from '../admin/mirror-routes.js'
+import { restartRoutes } from '../admin/restart-routes.js'
 import { rolloutRoutes } from '../admin/rollout-routes.js'
 import { coreRoutes } from '../admin/routes.js'
 import { AdminServer } from '../admin/server.js'
@@ -37,11 +40,13 @@ import type { Config } from '../config/load.js'
 import { Discovery } from '../discovery/discovery.js'
 import { Mirror } from '../mirror/mirror.js'
 import { RolloutDriver } from '../rollout/driver.js'
+import type { Version } from '../routing/instance.js'
 import type { StateStore } from '../state/store.js'
 import { createStore } from '../state/store-factory.js'
 import { WebSocketGateway } from '../websocket/gateway.js'
 import { SharedAnalysis } from './shared-analysis.js'
 import { Sluice } from './sluice.js'
+import { WorkerPool } from './worker-pool.js'
 
 /** A feature with a lifecycle: started in order, stopped in reverse. */
 interface Part {
@@ -56,15 +61,21 @@ export interface Assembled {
   readonly mirror: Mirror
   readonly rollout: RolloutDriver
   readonly gateway: WebSocketGateway
+  /** The workers serving the public listener, when there are (`workers` set). */
+  readonly pool: WorkerPool | undefined
   /** Starts everything; on a failure, stops what started and throws. */
   start(): Promise<{ port: number; adminPort: number }>
   /** Graceful stop; a second call waits on the same stop. */
   stop(): Promise<void>
 }
 
-export function assemble(config: Config, opts: { log: Logger; store?: StateStore }): Assembled {
+export function assemble(config: Config, opts: { log: Logger; store?: StateStore; workers?: number }): Assembled {
   const log = opts.log
-  const sluice = new Sluice(config, { log, store: opts.store ?? createStore(config, log) })
+  const role = opts.workers === undefined ? 'single' : 'primary'
+  const sluice = new Sluice(config, { log, store: opts.store ?? createStore(config, log), role })
+  const pool = opts.workers === undefined ? undefined : new WorkerPool(sluice, opts.workers)
+  // Every rebuild of the primary's table (a change, health, discovery) goes to the workers.
+  if (pool) sluice.hooks.push({ onTable: () => pool.broadcast() })
 
   const gateway = new WebSocketGateway(sluice)
   sluice.listener.server.on('upgrade', (req, socket, head) => gateway.upgrade(req, socket, head))
@@ -77,21 +88,33 @@ export function assemble(config: Config, opts: { log: Logger; store?: StateStore
   sluice.hooks.push({ onConfig: (c) => discovery.onConfig(c) })
   sluice.readiness.push(() => discovery.answered)
 
-  // With a shared store the verdict is computed on every proxy's traffic.
-  const shared = sluice.store.kind === 'redis' ? new SharedAnalysis(sluice) : undefined
-  const rollout = new RolloutDriver(sluice, {
-    mirror,
-    ...(shared && { slices: (v) => shared.slices(v) }),
-  })
+  // With a shared store the verdict is computed on every proxy's traffic; with workers, on all of theirs.
+  const own = pool && ((v: Version) => pool.slices(v))
+  const shared = sluice.store.kind === 'redis' ? new SharedAnalysis(sluice, own) : undefined
+  const slices = shared ? (v: Version) => shared.slices(v) : own
+  // With workers, the mirror phase is judged on the copies every worker made.
+  const mirrorFigures = pool ? { figuresSince: (from: number) => pool.mirrorFigures(from) } : mirror
+  const rollout = new RolloutDriver(sluice, { mirror: mirrorFigures, ...(slices && { slices }) })
 
   const tokens = new TokenCheck(config.admin.tokens)
   if (tokens.open) log.warn('admin API has no token: /v1/* is open to anyone who can reach the admin listener')
   const admin = new AdminServer(tokens, log)
-  const view = () => stateView(sluice, mirror)
+  const mirrorView = pool ? { view: () => pool.mirrorView(mirror.view()) } : mirror
+  const view = () => stateView(sluice, mirrorView, pool)
   coreRoutes(admin, sluice, view)
   instancesRoutes(admin, sluice, view)
   rolloutRoutes(admin, rollout, view)
   mirrorRoutes(admin, mirror, view)
+  restartRoutes(admin, pool, view)
+  if (pool) {
+    admin.settle = () => pool.settled()
+    admin.route('GET', '/v1/mirror', () => ({ status: 200, body: mirrorView.view() }))
+    admin.route('GET', '/metrics', async () => ({
+      status: 200,
+      body: await pool.metricsText(),
+      headers: { 'content-type': sluice.metrics.registry.contentType },
+    }))
+  }
 
   let port = 0
   let adminPort = 0
@@ -108,6 +131,17 @@ export function assemble(config: Config, opts: { log: Logger; store?: StateStore
       // Its drain and close come after every feature stopped (see stop below).
       stop: () => sluice.beginStop(),
     },
+    ...(pool
+      ? [
+          {
+            name: 'workers',
+            start: async () => {
+              port = await pool.start()
+            },
+            stop: () => pool.stop(),
+          },
+        ]
+      : []),
     {
       name: 'admin',
       start: async () => {
@@ -140,6 +174,7 @@ export function assemble(config: Config, opts: { log: Logger; store?: StateStore
     mirror,
     rollout,
     gateway,
+    pool,
     async start() {
       try {
         for (const part of parts) {
@@ -159,3 +194,58 @@ export function assemble(config: Config, opts: { log: Logger; store?: StateStore
     },
   }
 }
+
+export interface AssembledWorker {
+  readonly sluice: Sluice
+  readonly mirror: Mirror
+  start(): Promise<{ port: number }>
+  /** Graceful stop: WebSockets get 1001 at once. */
+  stop(): Promise<void>
+  /**
+   * Self-upgrade: stops accepting at once, finishes in-flight requests, and
+   * keeps WebSockets relaying until they end or drain.timeoutMs, then stops.
+   */
+  retire(): Promise<void>
+}
+
+/** A worker: the data listener, the WebSocket gateway and the mirror, fed by the primary through `store`. */
+export function assembleWorker(config: Config, opts: { log: Logger; store: StateStore }): AssembledWorker {
+  const sluice = new Sluice(config, { log: opts.log, store: opts.store, role: 'worker' })
+  const gateway = new WebSocketGateway(sluice)
+  sluice.listener.server.on('upgrade', (req, socket, head) => gateway.upgrade(req, socket, head))
+  sluice.hooks.push(gateway)
+  const mirror = new Mirror(sluice)
+  sluice.hooks.push({ onTable: (t) => mirror.onTable(t) })
+  let stopped: Promise<void> | undefined
+  const stop = (): Promise<void> =>
+    (stopped ??= (async () => {
+      sluice.beginStop()
+      gateway.stop()
+      await mirror.stop()
+      await sluice.stop()
+    })())
+  return {
+    sluice,
+    mirror,
+    async start() {
+      return sluice.start()
+    },
+    stop,
+    async retire() {
+      const timeoutMs = sluice.config.drain.timeoutMs
+      // The listener destroys what is left at its deadline: leave the WebSockets' 1001 handshake time first.
+      void sluice.listener.close(timeoutMs + CLOSE_HANDSHAKE_MS)
+      sluice.beginStop()
+      const until = Date.now() + timeoutMs
+      while (Date.now() < until && sluice.versions.some((v) => v.websockets > 0)) {
+        await new Promise((resolve) => setTimeout(resolve, RETIRE_POLL_MS))
+      }
+      await stop()
+    },
+  }
+}
+
+/** How often a retiring worker looks whether its last WebSocket ended. */
+const RETIRE_POLL_MS = 100
+/** After a retiring worker's WebSockets get 1001, how long their close handshake may take. */
+const CLOSE_HANDSHAKE_MS = 1_000

@@ -12,6 +12,8 @@ export interface SluiceHooks {
   onDrain?(instance: Instance): void
   /** After every routing table rebuild. */
   onTable?(table: RoutingTable): void
+  /** The state is loaded and applied; the data listener opens next. */
+  onLoaded?(): void
   /** After a reload applied a new config. */
   onConfig?(config: Config): void
 }

@@ -24,7 +24,14 @@ export class SharedAnalysis {
   #timer: NodeJS.Timeout | undefined
   #publishing: Promise<void> = Promise.resolve()
 
-  constructor(readonly sluice: AnalysisHost) {}
+  /**
+   * `own` gives this proxy's slices when its traffic is not in its own
+   * windows (a primary: its workers' slices, summed).
+   */
+  constructor(
+    readonly sluice: AnalysisHost,
+    readonly own?: (version: Version) => SliceSnapshot[],
+  ) {}
 
   start(): void {
     const every = this.sluice.config.analysis.intervalMs
@@ -39,6 +46,10 @@ export class SharedAnalysis {
     const byVersion: Record<string, SliceSnapshot[]> = {}
     const now = Date.now()
     for (const v of this.sluice.versions) {
+      if (this.own) {
+        byVersion[v.name] = this.own(v)
+        continue
+      }
       const w = this.sluice.outcomes.window(v)
       w.tick(now)
       byVersion[v.name] = w.exportSlices()
@@ -48,7 +59,7 @@ export class SharedAnalysis {
 
   /** The slices a version is judged on: this proxy's, fresh, plus every other live proxy's. */
   async slices(version: Version): Promise<SliceSnapshot[]> {
-    const own = this.sluice.outcomes.window(version).exportSlices()
+    const own = this.own ? this.own(version) : this.sluice.outcomes.window(version).exportSlices()
     const others = await this.sluice.store.readSlices(version.name, this.sluice.store.id)
     return others.length === 0 ? own : mergeSlices(own, ...others)
   }

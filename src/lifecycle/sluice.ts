@@ -26,6 +26,14 @@ export interface SluiceOptions {
   log: Logger
   /** Defaults to the in-process store. */
   store?: StateStore
+  /**
+   * `single` (the default) does everything in this process. With workers
+   * (README "Workers and self-upgrade") the `primary` keeps the store, the
+   * control plane and the probes but binds no data listener; a `worker`
+   * serves the data listener from the desired state and the health the
+   * primary sends, and probes nothing itself.
+   */
+  role?: 'single' | 'primary' | 'worker'
 }
 
 export type { DrainTarget } from '../state/types.js'
@@ -59,6 +67,9 @@ export class Sluice {
   /** Further conditions for /readyz (discovery's first answers), registered by the assembly. */
   readonly readiness: (() => boolean)[] = []
   prober: Prober | undefined
+  readonly role: 'single' | 'primary' | 'worker'
+  /** Processes serving the data listener (`sluice_workers`); the primary sets it. */
+  workerCount = 1
   #nextVersionIndex = 0
   #state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new'
   #stopped: Promise<void> | undefined
@@ -79,12 +90,14 @@ export class Sluice {
     this.config = config
     this.log = opts.log
     this.store = opts.store ?? new MemoryStore()
+    this.role = opts.role ?? 'single'
     this.#poolOptions = poolOptions(config)
     this.metrics = new Metrics({
       versions: () => this.versions,
       weights: () => this.desired.weights,
       rollout: () => rolloutGauge(this.desired.rollout),
       storeUp: () => (this.store.up ? 1 : 0),
+      workers: () => this.workerCount,
     })
     this.outlier = new OutlierDetector(
       config.outlier,
@@ -158,7 +171,7 @@ export class Sluice {
       const loaded = { file: restored.from, revision: restored.revision }
       await this.control.change('start', { source: 'system', reason }, (s) => ({ next: s, before: null, after: loaded }))
     }
-    if (this.config.health) {
+    if (this.config.health && this.role !== 'worker') {
       this.prober = new Prober(this.config.health, this.log, () => this.rebuild())
       void this.prober.sync(this.#allInstances()).then(() => {
         this.#ready = true
@@ -168,7 +181,10 @@ export class Sluice {
     }
     this.#analysisTimer = setInterval(() => this.outcomes.tick(Date.now()), this.config.analysis.intervalMs)
     this.#analysisTimer.unref()
-    const port = await this.listener.listen(this.config.listen.host, this.config.listen.port)
+    for (const h of this.hooks) h.onLoaded?.()
+    // The primary's workers bind the public port (lifecycle/worker-pool.ts).
+    const port =
+      this.role === 'primary' ? 0 : await this.listener.listen(this.config.listen.host, this.config.listen.port)
     this.#state = 'running'
     return { port }
   }
@@ -250,8 +266,11 @@ export class Sluice {
     })
   }
 
-  /** Re-reads the config file; the old config stays on any problem. */
-  async reload(meta: ChangeMeta): Promise<DesiredState> {
+  /**
+   * Re-reads the config file; the old config stays on any problem. A
+   * self-upgrade (`restart`) applies the file the same way under its own audit action.
+   */
+  async reload(meta: ChangeMeta, action: 'reload' | 'restart' = 'reload'): Promise<DesiredState> {
     const source = this.config.source
     if (source === undefined) {
       throw new AdminError(400, 'SLUICE_NO_CONFIG_FILE', 'this proxy was started without a config file')
@@ -264,13 +283,9 @@ export class Sluice {
     const prev = this.config
     const fileWeightsChanged = JSON.stringify(prev.weights) !== JSON.stringify(next.weights)
     const fileMirrorChanged = JSON.stringify(prev.mirror ?? null) !== JSON.stringify(next.mirror ?? null)
-    this.config = next
-    this.#poolOptions = poolOptions(next)
-    this.#syncVersions(next)
-    if (this.prober) void this.prober.sync(this.#allInstances())
-    for (const h of this.hooks) h.onConfig?.(next)
+    this.adoptConfig(next)
     const names = new Set(next.versions.map((v) => v.name))
-    return this.control.change('reload', meta, (s) => {
+    return this.control.change(action, meta, (s) => {
       // A running rollout owns the weights: a file edit must not yank them from under it.
       const rolloutOwns = s.rollout?.status === 'progressing' || s.rollout?.status === 'paused'
       const keepRuntime = (!fileWeightsChanged || rolloutOwns) && Object.keys(s.weights).every((n) => names.has(n))
@@ -302,6 +317,15 @@ export class Sluice {
         after: { weights, versions: summary(next) },
       }
     })
+  }
+
+  /** Takes a validated config's static parts (versions, pools, routing inputs); a reload commits the rest. */
+  adoptConfig(next: Config): void {
+    this.config = next
+    this.#poolOptions = poolOptions(next)
+    this.#syncVersions(next)
+    if (this.prober) void this.prober.sync(this.#allInstances())
+    for (const h of this.hooks) h.onConfig?.(next)
   }
 
   // ---- runtime ----
@@ -418,6 +442,11 @@ export class Sluice {
     this.#discovered.set(version, discovered)
     // Before the state is loaded, start() applies what was discovered so far.
     if (this.#loaded && this.#syncMembers(this.config, this.#runtimeInstances())) this.rebuild()
+  }
+
+  /** Discovery's latest answers by version, as plain data (the primary hands them to its workers). */
+  discoveredNow(): Record<string, Discovered> {
+    return Object.fromEntries(this.#discovered)
   }
 
   #runtimeInstances(): readonly RuntimeInstance[] {

@@ -126,6 +126,30 @@ export class MirrorStats {
         primaryP95Ms: t.primaryP95Ms,
       }
     }
+    const c = this.countsSince(fromMs)
+    return mirrorFigures(c.judged, c.bad, c.shadow, c.primary)
+  }
+
+  /** The run's totals with their latency counts, as plain data (a worker's report to its primary). */
+  totalCounts(): MirrorTotalCounts {
+    return {
+      copied: this.copied,
+      dropped: this.dropped,
+      matched: this.matched,
+      mismatches: this.mismatches,
+      errors: this.errors,
+      uncompared: this.uncompared,
+      shadow: this.#shadowTotal.counts,
+      primary: this.#primaryTotal.counts,
+    }
+  }
+
+  /** What `figuresSince` sums, before the percentiles: the counts since `fromMs` (to the slice). */
+  countsSince(fromMs: number): MirrorCounts {
+    if (fromMs <= this.since) {
+      const t = this.totalCounts()
+      return { judged: t.matched + t.mismatches + t.errors, bad: t.mismatches + t.errors, shadow: t.shadow, primary: t.primary }
+    }
     const shadow = new Uint32Array(BUCKETS)
     const primary = new Uint32Array(BUCKETS)
     let judged = 0
@@ -146,12 +170,7 @@ export class MirrorStats {
         primary[i]! += this.#curPrimary[i]!
       }
     }
-    return {
-      copied: judged,
-      mismatches: bad,
-      shadowP95Ms: p95(shadow, sum(shadow)),
-      primaryP95Ms: p95(primary, sum(primary)),
-    }
+    return { judged, bad, shadow, primary }
   }
 
   /** The current slice, closing the previous one when its time is over. */
@@ -174,6 +193,36 @@ export class MirrorStats {
   #emptySlice(startMs: number): Slice {
     return { startMs, matched: 0, mismatches: 0, errors: 0, shadow: [], primary: [] }
   }
+}
+
+/** A run's counters and total latency counts. */
+export interface MirrorTotalCounts {
+  copied: number
+  dropped: number
+  matched: number
+  mismatches: number
+  errors: number
+  uncompared: number
+  shadow: Uint32Array
+  primary: Uint32Array
+}
+
+/** Copies judged (matched, mismatched, failed), the bad ones among them, and their latency counts. */
+export interface MirrorCounts {
+  judged: number
+  bad: number
+  shadow: Uint32Array
+  primary: Uint32Array
+}
+
+/** A mirror phase's figures from its counts (one process's, or several summed). */
+export function mirrorFigures(judged: number, bad: number, shadow: Uint32Array, primary: Uint32Array): MirrorFigures {
+  return { copied: judged, mismatches: bad, shadowP95Ms: p95(shadow, sum(shadow)), primaryP95Ms: p95(primary, sum(primary)) }
+}
+
+/** The p95 of latency counts in ms, null when empty. */
+export function countsP95(counts: Uint32Array): number | null {
+  return p95(counts, sum(counts))
 }
 
 function sum(counts: Uint32Array): number {

@@ -16,7 +16,7 @@ import type { DesiredState, MirrorSection } from '../state/types.js'
 import { type CopyOwner, MirrorCopy } from './mirror-copy.js'
 import { MirrorRun } from './mirror-run.js'
 import { compileMirror } from './mirror-settings.js'
-import type { MirrorOutcome, MirrorTotals } from './mirror-stats.js'
+import type { MirrorOutcome, MirrorStats, MirrorTotals } from './mirror-stats.js'
 import { type MismatchEntry, MismatchLog } from './mismatch-log.js'
 
 /** What the mirror needs of a proxy (the core has all of it): the state, the one change path, the data path's tap. */
@@ -131,6 +131,11 @@ export class Mirror implements CopyOwner {
    */
   figuresSince(fromMs: number): MirrorFigures {
     return this.#run?.stats.figuresSince(fromMs) ?? NO_FIGURES
+  }
+
+  /** The current run's figures (undefined when not mirroring): what a worker reports to its primary. */
+  get stats(): MirrorStats | undefined {
+    return this.#run?.stats
   }
 
   /** The last mismatches and shadow errors, newest last. */

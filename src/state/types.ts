@@ -13,7 +13,7 @@ export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : fa
 // ---- changes and the audit ----
 
 /** Who made a change; `system` is sluice itself (a start that loaded the state file). */
-export const CHANGE_SOURCES = ['admin', 'rollout', 'analysis', 'reload', 'peer', 'system'] as const
+export const CHANGE_SOURCES = ['admin', 'rollout', 'analysis', 'reload', 'peer', 'system', 'signal'] as const
 export type ChangeSource = (typeof CHANGE_SOURCES)[number]
 /** The sources a rollout transition is recorded under. */
 export type AuditSource = Extract<ChangeSource, 'admin' | 'rollout' | 'analysis'>

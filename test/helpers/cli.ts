@@ -97,9 +97,13 @@ export interface ServeProcess {
 }
 
 /** Starts `sluice serve --config FILE` and resolves once it logs "listening" with its ports. */
-export function startServe(configFile: string, env: Record<string, string | undefined> = {}): Promise<ServeProcess> {
+export function startServe(
+  configFile: string,
+  env: Record<string, string | undefined> = {},
+  args: string[] = [],
+): Promise<ServeProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, 'serve', '--config', configFile], {
+    const child = spawn(process.execPath, [MAIN, 'serve', '--config', configFile, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env },
     })

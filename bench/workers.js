@@ -1,0 +1,213 @@
+// Workers (README "Workers and self-upgrade"), two runs:
+//   --mode scale    interleaved rounds of autocannon against
+//                     single   sluice in one process (no `workers`),
+//                     w1       sluice with a primary and 1 worker,
+//                     w2       sluice with a primary and 2 workers,
+//                     nginx2   nginx with 2 worker processes (bench/edge-peers.js),
+//                   reporting req/s, proxy CPU-seconds per request over the whole process tree (primary and
+//                   workers; nginx master and workers) and the load generator's own CPU use.
+//   --mode restart  sluice with 2 workers under a paced load of --requests requests at --rate req/s; SIGUSR2
+//                   twice during it (the second once the first is over): failed requests, and p99 before the
+//                   first signal against p99 while a restart runs.
+//   npm run bench:workers -- --mode scale --duration 5 --rounds 3
+//   npm run bench:workers -- --mode restart --requests 120000 --rate 3000
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { startNginx, versionOf, NGINX } from './edge-peers.js'
+import {
+  announce,
+  cpuMs,
+  latencyHistogram,
+  median,
+  parseFlags,
+  percentileMs,
+  recordMs,
+  serveBlueGreen,
+  startBlueGreen,
+  usageError,
+} from './lib.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const flags = parseFlags(
+  {
+    mode: 'scale',
+    duration: 5,
+    rounds: 3,
+    warmup: 1,
+    connections: 50,
+    targets: 'single,w1,w2,nginx2',
+    requests: 120_000,
+    rate: 3000,
+    'scale-rate': 0,
+  },
+  'usage: npm run bench:workers -- [--mode scale|restart] [--duration S] [--rounds N] [--warmup S] [--connections N] ' +
+    '[--targets single,w1,w2,nginx2] [--scale-rate R] [--requests N] [--rate R]',
+)
+if (flags.mode !== 'scale' && flags.mode !== 'restart') usageError(`--mode is scale or restart, not "${flags.mode}"`)
+
+const TOKEN = 'bench-token'
+const info = announce()
+const children = []
+const stopAll = () => Promise.all(children.map((c) => c.stop()))
+process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
+
+/** The pid and its children's pids (one level: a primary's workers, nginx's master's workers). */
+function tree(pid) {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()
+    return [pid, ...(kids === '' ? [] : kids.split(' ').map(Number))]
+  } catch {
+    return [pid]
+  }
+}
+
+function treeCpuMs(pids) {
+  return pids.reduce((sum, p) => sum + (cpuMs(p) ?? 0), 0)
+}
+
+try {
+  const ups = await startBlueGreen(root, children, 128)
+  const upstreams = { blue: [{ url: ups.blue }], green: [{ url: ups.green }] }
+  const settings = (workers) => ({
+    ...(workers === undefined ? {} : { workers }),
+    weights: { blue: 90, green: 10 },
+    health: { intervalMs: 2000, timeoutMs: 1000 },
+    log: { level: 'warn' },
+  })
+  if (flags.mode === 'scale') await scale(upstreams, settings)
+  else await restart(upstreams, settings)
+} finally {
+  await stopAll()
+}
+
+async function scale(upstreams, settings) {
+  const targets = flags.targets.split(',')
+  const known = { single: undefined, w1: 1, w2: 2, nginx2: 'nginx' }
+  for (const t of targets) if (!(t in known)) usageError(`unknown target "${t}" (known: ${Object.keys(known)})`)
+  console.log(`nginx: ${versionOf(NGINX)}`)
+  const running = {}
+  for (const t of targets) {
+    if (t === 'nginx2') {
+      const n = await startNginx(upstreams.blue[0].url, { workers: 2 })
+      children.push(n)
+      await n.ready
+      running[t] = { url: n.url, pid: n.proc.pid }
+    } else {
+      const s = await serveBlueGreen(root, upstreams, TOKEN, settings(known[t]))
+      children.push({ stop: s.stop })
+      running[t] = { url: s.url, pid: s.proxy.proc.pid }
+    }
+  }
+  const results = Object.fromEntries(targets.map((t) => [t, { rps: [], cpuPerReqUs: [], loadgenCores: [] }]))
+  for (let round = 0; round < flags.rounds; round++) {
+    // The order rotates each round, so no target always runs on a machine warmed (or loaded) by the same one.
+    const order = targets.map((_, i) => targets[(i + round) % targets.length])
+    for (const t of order) {
+      const { url, pid } = running[t]
+      await autocannon({ url: `${url}/api/items`, connections: flags.connections, duration: flags.warmup })
+      const pids = tree(pid)
+      const cpu0 = treeCpuMs(pids)
+      const own0 = cpuMs(pid) ?? 0
+      const gen0 = process.cpuUsage()
+      const t0 = performance.now()
+      const r = await autocannon({
+        url: `${url}/api/items`,
+        connections: flags.connections,
+        duration: flags.duration,
+        ...(flags['scale-rate'] > 0 && { overallRate: flags['scale-rate'] }),
+      })
+      const wallMs = performance.now() - t0
+      const gen = process.cpuUsage(gen0)
+      const cpu = treeCpuMs(pids) - cpu0
+      const own = (cpuMs(pid) ?? 0) - own0
+      const total = r.requests.total
+      if (r.errors + r.non2xx > 0) console.log(`  ${t}: ${r.errors} errors, ${r.non2xx} non-2xx`)
+      results[t].rps.push(total / (wallMs / 1000))
+      results[t].cpuPerReqUs.push((cpu * 1000) / total)
+      results[t].loadgenCores.push((gen.user + gen.system) / 1000 / wallMs)
+      console.log(
+        `round ${round + 1} ${t.padEnd(6)} ${Math.round(total / (wallMs / 1000))} req/s, ` +
+          `${((cpu * 1000) / total).toFixed(1)} us CPU/req over ${pids.length} processes ` +
+          `(${((own * 1000) / total).toFixed(1)} of it the primary or master), ` +
+          `load generator ${((gen.user + gen.system) / 1000 / wallMs).toFixed(2)} cores`,
+      )
+    }
+  }
+  console.log('\nmedians')
+  for (const t of targets) {
+    const r = results[t]
+    console.log(
+      `${t.padEnd(6)} ${Math.round(median(r.rps))} req/s, ${median(r.cpuPerReqUs).toFixed(1)} us CPU/req, ` +
+        `load generator ${median(r.loadgenCores).toFixed(2)} cores`,
+    )
+  }
+  if (results.w1 && results.w2) {
+    const pairs = results.w2.cpuPerReqUs.map((c, i) => c / results.w1.cpuPerReqUs[i])
+    console.log(`CPU/req w2 / w1 per round: ${pairs.map((x) => x.toFixed(3)).join(' ')} (median ${median(pairs).toFixed(3)})`)
+  }
+  console.log(`load average after: ${info && (await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+}
+
+async function restart(upstreams, settings) {
+  const s = await serveBlueGreen(root, upstreams, TOKEN, { ...settings(2), drain: { timeoutMs: 10_000 } })
+  children.push({ stop: s.stop })
+  const state = async () =>
+    (await fetch(`${s.adminUrl}/v1/state`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()
+  const before = latencyHistogram()
+  const during = latencyHistogram()
+  const other = latencyHistogram()
+  let phase = 'warm'
+  let failed = 0
+  const restarts = []
+  const t0 = performance.now()
+  const load = autocannon({
+    url: `${s.url}/api/items`,
+    connections: flags.connections,
+    amount: flags.requests,
+    overallRate: flags.rate,
+  })
+  load.on('response', (_client, status, _bytes, ms) => {
+    if (status >= 500) failed++
+    recordMs(phase === 'before' ? before : phase === 'during' ? during : other, ms)
+  })
+  load.on('reqError', () => failed++)
+  const expectedMs = (flags.requests / flags.rate) * 1000
+  const driver = (async () => {
+    await sleep(expectedMs * 0.05)
+    phase = 'before'
+    for (const at of [0.3, 0.6]) {
+      await sleep(Math.max(0, expectedMs * at - (performance.now() - t0)))
+      const generation = (await state()).restart.generation
+      phase = 'during'
+      const began = performance.now()
+      process.kill(s.proxy.proc.pid, 'SIGUSR2')
+      for (;;) {
+        const r = (await state()).restart
+        if (r.status === 'idle' && r.generation > generation) break
+        await sleep(50)
+      }
+      restarts.push(Math.round(performance.now() - began))
+      phase = 'after'
+    }
+  })()
+  const r = await load
+  await driver
+  const wallMs = performance.now() - t0
+  console.log(
+    `${r.requests.total} requests in ${(wallMs / 1000).toFixed(1)} s (${flags.rate} req/s paced, ${flags.connections} connections), ` +
+      `errors ${r.errors}, non-2xx ${r.non2xx}, failed (5xx or no answer) ${failed}`,
+  )
+  console.log(`restarts (SIGUSR2 to idle): ${restarts.join(' ms, ')} ms`)
+  const p99b = percentileMs(before, 99)
+  const p99d = percentileMs(during, 99)
+  console.log(
+    `p99 before ${p99b.toFixed(2)} ms (n ${before.totalCount}), during restarts ${p99d.toFixed(2)} ms (n ${during.totalCount}): ` +
+      `${(p99d / p99b).toFixed(2)}x; p50 ${percentileMs(before, 50).toFixed(2)} / ${percentileMs(during, 50).toFixed(2)} ms`,
+  )
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
