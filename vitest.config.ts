@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import { defineConfig } from 'vitest/config'
 
 /**
@@ -58,8 +59,14 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        // Pure code, no sockets: both cores at once, before any integration file starts.
-        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], sequence: { groupOrder: 0 } },
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          // Pure code, no sockets: every core at once, before any integration file starts.
+          // vitest's own default (cores - 1) ran them one at a time on the 2 cores CI has.
+          maxWorkers: availableParallelism(),
+          sequence: { groupOrder: 0 },
+        },
       },
       {
         extends: true,
