@@ -7,10 +7,8 @@ import { defineConfig } from 'vitest/config'
  */
 const PARALLEL = [
   'access-log',
-  'access-log-process',
   'admin-browser-guard',
   'admin-cross-origin',
-  'admin-metrics',
   'cli-demo',
   'cli-pipelines',
   'cli-serve',
@@ -22,21 +20,17 @@ const PARALLEL = [
   'kubernetes-manifests',
   'metrics-promtool',
   'mirror-compare',
-  'outlier-status-page',
   'ops-monitoring',
   'proxy-bodyless',
   'proxy-graceful-stop',
   'proxy-headers',
-  'proxy-own-answers',
   'proxy-pipelining',
   'proxy-request-target',
   'proxy-split',
   'proxy-trailers',
-  'redis-invalid-state',
   'request-id',
   'rollout-control',
   'rollout-gates',
-  'rollout-gates-redis',
   'rollout-gates-restart',
   'state-file-crash',
   'state-file-restart',
@@ -76,8 +70,9 @@ export default defineConfig({
           globalSetup: ['test/helpers/build-setup.ts'],
           // Two files at a time: these wait on timers, processes, browsers and servers more than
           // they compute, and every wait is on a condition with seconds to spare. None asserts an
-          // upper bound on a delay, a share of traffic measured over time or a lease, which a
-          // second busy file could break; a slower run is all the other file can cause.
+          // upper bound on a delay, a share of traffic measured over time or a lease, and none
+          // configures a health probe, upstream or gate timeout short enough (under a second) for
+          // a busy core to trip; a slower run is all the other file can cause.
           maxWorkers: 2,
           sequence: { groupOrder: 1 },
         },
