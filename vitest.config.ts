@@ -1,45 +1,6 @@
 import { availableParallelism } from 'node:os'
 import { defineConfig } from 'vitest/config'
 
-/**
- * Integration files that may run two at a time (the rule is in the project that runs them).
- * Every other integration file runs alone.
- */
-const PARALLEL = [
-  'access-log',
-  'admin-browser-guard',
-  'admin-cross-origin',
-  'cli-demo',
-  'cli-pipelines',
-  'cli-serve',
-  'cli-validate',
-  'config-examples',
-  'ctl',
-  'ctl-watch',
-  'discovery-runtime',
-  'kubernetes-manifests',
-  'metrics-promtool',
-  'mirror-compare',
-  'ops-monitoring',
-  'proxy-bodyless',
-  'proxy-graceful-stop',
-  'proxy-headers',
-  'proxy-pipelining',
-  'proxy-request-target',
-  'proxy-split',
-  'proxy-trailers',
-  'request-id',
-  'rollout-control',
-  'rollout-gates',
-  'rollout-gates-restart',
-  'state-file-crash',
-  'state-file-restart',
-  'state-file-rollout',
-  'status-page',
-  'websocket-relay',
-  'websocket-relay-fallback',
-].map((name) => `test/integration/${name}.test.ts`)
-
 export default defineConfig({
   test: {
     testTimeout: 60_000,
@@ -65,30 +26,14 @@ export default defineConfig({
       {
         extends: true,
         test: {
-          name: 'integration-parallel',
-          include: PARALLEL,
-          globalSetup: ['test/helpers/build-setup.ts'],
-          // Two files at a time: these wait on timers, processes, browsers and servers more than
-          // they compute, and every wait is on a condition with seconds to spare. None asserts an
-          // upper bound on a delay, a share of traffic measured over time or a lease, and none
-          // configures a health probe, upstream or gate timeout short enough (under a second) for
-          // a busy core to trip; a slower run is all the other file can cause.
-          maxWorkers: 2,
-          sequence: { groupOrder: 1 },
-        },
-      },
-      {
-        extends: true,
-        test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          exclude: PARALLEL,
-          globalSetup: ['test/helpers/build-setup.ts'],
-          // Latency bounds, timeouts, shares measured under load, leases: one file at a time, so
-          // that no other file competes for the 2 cores CI has. A new integration file belongs
-          // here unless it meets the rule of the project above.
+          // Integration tests run real servers under load: one file at a time keeps them from
+          // competing for the 2 cores CI has. Two at a time was tried for the files that assert
+          // no timing: they are CPU-bound (spawned CLIs, unpaced load loops that run as long as
+          // the test does), and two at a time on 2 cores took longer than one after the other.
           fileParallelism: false,
-          sequence: { groupOrder: 2 },
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -123,7 +123,7 @@ describe('Prometheus gates', () => {
     expect((await admin(proxy, 'POST', '/v1/rollout/abort')).status).toBe(200)
 
     const closed = `http://127.0.0.1:${await freePort()}`
-    const dead = [{ name: 'gone', prometheus: { url: closed, query: 'up', min: 1, timeoutMs: 1000 } }]
+    const dead = [{ name: 'gone', prometheus: { url: closed, query: 'up', min: 1, timeoutMs: 500 } }]
     expect((await start(proxy, { steps: twoSteps, gates: dead })).status).toBe(201)
     const error = await until(proxy, 'awaiting the gate', (r) => r.awaiting === 'gate:gone')
     expect(error.reason).toMatch(/^gate gone: prometheus failed: ECONNREFUSED/)
@@ -138,7 +138,7 @@ describe('webhook gates', () => {
     const gates = [
       {
         name: 'smoke',
-        webhook: { url: receiver.url + '/smoke', timeoutMs: 1000, headers: { authorization: 'Bearer ci-secret' } },
+        webhook: { url: receiver.url + '/smoke', timeoutMs: 300, headers: { authorization: 'Bearer ci-secret' } },
       },
     ]
     const started = await start(proxy, { steps: twoSteps, gates })
@@ -154,7 +154,7 @@ describe('webhook gates', () => {
     expect(call.body.rollout).toMatchObject({ id: held.id, status: 'progressing', canary: 'green', step: 0 })
 
     receiver.answer('/smoke', 'hang')
-    await until(proxy, 'a timed-out webhook', (r) => r.reason?.startsWith('gate smoke: webhook no answer within 1000 ms'))
+    await until(proxy, 'a timed-out webhook', (r) => r.reason?.startsWith('gate smoke: webhook no answer within 300 ms'))
     expect(await metric(proxy, 'sluice_gate_checks_total{gate="smoke",result="error"}')).toBeGreaterThanOrEqual(1)
 
     receiver.answer('/smoke', 204)
