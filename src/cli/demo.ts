@@ -5,6 +5,7 @@ import { scanArgs } from './args.js'
 import { demoEventLine } from './demo-events.js'
 import { type DemoUpstream, startDemoUpstream } from './demo-upstream.js'
 import { logOptions } from './log.js'
+import { DEMO_USAGE } from './usage.js'
 
 const LAYOUT: [version: string, instances: number][] = [
   ['blue', 2],
@@ -12,18 +13,6 @@ const LAYOUT: [version: string, instances: number][] = [
   ['canary', 1],
 ]
 
-export const DEMO_USAGE = `usage: sluice demo [--port PORT] [--admin-port PORT]
-
-Five demo instances (blue x2, green x2, canary x1) on loopback and the proxy
-in front, weights blue 80 green 20; no config file, no Redis. Prints the
-URLs and curl lines, then every change (weights, rollout steps, rollbacks,
-instances going down or coming back) as it happens. Ctrl-C stops it.
-
-  --port PORT        the proxy's port (default 8080)
-  --admin-port PORT  the admin API and status page (default 9901)
-
-A port already taken falls back to a free one (printed).
-`
 
 const DEMO_FLAGS = {
   port: { type: 'string', value: 'a port' },
