@@ -164,13 +164,17 @@ export class ProxyListener {
     const idleMs = opts.clientIdleMs
     this.server.on('timeout', (socket: TrackedSocket) => onClientSilent(socket, idleMs))
     const sockets = this.#sockets
+    // One handler for every socket ('this' is the socket), and on() not once(): once() wraps it per connection, and a closure or a wrapper per connection costs ~270 bytes each, idle or not.
+    const forget = function (this: TrackedSocket): void {
+      sockets.delete(this)
+    }
     // With TLS, Node's HTTP/1.1 code gets the TLS socket ('secureConnection'), not the TCP one.
     this.server.on(certificates === undefined ? 'connection' : 'secureConnection', (socket: TrackedSocket) => {
       // An HTTP/2 session is stopped by GOAWAY, never by the idle sweep of HTTP/1.1 connections.
       if ((socket as Socket as TLSSocket).alpnProtocol === 'h2') return
       trackClientSocket(socket)
       sockets.add(socket)
-      socket.once('close', () => sockets.delete(socket))
+      socket.on('close', forget)
     })
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: TrackedSocket) => {
       if (!socket.writable) {
