@@ -28,12 +28,15 @@ export function runWorker(): void {
     if (process.connected) process.send!(m)
   }
 
-  const applyState = (msg: StateMessage): void => {
+  const applyState = async (msg: StateMessage): Promise<void> => {
     const p = proxy!
     const s = p.sluice
     if (msg.desired.configGeneration !== configGeneration) {
       configGeneration = msg.desired.configGeneration
       s.adoptConfig(msg.config)
+      // A reload re-reads the certificates here too before the ack, as a single process does before it answers.
+      const tls = msg.config.listen.tls
+      if (tls !== undefined) await s.listener.certificates?.reload(tls)
     }
     for (const [name, d] of Object.entries(msg.discovered)) s.setDiscovered(name, d)
     store!.receive(msg.desired)
@@ -136,7 +139,7 @@ export function runWorker(): void {
         if (leaving) return
         if (proxy === undefined) await start(msg)
         else {
-          applyState(msg)
+          await applyState(msg)
           send({ t: 'ack', seq: msg.seq })
         }
         return

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
 import { promisify } from 'node:util'
 
 const run = promisify(execFile)
@@ -83,4 +84,19 @@ export async function testCa(): Promise<TestCa> {
       await rm(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** The certificate a fresh TLS handshake with this server name gets (its SHA-256 fingerprint). */
+export function handshake(port: number, servername: string, ca: string): Promise<{ fingerprint: string; alpn: string | false | null }> {
+  return new Promise((resolve, reject) => {
+    // The chain is verified against the test root; which certificate came is what the caller checks.
+    const s = tlsConnect({ host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['h2', 'http/1.1'], checkServerIdentity: () => undefined })
+    s.once('secureConnect', () => {
+      const fingerprint = s.getPeerCertificate().fingerprint256
+      const alpn = s.alpnProtocol
+      s.destroy()
+      resolve({ fingerprint, alpn })
+    })
+    s.once('error', reject)
+  })
 }

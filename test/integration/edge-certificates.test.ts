@@ -1,30 +1,14 @@
 import { mkdir, rename, symlink, writeFile, copyFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { connect as tlsConnect } from 'node:tls'
 import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { buildConfig } from '../../src/config/load.js'
 import { type Running, runSluice } from '../../src/lifecycle/run.js'
 import { curl, h2Request, h2Session, peerFingerprint } from '../helpers/h2-client.js'
 import { admin, TEST_TOKEN } from '../helpers/proxy.js'
-import { testCa, type IssuedCertificate, type TestCa } from '../helpers/tls-certs.js'
+import { handshake, testCa, type IssuedCertificate, type TestCa } from '../helpers/tls-certs.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-
-/** The certificate a fresh TLS handshake with this server name gets (its SHA-256 fingerprint). */
-function handshake(port: number, servername: string, ca: string): Promise<{ fingerprint: string; alpn: string | false | null }> {
-  return new Promise((resolve, reject) => {
-    // The chain is verified against the test root; which certificate came is what the caller checks.
-    const s = tlsConnect({ host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['h2', 'http/1.1'], checkServerIdentity: () => undefined })
-    s.once('secureConnect', () => {
-      const fingerprint = s.getPeerCertificate().fingerprint256
-      const alpn = s.alpnProtocol
-      s.destroy()
-      resolve({ fingerprint, alpn })
-    })
-    s.once('error', reject)
-  })
-}
 
 /** A proxy whose log lines are kept (JSON objects), started from a config file when `source` is given. */
 async function proxyWithLog(listen: Record<string, unknown>, upstream: string, source?: string) {
