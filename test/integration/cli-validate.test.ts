@@ -19,7 +19,7 @@ const BAD: [file: string, lines: (string | RegExp)[]][] = [
   [
     'non-http-url.yaml',
     [
-      'config error: versions.blue.instances.0.url: must be an http:// URL with host and optional port, and no path or query',
+      'config error: versions.blue.instances.0.url: must be an http:// or https:// URL with host and optional port, and no path or query',
     ],
   ],
   ['unset-env.yaml', ['config error: admin.token: environment variable SLUICE_FIXTURE_UNSET_TOKEN is not set']],
