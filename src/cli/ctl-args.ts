@@ -182,7 +182,7 @@ function parseWeights(args: readonly string[]): Part<Record<string, number>> {
 function parseTarget(verb: string, args: readonly string[]): Part<DrainTarget> {
   if (args.length !== 1) return fail(`${verb} needs one <version> or <url>`)
   const a = args[0]!
-  // The contract's instances are http:// URLs; https:// is accepted so that a future TLS upstream is not refused here.
+  // Instances are http:// or https:// URLs (README "Upstream TLS and HTTP/2"); anything else names a version.
   if (a.startsWith('http://') || a.startsWith('https://')) {
     return URL.canParse(a) ? { ok: true, value: { url: a } } : fail(`${verb}: "${a}" is not a valid URL`)
   }

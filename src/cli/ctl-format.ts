@@ -88,7 +88,7 @@ export function formatRolloutHistory(body: unknown): string {
 }
 
 /**
- * `GET /v1/mirror/mismatches`. Its entries are not fixed by the contract, so
+ * `GET /v1/mirror/mismatches`. Its entries have no fixed fields (README "Mirroring (shadow traffic)"), so
  * the columns are the union of their fields, in first-seen order.
  */
 export function formatMismatches(body: unknown): string {

@@ -155,7 +155,7 @@ export function zodProblems(error: z.ZodError): Problem[] {
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g
 /**
  * `${NAME}` is not valid YAML inside a flow map (`{ token: ${T} }`, as in the
- * contract's example), so before parsing YAML each reference becomes a plain
+ * README's examples), so before parsing YAML each reference becomes a plain
  * scalar; substitution then happens on the parsed strings, where a missing
  * variable can still be reported with its key path.
  */

@@ -23,7 +23,7 @@ export interface LoadOptions {
 
 /**
  * A steady keep-alive load for "nothing fails while X changes" tests:
- * bounded in count, stopped by `stop()`. Counts failures as the contract
+ * bounded in count, stopped by `stop()`. Counts failures as the README
  * defines them (5xx or no response).
  */
 export function steadyLoad(opts: LoadOptions): { stop(): Promise<LoadResult>; result: LoadResult } {

@@ -59,7 +59,7 @@ describe('/metrics for Prometheus', () => {
   })
   afterAll(() => f?.close())
 
-  it('exposes every contract metric with its type', async () => {
+  it('exposes every metric the README lists, with its type', async () => {
     const { text } = await scrape(proxy)
     const t = types(text)
     expect(t.get('sluice_requests_total')).toBe('counter')
