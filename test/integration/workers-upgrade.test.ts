@@ -143,8 +143,10 @@ describe('self-upgrade: every worker replaced, one at a time, nothing failed', (
 
   it('a worker killed with kill -9 under load is replaced; only its in-flight requests may fail', async () => {
     const [victim, other] = await pidsOf(p)
-    let failedByKill: number
-    const load = steadyLoad({ url: p.url, concurrency: 8 })
+    // A connection the primary was handing to the victim as it died stays open in node:cluster's primary
+    // (README, "Workers and self-upgrade"): the client's own timeout ends it, as a real client's would.
+    const load = steadyLoad({ url: p.url, concurrency: 8, timeoutMs: 3_000 })
+    let sentAtReplacement: number
     try {
       await expect.poll(() => load.result.ok, { timeout: 10_000 }).toBeGreaterThan(200)
       process.kill(victim!, 'SIGKILL')
@@ -155,15 +157,16 @@ describe('self-upgrade: every worker replaced, one at a time, nothing failed', (
         })
         .toBe(1)
       expect(await pidsOf(p)).toContain(other)
-      failedByKill = load.result.failed
+      sentAtReplacement = load.result.sent
       const after = load.result.ok
       await expect.poll(() => load.result.ok, { timeout: 10_000 }).toBeGreaterThan(after + 300)
     } finally {
       await load.stop()
     }
-    // At most one request per load connection was in flight on the killed worker.
-    expect(failedByKill).toBeLessThanOrEqual(8)
-    expect(load.result.failed).toBe(failedByKill)
+    // At most one request per load connection was in flight on the killed worker,
+    // and every request sent once it was replaced succeeded.
+    expect(load.result.failed, load.result.failures.join('\n')).toBeLessThanOrEqual(8)
+    expect(load.result.failedAt.filter((seq) => seq >= sentAtReplacement)).toEqual([])
     const metrics = () => fetch(`${p.adminUrl}/metrics`).then((r) => r.text())
     expect(await metrics()).toMatch(/^sluice_worker_restarts_total 1$/m)
     await expect.poll(metrics).toMatch(/^sluice_workers 2$/m)
