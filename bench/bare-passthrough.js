@@ -1,7 +1,9 @@
 // The floor any Node reverse proxy pays: node:http server, one undici Pool,
 // request and response headers passed (hop-by-hop ones dropped), the response
 // body streamed back. No routing, no metrics, no retries.
-//   node bench/bare-passthrough.js http://127.0.0.1:PORT [--copy-to URL --copy-every N] [--tls-cert PEM --tls-key PEM]
+//   node bench/bare-passthrough.js http://127.0.0.1:PORT... [--copy-to URL --copy-every N] [--tls-cert PEM --tls-key PEM]
+// Several upstream URLs: one Pool each, one picked at random per request (the floor at N instances,
+// for bench/proxy.js --instances 2,200).
 // --copy-to: every Nth request (default 10) is also sent to URL once the callback that sent it has
 // returned, fire and forget (answer discarded, nothing compared): the floor of mirroring's cost,
 // for bench/mirror.js --bare. --tls-cert/--tls-key: a node:https server instead (HTTP/1.1 over TLS, TLS 1.2+),
@@ -16,11 +18,11 @@ const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-e
 const poolOptions = { pipelining: 1, keepAliveTimeout: 4_000, connect: { noDelay: true } }
 const flags = parseFlags(
   { 'copy-to': '', 'copy-every': 10, 'tls-cert': '', 'tls-key': '' },
-  'usage: node bench/bare-passthrough.js http://127.0.0.1:PORT [--copy-to URL] [--copy-every N] [--tls-cert PEM --tls-key PEM]',
+  'usage: node bench/bare-passthrough.js http://127.0.0.1:PORT... [--copy-to URL] [--copy-every N] [--tls-cert PEM --tls-key PEM]',
   { positionals: true },
 )
-if (flags._.length !== 1) usageError('one upstream URL wanted')
-const pool = new Pool(flags._[0], poolOptions)
+if (flags._.length === 0) usageError('an upstream URL wanted')
+const pools = flags._.map((url) => new Pool(url, poolOptions))
 const copyTo = flags['copy-to'] || undefined
 const copyEvery = flags['copy-every']
 const shadow = copyTo === undefined ? undefined : new Pool(copyTo, poolOptions)
@@ -33,6 +35,7 @@ const handler = (req, res) => {
   const raw = req.rawHeaders
   for (let i = 0; i < raw.length; i += 2) if (!HOP.has(raw[i].toLowerCase())) headers.push(raw[i], raw[i + 1])
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+  const pool = pools.length === 1 ? pools[0] : pools[Math.floor(Math.random() * pools.length)]
   pool.stream(
     { path: req.url, method: req.method, headers, body: hasBody ? req : null, opaque: res },
     ({ statusCode, headers, opaque }) => {

@@ -7,7 +7,9 @@
 // Every target runs in its own process; autocannon runs here. All on 127.0.0.1, ephemeral ports.
 //   npm run bench -- --duration 5 --rounds 5 --connections 50
 // Other flags: --warmup S, --keys N, --body-bytes N, --targets upstream,bare,sluice,keyless,
-// --instances N (upstream instances behind sluice, half blue and half green, all in one process; default 2),
+// --instances N (upstream instances behind sluice, half blue and half green, all in one process; default 2);
+//   a list such as 2,200 starts one sluice per count in front of the same upstream process and runs
+//   sluice@2, sluice@200 (and keyless@N) in the same interleaved rounds, with the ratios to the first count,
 // --probe-ms MS (sluice's health.intervalMs, default 2000; probes reuse one kept-alive connection per instance,
 // and a longer interval isolates the routing cost further),
 // --cpu-prof (profile the bare and sluice processes; top functions printed, .cpuprofile kept in bench/out/prof/).
@@ -40,11 +42,11 @@ const flags = parseFlags(
     'body-bytes': 128,
     targets: 'upstream,bare,sluice,keyless',
     'cpu-prof': false,
-    instances: 2,
+    instances: '2',
     'probe-ms': 2000,
   },
   'usage: npm run bench -- [--duration S] [--rounds N] [--warmup S] [--connections N] [--keys N] [--body-bytes N] ' +
-    '[--targets upstream,bare,sluice,keyless] [--instances N] [--probe-ms MS] [--cpu-prof]',
+    '[--targets upstream,bare,sluice,keyless] [--instances N[,N...]] [--probe-ms MS] [--cpu-prof]',
 )
 const opts = {
   duration: flags.duration,
@@ -56,7 +58,7 @@ const opts = {
   bodyBytes: flags['body-bytes'],
   targets: flags.targets.split(','),
   cpuProf: flags['cpu-prof'],
-  instances: flags.instances,
+  instances: flags.instances.split(',').map(Number),
   probeMs: flags['probe-ms'],
 }
 
@@ -67,6 +69,15 @@ const LABELS = {
   keyless: 'sluice 90/10, no sticky key',
 }
 for (const t of opts.targets) if (!(t in LABELS)) usageError(`unknown target "${t}" (known: ${Object.keys(LABELS)})`)
+if (!opts.instances.every((n) => Number.isInteger(n) && n >= 2)) usageError('--instances wants whole numbers >= 2, comma-separated')
+// With several instance counts, each sluice target runs once per count: sluice@2, sluice@200, ...
+const COUNTS = opts.instances
+const MULTI = COUNTS.length > 1
+const TARGETS = MULTI
+  ? opts.targets.flatMap((t) => (t === 'upstream' ? [t] : COUNTS.map((n) => `${t}@${n}`)))
+  : opts.targets
+const baseOf = (t) => t.split('@')[0]
+const label = (t) => LABELS[baseOf(t)] + (t.includes('@') ? `, ${t.split('@')[1]} instances` : '')
 
 const keyed = stickyRequests(opts.keys)
 const keyless = [{ method: 'GET', path: '/api/items' }]
@@ -79,36 +90,59 @@ const stopAll = () => Promise.all(children.map((c) => c.stop()))
 process.once('SIGINT', () => stopAll().then(() => process.exit(130)))
 
 try {
-  const { upstream, blue: blueUrls, green: greenUrls } = await startUpstreams(opts.instances)
-  const blueUrl = blueUrls[0]
+  const { upstream, sets } = await startUpstreams(COUNTS)
+  const blueUrl = sets[0].blue[0]
 
   const profDir = join(outDir, 'prof', info.date.replace(/[:.]/g, '-'))
   const profiled = (name) => (opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(profDir, name)] : [])
-  const bare = startChild('bare', [join(root, 'bench/bare-passthrough.js'), blueUrl], { execArgv: profiled('bare') })
-  children.push(bare)
-
-  const configPath = join(outDir, 'sluice-bench.json')
-  await writeFile(configPath, JSON.stringify(sluiceConfig(blueUrls, greenUrls), null, 2))
-  const sluice = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configPath], {
-    execArgv: profiled('sluice'),
+  // With several counts, bare@N spreads its requests at random over the N instances: the floor at N.
+  const bares = (MULTI ? sets : [{ blue: [blueUrl], green: [] }]).map((set, i) => {
+    const name = MULTI ? `bare-${COUNTS[i]}` : 'bare'
+    const proc = startChild(name, [join(root, 'bench/bare-passthrough.js'), ...set.blue, ...set.green], {
+      execArgv: profiled(name),
+    })
+    children.push(proc)
+    return proc
   })
-  children.push(sluice)
 
-  const bareUrl = `http://127.0.0.1:${(await bare.ready).port}`
-  const sluiceUrl = `http://127.0.0.1:${(await sluice.ready).port}`
-  const split = await checkSplit(sluiceUrl)
-  console.log(
-    `sluice ready: green share over ${split.total} distinct keys ${(split.green * 100).toFixed(1)}% (want ~10%)`,
-  )
+  const proxies = []
+  for (const [i, set] of sets.entries()) {
+    const name = MULTI ? `sluice-${COUNTS[i]}` : 'sluice'
+    const configPath = join(outDir, `${name}-bench.json`)
+    await writeFile(configPath, JSON.stringify(sluiceConfig(set.blue, set.green), null, 2))
+    const proc = startChild(name, [join(root, 'dist/cli/main.js'), 'serve', '--config', configPath], {
+      execArgv: profiled(name),
+    })
+    children.push(proc)
+    proxies.push(proc)
+  }
 
-  const urls = { upstream: blueUrl, bare: bareUrl, sluice: sluiceUrl, keyless: sluiceUrl }
+  const urls = { upstream: blueUrl }
   // Whose CPU a target's run is charged to: the proxy in front, or the upstream itself.
-  const pids = { upstream: upstream.proc.pid, bare: bare.proc.pid, sluice: sluice.proc.pid, keyless: sluice.proc.pid }
+  const pids = { upstream: upstream.proc.pid }
+  for (const [i, proc] of bares.entries()) {
+    const key = MULTI ? `bare@${COUNTS[i]}` : 'bare'
+    urls[key] = `http://127.0.0.1:${(await proc.ready).port}`
+    pids[key] = proc.proc.pid
+  }
+  let split
+  for (const [i, proc] of proxies.entries()) {
+    const url = `http://127.0.0.1:${(await proc.ready).port}`
+    split = await checkSplit(url)
+    console.log(
+      `sluice${MULTI ? `@${COUNTS[i]}` : ''} ready: green share over ${split.total} distinct keys ${(split.green * 100).toFixed(1)}% (want ~10%)`,
+    )
+    for (const t of ['sluice', 'keyless']) {
+      const key = MULTI ? `${t}@${COUNTS[i]}` : t
+      urls[key] = url
+      pids[key] = proc.proc.pid
+    }
+  }
   const runs = []
   for (let round = 0; round < opts.rounds; round++) {
-    const order = opts.targets.map((_, i) => opts.targets[(i + round) % opts.targets.length])
+    const order = TARGETS.map((_, i) => TARGETS[(i + round) % TARGETS.length])
     for (const target of order) {
-      const requests = target === 'keyless' ? keyless : keyed
+      const requests = baseOf(target) === 'keyless' ? keyless : keyed
       if (opts.warmup > 0) await load(urls[target], requests, opts.warmup)
       const cpuBefore = cpuMs(pids[target])
       const r = await load(urls[target], requests, opts.duration)
@@ -118,14 +152,14 @@ try {
         cpuBefore === undefined || cpuAfter === undefined ? undefined : ((cpuAfter - cpuBefore) * 1000) / total
       runs.push({ round, target, ...r })
       console.log(
-        `round ${round + 1}/${opts.rounds} ${target.padEnd(8)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  cpu ${r.cpuUsPerReq?.toFixed(0)} us/req` +
+        `round ${round + 1}/${opts.rounds} ${target.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  cpu ${r.cpuUsPerReq?.toFixed(0)} us/req` +
           (r.non2xx + r.errors > 0 ? `  non-2xx ${r.non2xx} errors ${r.errors}` : ''),
       )
     }
   }
 
   const summary = {}
-  for (const t of opts.targets) {
+  for (const t of TARGETS) {
     const mine = runs.filter((r) => r.target === t)
     summary[t] = {
       rps: median(mine.map((r) => r.rps)),
@@ -142,7 +176,10 @@ try {
   const after = machine().loadavg
   await stopAll()
   const profile = {}
-  if (opts.cpuProf) for (const name of ['bare', 'sluice']) profile[name] = await topFunctions(join(profDir, name))
+  if (opts.cpuProf) {
+    for (const name of MULTI ? COUNTS.flatMap((n) => [`bare-${n}`, `sluice-${n}`]) : ['bare', 'sluice'])
+      profile[name] = await topFunctions(join(profDir, name))
+  }
 
   const result = { machine: info, loadavgAfter: after, options: opts, split, runs, summary, ratios, profile }
   const file = join(outDir, `proxy-${info.date.replace(/[:.]/g, '-')}.json`)
@@ -162,18 +199,25 @@ try {
   await stopAll()
 }
 
-/** The upstream instances: blue and green (--instances 2), or N servers blueI and greenI in one process. */
-async function startUpstreams(n) {
-  if (n <= 2) {
+/**
+ * The upstream instances, all in one process: blue and green (one count of 2), or per count N servers
+ * blue-N-i and green-N-i (half each), so every sluice target is in front of the same upstream process.
+ */
+async function startUpstreams(counts) {
+  if (counts.length === 1 && counts[0] === 2) {
     const { upstream, blue, green } = await startBlueGreen(root, children, opts.bodyBytes)
-    return { upstream, blue: [blue], green: [green] }
+    return { upstream, sets: [{ blue: [blue], green: [green] }] }
   }
-  const names = Array.from({ length: n }, (_, i) => (i < n - (n >> 1) ? `blue${i}` : `green${i}`))
+  const namesOf = (n) => Array.from({ length: n }, (_, i) => (i < n - (n >> 1) ? `blue-${n}-${i}` : `green-${n}-${i}`))
+  const names = counts.flatMap(namesOf)
   const upstream = startChild('upstream', [join(root, 'bench/upstream.js'), ...names, '--body-bytes', `${opts.bodyBytes}`])
   children.push(upstream)
   const { ports } = await upstream.ready
-  const urls = (prefix) => names.filter((x) => x.startsWith(prefix)).map((x) => `http://127.0.0.1:${ports[x]}`)
-  return { upstream, blue: urls('blue'), green: urls('green') }
+  const sets = counts.map((n) => {
+    const urls = (prefix) => namesOf(n).filter((x) => x.startsWith(prefix)).map((x) => `http://127.0.0.1:${ports[x]}`)
+    return { blue: urls('blue'), green: urls('green') }
+  })
+  return { upstream, sets }
 }
 
 function sluiceConfig(blue, green) {
@@ -254,18 +298,29 @@ function ratiosOf(s, runs) {
     return per.length > 0 ? median(per) : undefined
   }
   const out = {}
-  for (const [name, a, b] of [
-    ['sluiceOverBare', 'sluice', 'bare'],
-    ['keylessOverBare', 'keyless', 'bare'],
-    ['sluiceOverUpstream', 'sluice', 'upstream'],
-    ['bareOverUpstream', 'bare', 'upstream'],
-  ]) {
+  // With several instance counts, "sluice" in the ratios to bare is the first count's.
+  const first = (t) => (MULTI ? `${t}@${COUNTS[0]}` : t)
+  const pairs = [
+    ['sluiceOverBare', first('sluice'), first('bare')],
+    ['keylessOverBare', first('keyless'), first('bare')],
+    ['sluiceOverUpstream', first('sluice'), 'upstream'],
+    ['bareOverUpstream', first('bare'), 'upstream'],
+  ]
+  if (MULTI) {
+    for (const n of COUNTS.slice(1)) {
+      pairs.push([`bare${n}OverBare${COUNTS[0]}`, `bare@${n}`, first('bare')])
+      pairs.push([`sluice${n}OverSluice${COUNTS[0]}`, `sluice@${n}`, first('sluice')])
+      pairs.push([`keyless${n}OverKeyless${COUNTS[0]}`, `keyless@${n}`, first('keyless')])
+    }
+  }
+  for (const [name, a, b] of pairs) {
     out[name] = {
       rps: ratio(a, b, 'rps'),
       p99: ratio(a, b, 'p99'),
       cpuUsPerReq: ratio(a, b, 'cpuUsPerReq'),
       pairedRps: paired(a, b, 'rps'),
       pairedP99: paired(a, b, 'p99'),
+      pairedCpuUsPerReq: paired(a, b, 'cpuUsPerReq'),
     }
   }
   return out
@@ -279,16 +334,16 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split
     '',
     `${o.rounds} interleaved rounds x ${o.duration} s (after ${o.warmup} s warm-up each), ${o.connections} connections, ` +
       `pipelining ${o.pipelining}, GET with a ${o.bodyBytes}-byte JSON answer, ${o.keys} distinct x-user-id keys, ` +
-      `${o.instances} upstream instances probed every ${o.probeMs} ms; ` +
+      `${o.instances.join(' and ')} upstream instances probed every ${o.probeMs} ms; ` +
       `green share measured ${(split.green * 100).toFixed(1)}%. Load average before ${m.loadavg.join(' ')}, after ${loadavgAfter.join(' ')}.`,
     '',
     '| target | req/s (median) | req/s (min-max) | p50 ms | p99 ms | CPU us/req | non-2xx + errors | req/s vs bare | p99 vs bare |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ]
-  const bare = summary.bare
+  const bare = summary[MULTI ? `bare@${COUNTS[0]}` : 'bare']
   for (const [t, s] of Object.entries(summary)) {
     lines.push(
-      `| ${LABELS[t]} | ${f0(s.rps)} | ${f0(s.rpsMin)}-${f0(s.rpsMax)} | ${s.p50} | ${s.p99} | ${f0(s.cpuUsPerReq)} | ` +
+      `| ${label(t)} | ${f0(s.rps)} | ${f0(s.rpsMin)}-${f0(s.rpsMax)} | ${s.p50} | ${s.p99} | ${f0(s.cpuUsPerReq)} | ` +
         `${s.non2xx + s.errors} | ${bare ? f2(s.rps / bare.rps) : 'n/a'} | ${bare ? f2(s.p99 / bare.p99) : 'n/a'} |`,
     )
   }
@@ -305,6 +360,16 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split
       `per-round pairs: req/s ${f2(ratios.keylessOverBare.pairedRps)}; CPU per request ${f2(ratios.keylessOverBare.cpuUsPerReq)}`,
     `- sluice / upstream: req/s ${f2(ratios.sluiceOverUpstream.rps)}; bare / upstream: req/s ${f2(ratios.bareOverUpstream.rps)}`,
   )
+  for (const n of COUNTS.slice(1)) {
+    for (const t of ['bare', 'sluice', 'keyless']) {
+      const r = ratios[`${t}${n}Over${t[0].toUpperCase()}${t.slice(1)}${COUNTS[0]}`]
+      if (r?.rps === undefined) continue
+      lines.push(
+        `- ${t} at ${n} / at ${COUNTS[0]} instances: req/s ${f2(r.rps)} (target >= 0.95), per-round pairs ${f2(r.pairedRps)}; ` +
+          `CPU per request ${f2(r.cpuUsPerReq)}, per-round pairs ${f2(r.pairedCpuUsPerReq)}; p99 ${f2(r.p99)}`,
+      )
+    }
+  }
   return lines.join('\n')
 }
 
