@@ -48,8 +48,9 @@ function sharingFor(base: object, events: Record<string, unknown>): Sharing | nu
   const table: Record<string, unknown> = Object.create(null) as Record<string, unknown>
   for (const type of Object.keys(events)) {
     const listener = events[type]
-    // A single function each: arrays (several listeners) or once-wrappers are per emitter.
-    if (typeof listener !== 'function' || 'listener' in listener) return null
+    // A single function each: arrays (several listeners) or once-wrappers are per emitter. (Node's
+    // streams start their table with some types present and undefined.)
+    if (listener !== undefined && (typeof listener !== 'function' || 'listener' in listener)) return null
     table[type] = listener
   }
   Object.freeze(table)

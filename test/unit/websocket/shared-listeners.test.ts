@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { shareListenerTable } from '../../../src/websocket/shared-listeners.js'
 
@@ -61,5 +62,18 @@ describe('shareListenerTable', () => {
     seen.length = 0
     b.emit('data', 'y')
     expect(seen).toEqual(['data:y'])
+  })
+
+  it('shares the table of a stream, which node starts with some types present and undefined', () => {
+    class Sink extends Writable {}
+    const sinks = [new Sink(), new Sink()]
+    for (const s of sinks) {
+      s.on('data', onData)
+      shareListenerTable(s)
+    }
+    expect(events(sinks[0]!)).toBe(events(sinks[1]!))
+    seen.length = 0
+    sinks[1]!.emit('data', 'z')
+    expect(seen).toEqual(['data:z'])
   })
 })
