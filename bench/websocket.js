@@ -109,14 +109,17 @@ async function main() {
       const warm = await openMany(p.url, 50, 50)
       closeAll(warm)
       await sleep(1000)
-      const rssBefore = rssKiB(p.child.proc.pid)
+      const pid = p.child.proc.pid
+      const rssBefore = rssKiB(pid)
       const heapBefore = await proxyMemory(p.admin)
+      const settledBefore = await settled(pid, p.admin, false)
       const t0 = performance.now()
       const clients = await openMany(p.url, opts.idle, 250)
       const openSeconds = (performance.now() - t0) / 1000
       await sleep(2000)
-      const rssAfter = rssKiB(p.child.proc.pid)
+      const rssAfter = rssKiB(pid)
       const heapAfter = await proxyMemory(p.admin)
+      const settledAfter = await settled(pid, p.admin, true)
       const counted = await countedByProxy(p.admin)
       const n = clients.length
       const perKiB = (before, after) => +((after - before) / 1024 / n).toFixed(2)
@@ -133,13 +136,29 @@ async function main() {
         heapUsedPerConnectionKiB: perKiB(heapBefore.heapUsed, heapAfter.heapUsed),
         heapTotalPerConnectionKiB: perKiB(heapBefore.heapTotal, heapAfter.heapTotal),
         externalPerConnectionKiB: perKiB(heapBefore.external, heapAfter.external),
+        // The same once V8's own idle collection has run, before and after (see settled()).
+        settled: {
+          before: settledBefore.done,
+          after: settledAfter.done,
+          waitedS: settledAfter.waitedS,
+          rssBeforeMiB: +(settledBefore.rssKiB / 1024).toFixed(1),
+          rssAfterMiB: +(settledAfter.rssKiB / 1024).toFixed(1),
+          rssPerConnectionKiB: +((settledAfter.rssKiB - settledBefore.rssKiB) / n).toFixed(2),
+          rssFor10kMB: +(((settledAfter.rssKiB - settledBefore.rssKiB) * 1024 * 10_000) / n / 1e6).toFixed(1),
+          heapUsedPerConnectionKiB: perKiB(settledBefore.heap.heapUsed, settledAfter.heap.heapUsed),
+          heapTotalPerConnectionKiB: perKiB(settledBefore.heap.heapTotal, settledAfter.heap.heapTotal),
+        },
       }
       const r = idle[mode]
+      const q = r.settled
       console.log(
         `idle ${mode.padEnd(6)} ${n} connections (proxy counts ${counted}), opened at ${r.openPerSecond}/s, ` +
           `proxy RSS ${r.rssBeforeMiB} -> ${r.rssAfterMiB} MiB: ${r.rssPerConnectionKiB} KiB per connection ` +
           `(${r.rssFor10kMB} MB per 10,000; JS heap used ${r.heapUsedPerConnectionKiB}, allocated ${r.heapTotalPerConnectionKiB}, ` +
-          `external ${r.externalPerConnectionKiB} KiB per connection)`,
+          `external ${r.externalPerConnectionKiB} KiB per connection)\n` +
+          `  settled (V8's idle collection ${q.before && q.after ? 'seen' : 'NOT seen'}, ${q.waitedS} s): ` +
+          `proxy RSS ${q.rssBeforeMiB} -> ${q.rssAfterMiB} MiB: ${q.rssPerConnectionKiB} KiB per connection ` +
+          `(${q.rssFor10kMB} MB per 10,000; JS heap used ${q.heapUsedPerConnectionKiB}, allocated ${q.heapTotalPerConnectionKiB} KiB per connection)`,
       )
       closeAll(clients)
       await waitUntil(async () => (await countedByProxy(p.admin)) === 0, 30_000)
@@ -266,7 +285,37 @@ async function proxyMemory(adminUrl) {
     heapUsed: read('nodejs_heap_size_used_bytes'),
     heapTotal: read('nodejs_heap_size_total_bytes'),
     external: read('nodejs_external_memory_bytes'),
+    newSpace: Number(/^nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)$/m.exec(text)?.[1]),
   }
+}
+
+/**
+ * The proxy's RSS and heap once V8 has done what it does to a heap that stopped growing, with nothing
+ * forced from outside (as bench/soak.js waits): its memory reducer (a timer that finds the allocation
+ * rate low, or its watchdog) runs mark-compacts that drop the handshakes' garbage and shrink the young
+ * generation to its minimum. Read right after the connections opened, RSS still holds that garbage and
+ * whatever young generation the opening burst grew, which swings between runs of the same build.
+ * `afterGrowth`: a mark-compact must be seen first (after the opening burst); before it (a proxy
+ * that has only started) a minimal young generation is enough.
+ */
+async function settled(pid, adminUrl, afterGrowth) {
+  const start = Date.now()
+  const majors = afterGrowth ? await majorGcs(adminUrl) : 0
+  let done = false
+  while (!done && Date.now() - start < (afterGrowth ? 150_000 : 30_000)) {
+    await sleep(1000)
+    const m = await proxyMemory(adminUrl)
+    done = m.newSpace <= 2 * 2 ** 20 && (!afterGrowth || (await majorGcs(adminUrl)) > majors)
+  }
+  // The reducer's later collections follow 500 ms apart.
+  if (done) await sleep(3000)
+  return { done, waitedS: Math.round((Date.now() - start) / 1000), rssKiB: rssKiB(pid), heap: await proxyMemory(adminUrl) }
+}
+
+/** How many mark-compact collections V8 has run in the proxy (prom-client's GC histogram). */
+async function majorGcs(adminUrl) {
+  const res = await fetch(`${adminUrl}/metrics`, { headers: { authorization: 'Bearer bench-token' } })
+  return Number(/^nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)$/m.exec(await res.text())?.[1] ?? Number.NaN)
 }
 
 async function countedByProxy(adminUrl) {

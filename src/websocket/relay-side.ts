@@ -1,5 +1,8 @@
+import type { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import WebSocket from 'ws'
+import { shareListenerTable } from './shared-listeners.js'
 
 /** What a relay side reports once a session owns it (the session's own methods). */
 export interface SideOwner {
@@ -14,6 +17,13 @@ export interface SideOwner {
   /** The side's send buffer drained (backpressure). */
   drained(side: RelaySide): void
 }
+
+/** ws's setSocket, which its types leave out. */
+interface Settable {
+  setSocket(socket: Duplex, head: Buffer, options: object): void
+}
+
+const NO_EXTENSIONS: Record<string, unknown> = Object.freeze({})
 
 /**
  * One of the two WebSockets of a relay session (ws's class, used for both
@@ -38,6 +48,21 @@ export class RelaySide extends WebSocket {
   declare _socket: Socket
   declare _events: object | undefined
   declare _eventsCount: number
+  declare _extensions: Record<string, unknown>
+  declare _receiver: EventEmitter
+
+  /**
+   * ws gives every WebSocket its own extensions object, which its Receiver
+   * and Sender share; with none negotiated (the default, websocket.perMessageDeflate
+   * off) all of them share one empty object instead. ws writes to it only
+   * while negotiating, which is over by the time the socket is set. Its
+   * Receiver's listener table is shared too (see shareListenerTable).
+   */
+  setSocket(socket: Duplex, head: Buffer, options: object): void {
+    if (Object.keys(this._extensions).length === 0) this._extensions = NO_EXTENSIONS
+    ;(WebSocket.prototype as unknown as Settable).setSocket.call(this, socket, head, options)
+    shareListenerTable(this._receiver)
+  }
 
   /**
    * Lets go of the listener table itself, not only of its listeners: even
