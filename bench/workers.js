@@ -198,7 +198,11 @@ async function restart(upstreams, settings) {
     if (phase === 'after' && windows.length > 0 && now - windows[windows.length - 1].end < 3000) recordMs(settle, ms)
     samples?.push(now, ms)
   }
-  const load = flags.load === 'even' ? evenLoad(s.url, onResponse, () => failed++) : autocannonLoad(s.url, onResponse, () => failed++)
+  const onError = () => {
+    failed++
+    samples?.push(Date.now(), -1)
+  }
+  const load = flags.load === 'even' ? evenLoad(s.url, onResponse, onError) : autocannonLoad(s.url, onResponse, onError)
   const expectedMs = (flags.requests / flags.rate) * 1000
   const driver = (async () => {
     await sleep(expectedMs * 0.05)
@@ -252,13 +256,17 @@ function printTimeline(samples, windows, events) {
     for (let i = 0; i < samples.length; i += 2) {
       const at = samples[i]
       if (at >= from && at < to) slots[Math.floor((at - from) / SLOT)].push(samples[i + 1])
+      else if (samples[i + 1] < 0) console.log(`failed request at ${at - w.start} ms from restart ${n + 1}'s signal`)
     }
     console.log(`\nrestart ${n + 1}: t=0 at SIGUSR2, ends (idle) at +${w.end - w.start} ms`)
     console.log('     t ms     n   p50   p99   max  events')
-    slots.forEach((ms, i) => {
+    slots.forEach((slot, i) => {
+      let ms = slot
       const at = from + i * SLOT
       const marks = events.filter((e) => e.at >= at && e.at < at + SLOT).map((e) => e.what)
-      ms.sort((a, b) => a - b)
+      const failures = ms.filter((x) => x < 0).length
+      if (failures > 0) marks.push(`${failures} failed`)
+      ms = ms.filter((x) => x >= 0).sort((a, b) => a - b)
       const q = (p) => (ms.length === 0 ? 0 : ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))])
       console.log(
         `${String(at - w.start).padStart(9)} ${String(ms.length).padStart(5)} ${q(50).toFixed(0).padStart(5)} ` +
