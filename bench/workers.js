@@ -8,13 +8,18 @@
 //                   workers; nginx master and workers) and the load generator's own CPU use.
 //   --mode restart  sluice with 2 workers under a paced load of --requests requests at --rate req/s; SIGUSR2
 //                   twice during it (the second once the first is over): failed requests, and p99 before the
-//                   first signal against p99 while a restart runs.
+//                   first signal against p99 while a restart runs, and the 3 s after each restart ends (when the
+//                   last old worker closes its kept-alive connections and their clients reconnect). --timeline
+//                   prints, around each restart, p50/p99/max per 100 ms next to the workers' events. --load even
+//                   spreads the requests evenly on an undici pool instead of autocannon's bursts (see autocannonLoad).
 //   npm run bench:workers -- --mode scale --duration 5 --rounds 3
 //   npm run bench:workers -- --mode restart --requests 120000 --rate 3000
 import { readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import { Pool } from 'undici'
 import { startNginx, versionOf, NGINX } from './edge-peers.js'
 import {
   announce,
@@ -22,6 +27,7 @@ import {
   latencyHistogram,
   median,
   parseFlags,
+  pace,
   percentileMs,
   recordMs,
   serveBlueGreen,
@@ -41,11 +47,14 @@ const flags = parseFlags(
     requests: 120_000,
     rate: 3000,
     'scale-rate': 0,
+    timeline: false,
+    load: 'autocannon',
   },
   'usage: npm run bench:workers -- [--mode scale|restart] [--duration S] [--rounds N] [--warmup S] [--connections N] ' +
-    '[--targets single,w1,w2,nginx2] [--scale-rate R] [--requests N] [--rate R]',
+    '[--targets single,w1,w2,nginx2] [--scale-rate R] [--requests N] [--rate R] [--load autocannon|even] [--timeline]',
 )
 if (flags.mode !== 'scale' && flags.mode !== 'restart') usageError(`--mode is scale or restart, not "${flags.mode}"`)
+if (flags.load !== 'autocannon' && flags.load !== 'even') usageError(`--load is autocannon or even, not "${flags.load}"`)
 
 const TOKEN = 'bench-token'
 const info = announce()
@@ -151,28 +160,49 @@ async function scale(upstreams, settings) {
 }
 
 async function restart(upstreams, settings) {
-  const s = await serveBlueGreen(root, upstreams, TOKEN, { ...settings(2), drain: { timeoutMs: 10_000 } })
+  // Log level info: the workers' events (serving, exiting) are the timeline's marks; no per-request line is logged.
+  const s = await serveBlueGreen(root, upstreams, TOKEN, {
+    ...settings(2),
+    log: { level: 'info' },
+    drain: { timeoutMs: 10_000 },
+  })
   children.push({ stop: s.stop })
+  const events = []
+  createInterface({ input: s.proxy.proc.stdout }).on('line', (line) => {
+    let m
+    try {
+      m = JSON.parse(line)
+    } catch {
+      return
+    }
+    if (typeof m?.msg === 'string' && /worker|restart/.test(m.msg)) {
+      events.push({ at: Date.parse(m.time), what: `${m.msg}${m.worker === undefined ? '' : ` (${m.worker})`}${m.startMs === undefined ? '' : ` after ${m.startMs} ms`}` })
+    }
+  })
+  const samples = flags.timeline ? [] : undefined
   const state = async () =>
     (await fetch(`${s.adminUrl}/v1/state`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()
   const before = latencyHistogram()
   const during = latencyHistogram()
   const other = latencyHistogram()
+  const settle = latencyHistogram()
+  const windows = []
   let phase = 'warm'
   let failed = 0
   const restarts = []
   const t0 = performance.now()
-  const load = autocannon({
-    url: `${s.url}/api/items`,
-    connections: flags.connections,
-    amount: flags.requests,
-    overallRate: flags.rate,
-  })
-  load.on('response', (_client, status, _bytes, ms) => {
+  const onResponse = (status, ms) => {
     if (status >= 500) failed++
+    const now = Date.now()
     recordMs(phase === 'before' ? before : phase === 'during' ? during : other, ms)
-  })
-  load.on('reqError', () => failed++)
+    if (phase === 'after' && windows.length > 0 && now - windows[windows.length - 1].end < 3000) recordMs(settle, ms)
+    samples?.push(now, ms)
+  }
+  const onError = () => {
+    failed++
+    samples?.push(Date.now(), -1)
+  }
+  const load = flags.load === 'even' ? evenLoad(s.url, onResponse, onError) : autocannonLoad(s.url, onResponse, onError)
   const expectedMs = (flags.requests / flags.rate) * 1000
   const driver = (async () => {
     await sleep(expectedMs * 0.05)
@@ -182,6 +212,7 @@ async function restart(upstreams, settings) {
       const generation = (await state()).restart.generation
       phase = 'during'
       const began = performance.now()
+      const window = { start: Date.now(), end: 0 }
       process.kill(s.proxy.proc.pid, 'SIGUSR2')
       for (;;) {
         const r = (await state()).restart
@@ -189,6 +220,8 @@ async function restart(upstreams, settings) {
         await sleep(50)
       }
       restarts.push(Math.round(performance.now() - began))
+      window.end = Date.now()
+      windows.push(window)
       phase = 'after'
     }
   })()
@@ -196,7 +229,7 @@ async function restart(upstreams, settings) {
   await driver
   const wallMs = performance.now() - t0
   console.log(
-    `${r.requests.total} requests in ${(wallMs / 1000).toFixed(1)} s (${flags.rate} req/s paced, ${flags.connections} connections), ` +
+    `${r.total} requests in ${(wallMs / 1000).toFixed(1)} s (${flags.rate} req/s, --load ${flags.load}, ${flags.connections} connections), ` +
       `errors ${r.errors}, non-2xx ${r.non2xx}, failed (5xx or no answer) ${failed}`,
   )
   console.log(`restarts (SIGUSR2 to idle): ${restarts.join(' ms, ')} ms`)
@@ -206,6 +239,79 @@ async function restart(upstreams, settings) {
     `p99 before ${p99b.toFixed(2)} ms (n ${before.totalCount}), during restarts ${p99d.toFixed(2)} ms (n ${during.totalCount}): ` +
       `${(p99d / p99b).toFixed(2)}x; p50 ${percentileMs(before, 50).toFixed(2)} / ${percentileMs(during, 50).toFixed(2)} ms`,
   )
+  console.log(
+    `3 s after each restart (not in "during"): p99 ${percentileMs(settle, 99).toFixed(2)} ms (n ${settle.totalCount}), ` +
+      `p50 ${percentileMs(settle, 50).toFixed(2)} ms`,
+  )
+  if (samples) printTimeline(samples, windows, events)
+}
+
+/** p50/p99/max per 100 ms from 0.5 s before each restart to 3 s after it, with the events logged in each slot. */
+function printTimeline(samples, windows, events) {
+  const SLOT = 100
+  for (const [n, w] of windows.entries()) {
+    const from = w.start - 500
+    const to = w.end + 3000
+    const slots = Array.from({ length: Math.ceil((to - from) / SLOT) }, () => [])
+    for (let i = 0; i < samples.length; i += 2) {
+      const at = samples[i]
+      if (at >= from && at < to) slots[Math.floor((at - from) / SLOT)].push(samples[i + 1])
+      else if (samples[i + 1] < 0) console.log(`failed request at ${at - w.start} ms from restart ${n + 1}'s signal`)
+    }
+    console.log(`\nrestart ${n + 1}: t=0 at SIGUSR2, ends (idle) at +${w.end - w.start} ms`)
+    console.log('     t ms     n   p50   p99   max  events')
+    slots.forEach((slot, i) => {
+      let ms = slot
+      const at = from + i * SLOT
+      const marks = events.filter((e) => e.at >= at && e.at < at + SLOT).map((e) => e.what)
+      const failures = ms.filter((x) => x < 0).length
+      if (failures > 0) marks.push(`${failures} failed`)
+      ms = ms.filter((x) => x >= 0).sort((a, b) => a - b)
+      const q = (p) => (ms.length === 0 ? 0 : ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))])
+      console.log(
+        `${String(at - w.start).padStart(9)} ${String(ms.length).padStart(5)} ${q(50).toFixed(0).padStart(5)} ` +
+          `${q(99).toFixed(0).padStart(5)} ${(ms.at(-1) ?? 0).toFixed(0).padStart(5)}  ${marks.join('; ')}`,
+      )
+    })
+  }
+}
+
+/**
+ * autocannon's overallRate: each connection sends its share of a second back to back from the second's start, so
+ * the load is a burst of 50 connections in closed loop for part of every second. And on a connection the server
+ * closes after a response (a retiring worker's `Connection: close`), autocannon has already written the next request
+ * on it; that request's entry stays in its queue, so every later latency on the new connection is timed from the
+ * request before it (up to the pause between two bursts): the restart's tail is overstated for seconds after it.
+ */
+async function autocannonLoad(url, onResponse, onError) {
+  const load = autocannon({ url: `${url}/api/items`, connections: flags.connections, amount: flags.requests, overallRate: flags.rate })
+  load.on('response', (_client, status, _bytes, ms) => onResponse(status, ms))
+  load.on('reqError', onError)
+  const r = await load
+  return { total: r.requests.total, errors: r.errors, non2xx: r.non2xx }
+}
+
+/** Requests spread evenly over each second (open loop), on an undici pool that honours `Connection: close`. */
+async function evenLoad(url, onResponse, onError) {
+  const pool = new Pool(url, { connections: flags.connections, pipelining: 1, keepAliveTimeout: 60_000 })
+  let total = 0
+  let errors = 0
+  let non2xx = 0
+  await pace(flags.rate, flags.requests, async () => {
+    const t = performance.now()
+    try {
+      const res = await pool.request({ path: '/api/items', method: 'GET' })
+      await res.body.dump()
+      total++
+      if (res.statusCode >= 300) non2xx++
+      onResponse(res.statusCode, performance.now() - t)
+    } catch {
+      errors++
+      onError()
+    }
+  })
+  await pool.close()
+  return { total, errors, non2xx }
 }
 
 function sleep(ms) {

@@ -29,7 +29,7 @@ export interface RunOptions {
 
 /** Starts a proxy and its admin listener from a validated config: what `sluice serve` runs. Assembled in ./assemble.ts. */
 export async function runSluice(config: Config, opts: RunOptions): Promise<Running> {
-  const proxy = assemble(config, opts)
+  const proxy = await assemble(config, opts)
   const { port, adminPort } = await proxy.start()
   opts.log.info(
     { port, adminPort, versions: config.versions.map((v) => v.name), workers: opts.workers ?? 1 },

@@ -1,6 +1,5 @@
 import type { Logger } from 'pino'
 import type { Config } from '../config/load.js'
-import { loadConfigFile } from '../config/load.js'
 import { AdminError, ConfigError, type Problem } from '../errors.js'
 import { type Discovered, diffMembers, type InstanceSource, wantedMembers } from '../discovery/membership.js'
 import { OutlierDetector } from '../health/outlier.js'
@@ -275,6 +274,8 @@ export class Sluice {
     if (source === undefined) {
       throw new AdminError(400, 'SLUICE_NO_CONFIG_FILE', 'this proxy was started without a config file')
     }
+    // Imported here: only a process that reads the config file needs the parser (a worker never does).
+    const { loadConfigFile } = await import('../config/load.js')
     const next = await loadConfigFile(source)
     const problems = reloadProblems(this.config, next)
     if (problems.length > 0) throw new ConfigError(problems)

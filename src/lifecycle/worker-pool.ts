@@ -55,6 +55,15 @@ const MAX_BACKOFF_MS = 5_000
 /** A worker that lived this long before crashing is replaced at once. */
 const STABLE_MS = 10_000
 const SCRAPE_TIMEOUT_MS = 2_000
+/**
+ * A rolling restart starts the next worker only once the one it retired has
+ * exited (its clients reconnected onto the workers serving) or this long
+ * passed (WebSockets may keep it for drain.timeoutMs), and then after
+ * ROLL_SETTLE_MS: a booting worker takes a core for a while, and booting it
+ * while clients are still reconnecting stacks the two on the same moment.
+ */
+const ROLL_EXIT_WAIT_MS = 2_000
+const ROLL_SETTLE_MS = 250
 
 interface Member {
   readonly worker: Worker
@@ -67,6 +76,7 @@ interface Member {
   /** The worker's counters as last scraped: kept if it is killed, so /metrics never goes down. */
   lastMetrics: MetricJson[] | undefined
   readonly servingNow: Promise<void>
+  readonly exited: Promise<void>
   markServing(): void
   failStart(err: Error): void
 }
@@ -256,7 +266,9 @@ export class WorkerPool {
 
   async #roll(generation: number): Promise<void> {
     const old = [...this.#members.values()].filter((m) => m.generation < generation && !m.retiring)
-    for (const m of old) {
+    for (const [i, m] of old.entries()) {
+      if (this.#stopping) return
+      if (i > 0) await this.#settleAfter(old[i - 1]!)
       if (this.#stopping) return
       const next = this.#spawn(generation)
       // The new one serves before the old one stops accepting: no connection is ever refused.
@@ -264,9 +276,18 @@ export class WorkerPool {
       if (this.#stopping) return
       if (m.worker.isDead()) continue
       m.retiring = true
+      this.#log.info({ worker: m.worker.id, workerPid: m.worker.process.pid, generation: m.generation }, 'worker retiring')
       this.#send(m, { t: 'retire' })
       this.#host.workerCount = this.#servingCount()
     }
+  }
+
+  /** Waits for a retired worker to exit (bounded by ROLL_EXIT_WAIT_MS), then ROLL_SETTLE_MS. */
+  async #settleAfter(m: Member): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([m.exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, ROLL_EXIT_WAIT_MS)))])
+    clearTimeout(timer)
+    await new Promise<void>((resolve) => setTimeout(resolve, ROLL_SETTLE_MS))
   }
 
   /** drain.delayMs began: workers answer with `Connection: close`. */
@@ -347,6 +368,8 @@ export class WorkerPool {
       markServing = resolve
       failStart = reject
     })
+    let markExited!: () => void
+    const exited = new Promise<void>((resolve) => (markExited = resolve))
     const member: Member = {
       worker,
       generation,
@@ -357,6 +380,7 @@ export class WorkerPool {
       report: undefined,
       lastMetrics: undefined,
       servingNow,
+      exited,
       markServing,
       failStart,
     }
@@ -373,6 +397,7 @@ export class WorkerPool {
     worker.on('exit', (code, signal) => {
       clearTimeout(startTimer)
       this.#onExit(worker.id, member, code, signal)
+      markExited()
     })
     return member
   }
@@ -386,7 +411,10 @@ export class WorkerPool {
         clearTimeout(startTimer)
         m.serving = true
         this.port = msg.port
-        this.#log.info({ worker: m.worker.id, workerPid: m.worker.process.pid, generation: m.generation }, 'worker serving')
+        this.#log.info(
+          { worker: m.worker.id, workerPid: m.worker.process.pid, generation: m.generation, startMs: Date.now() - m.startedAt },
+          'worker serving',
+        )
         m.markServing()
         this.#host.workerCount = this.#servingCount()
         this.#checkSettled()

@@ -80,6 +80,14 @@ describe('self-upgrade: every worker replaced, one at a time, nothing failed', (
     })
     expect(result.failures).toEqual([])
     expect(result.failed).toBe(0)
+    // Paced: the second fresh worker was started only after the first retired one had exited.
+    type Line = { msg?: string; time: string; worker?: number; generation?: number; startMs?: number }
+    const log = p.serve.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line)
+    const firstRetired = log.find((l) => l.msg === 'worker retiring')!.worker
+    const exited = log.find((l) => l.msg === 'worker exited' && l.worker === firstRetired)!
+    const serving = log.filter((l) => l.msg === 'worker serving' && l.generation === 2)
+    expect(serving).toHaveLength(2)
+    expect(Date.parse(serving[1]!.time) - serving[1]!.startMs!).toBeGreaterThanOrEqual(Date.parse(exited.time))
     // Counters never go down: the retired workers' counts are kept, so every request is counted once.
     const counted = async () => {
       const text = await (await fetch(`${p.adminUrl}/metrics`)).text()
