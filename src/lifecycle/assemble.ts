@@ -259,6 +259,7 @@ export function assembleWorker(config: Config, opts: { log: Logger; store: State
     stop,
     async retire() {
       const timeoutMs = sluice.config.drain.timeoutMs
+      sluice.forwardContext.stopSpread = { since: performance.now(), ms: Math.min(RETIRE_SPREAD_MS, timeoutMs) }
       // The listener destroys what is left at its deadline: leave the WebSockets' 1001 handshake time first.
       void sluice.listener.close(timeoutMs + CLOSE_HANDSHAKE_MS)
       sluice.beginStop()
@@ -271,6 +272,12 @@ export function assembleWorker(config: Config, opts: { log: Logger; store: State
   }
 }
 
+/**
+ * Over how long a retiring worker lets its kept-alive HTTP clients go (each
+ * closes after a response at its own moment in this span): all at once, they
+ * would all land on a fresh worker whose code V8 has not optimised yet.
+ */
+const RETIRE_SPREAD_MS = 1_000
 /** How often a retiring worker looks whether its last WebSocket ended. */
 const RETIRE_POLL_MS = 100
 /** After a retiring worker's WebSockets get 1001, how long their close handshake may take. */

@@ -59,6 +59,12 @@ export interface ForwardContext {
   readonly requestIdHeader: string
   /** Set when a graceful stop begins: responses then close their connection. */
   stopping: boolean
+  /**
+   * A retiring worker's connections close spread over `ms` from `since`
+   * (performance.now()), each at its own moment, instead of all after their
+   * next response: see closesNow. Unset: every one closes at once.
+   */
+  stopSpread?: { readonly since: number; readonly ms: number } | undefined
   /** Called once the user's request has been sent upstream (mirroring hangs off it). */
   onSent?: ((req: IncomingMessage, key: number, exchange: Exchange) => void) | undefined
   /** Access log line per request, or undefined (off: costs one compare). */
@@ -158,6 +164,8 @@ export interface ClientConnection {
   /** The response of the request routed last: the one in progress, if any. */
   [kLast]: ServerResponse | undefined
   readonly remoteAddress?: string | undefined
+  /** A TCP connection's; when it closes during a retiring worker's spread (closesNow). */
+  readonly remotePort?: number | undefined
 }
 
 const kConnection = Symbol('sluice.connection')
@@ -231,7 +239,7 @@ function route(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, s
     unrouted(ctx, res, socket, new NoHttp2PathError(route.version.name), ctx.stopping, id)
     return
   }
-  if (ctx.stopping) res.shouldKeepAlive = false
+  if (ctx.stopping && closesNow(ctx, socket)) res.shouldKeepAlive = false
   const ex = new Exchange(ctx, req, res, table, route, key, socket, id)
   ;(res as TaggedResponse)[kExchange] = ex
   res.once('close', onResponseClose)
@@ -561,7 +569,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     if (this.tap !== undefined) this.tap.start(statusCode, list)
     echoRequestId(list, headers, this.ctx.requestIdHeader, this.requestId)
     const res = this.res
-    if (this.ctx.stopping) res.shouldKeepAlive = false
+    if (this.ctx.stopping && closesNow(this.ctx, this.socket)) res.shouldKeepAlive = false
     if (this.grpc && this.grpcStatus !== GRPC_NONE) {
       // A head with grpc-status is a whole trailers-only answer: passed on as one.
       endWithHead(res, statusCode, headerObject(list))
@@ -795,4 +803,17 @@ function hasBody(h: IncomingHttpHeaders): boolean {
 function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | undefined)?.code
   return typeof code === 'string' ? code : ''
+}
+
+/**
+ * Whether a response during a stop closes its connection now. A retiring
+ * worker (a rolling restart) lets its kept-alive clients go one by one over
+ * `stopSpread.ms`, each at a moment fixed by its port, so the fresh worker
+ * warms up on a growing share of them rather than taking all at once.
+ */
+function closesNow(ctx: ForwardContext, socket: ClientConnection): boolean {
+  const spread = ctx.stopSpread
+  if (spread === undefined) return true
+  const share = (Math.imul(socket.remotePort ?? 0, 0x9e3779b1) >>> 0) / 0x1_0000_0000
+  return performance.now() - spread.since >= share * spread.ms
 }

@@ -1,3 +1,4 @@
+import { Client } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { blueGreen } from '../helpers/blue-green.js'
 import { ctlInProcess } from '../helpers/cli.js'
@@ -214,6 +215,43 @@ describe('self-upgrade with one worker (`serve --workers 1`)', () => {
     })
     expect(result.failures).toEqual([])
     expect(result.failed).toBe(0)
+  })
+
+  it('the retiring worker lets its kept-alive clients go one by one over about a second, not all at once', async () => {
+    blue = await startUpstream('blue')
+    green = await startUpstream('green')
+    p = await startWorkers({ versions: versions(blue, green), weights: { blue: 100, green: 0 } }, ['--workers', '1'])
+    const proxy = p
+    // Ten kept-alive clients in a tight loop; each notes when the old worker answered it with Connection: close.
+    const clients = Array.from({ length: 10 }, () => new Client(proxy.url, { pipelining: 1 }))
+    const closedAt: number[] = []
+    let running = true
+    let answered = 0
+    const loops = clients.map(async (client) => {
+      let seen = false
+      while (running) {
+        const res = await client.request({ path: '/', method: 'GET' })
+        await res.body.dump()
+        expect(res.statusCode).toBe(200)
+        answered++
+        if (!seen && res.headers.connection === 'close') {
+          seen = true
+          closedAt.push(performance.now())
+        }
+      }
+    })
+    try {
+      await expect.poll(() => answered).toBeGreaterThan(100)
+      expect(closedAt).toEqual([])
+      process.kill(proxy.serve.pid, 'SIGUSR2')
+      await expect.poll(() => closedAt.length, { timeout: 30_000 }).toBe(clients.length)
+    } finally {
+      running = false
+      await Promise.all(loops)
+      await Promise.all(clients.map((c) => c.close()))
+    }
+    // Ten moments spread over the second (RETIRE_SPREAD_MS): all at once, they would fall within a few ms.
+    expect(Math.max(...closedAt) - Math.min(...closedAt)).toBeGreaterThan(300)
   })
 })
 
