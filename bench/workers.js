@@ -230,7 +230,7 @@ async function restart(upstreams, settings) {
   const wallMs = performance.now() - t0
   console.log(
     `${r.total} requests in ${(wallMs / 1000).toFixed(1)} s (${flags.rate} req/s, --load ${flags.load}, ${flags.connections} connections), ` +
-      `errors ${r.errors}, non-2xx ${r.non2xx}, failed (5xx or no answer) ${failed}`,
+      `errors ${r.errors}${r.errorCodes && r.errors > 0 ? ` ${JSON.stringify(r.errorCodes)}` : ''}, non-2xx ${r.non2xx}, failed (5xx or no answer) ${failed}`,
   )
   console.log(`restarts (SIGUSR2 to idle): ${restarts.join(' ms, ')} ms`)
   const p99b = percentileMs(before, 99)
@@ -297,6 +297,7 @@ async function evenLoad(url, onResponse, onError) {
   let total = 0
   let errors = 0
   let non2xx = 0
+  const errorCodes = {}
   await pace(flags.rate, flags.requests, async () => {
     const t = performance.now()
     try {
@@ -305,13 +306,15 @@ async function evenLoad(url, onResponse, onError) {
       total++
       if (res.statusCode >= 300) non2xx++
       onResponse(res.statusCode, performance.now() - t)
-    } catch {
+    } catch (err) {
       errors++
+      const code = err.code ?? err.name
+      errorCodes[code] = (errorCodes[code] ?? 0) + 1
       onError()
     }
   })
   await pool.close()
-  return { total, errors, non2xx }
+  return { total, errors, non2xx, errorCodes }
 }
 
 function sleep(ms) {

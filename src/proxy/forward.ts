@@ -811,7 +811,7 @@ function errorCode(err: unknown): string {
  * `stopSpread.ms`, each at a moment fixed by its port, so the fresh worker
  * warms up on a growing share of them rather than taking all at once.
  */
-function closesNow(ctx: ForwardContext, socket: ClientConnection): boolean {
+export function closesNow(ctx: ForwardContext, socket: { readonly remotePort?: number | undefined }): boolean {
   const spread = ctx.stopSpread
   if (spread === undefined) return true
   const share = (Math.imul(socket.remotePort ?? 0, 0x9e3779b1) >>> 0) / 0x1_0000_0000

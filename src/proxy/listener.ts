@@ -15,7 +15,15 @@ import type { TLSSocket } from 'node:tls'
 import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError, type SluiceError } from '../errors.js'
 import type { Certificates } from './certificates.js'
 import { DenseSet, type Slotted } from './dense-set.js'
-import { type ForwardContext, forward, forwardH2, framingBroke, trackClientSocket, trackH2Session } from './forward.js'
+import {
+  closesNow,
+  type ForwardContext,
+  forward,
+  forwardH2,
+  framingBroke,
+  trackClientSocket,
+  trackH2Session,
+} from './forward.js'
 import { listenOn } from './listen.js'
 
 export interface ListenerOptions {
@@ -339,10 +347,13 @@ export class ProxyListener {
    * belongs to the WebSocket gateway, which closes it with 1001 itself.
    */
   #closeIdle(now: number): void {
+    const spread = this.ctx.stopSpread !== undefined
     this.#sockets.forEach((socket) => {
       if (socket.parser === null) return
       const res = socket._httpMessage
-      if (res && !res.writableFinished) {
+      // A retiring worker's connection is not closed for idleness before its moment in the spread either:
+      // closing an idle connection races the client's next request on it, so each gets that exposure once.
+      if ((res && !res.writableFinished) || (spread && !closesNow(this.ctx, socket))) {
         socket[kIdleSince] = undefined
         return
       }
