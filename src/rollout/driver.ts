@@ -330,7 +330,8 @@ export class RolloutDriver {
   async feedMirrorFigures(figures: MirrorFigures): Promise<RolloutState> {
     const state = this.state
     if (!isActive(state) || state.phase !== 'mirror') return state
-    return (await this.#apply({ type: 'mirror', figures })).state
+    const maxP95IncreaseMs = this.#s.config.analysis.maxP95IncreaseMs
+    return (await this.#apply({ type: 'mirror', figures, maxP95IncreaseMs })).state
   }
 
   /** `GET /v1/rollouts`: past and current rollouts, newest last; the active one with its live figures. */

@@ -50,7 +50,12 @@ export type RolloutEvent =
    */
   | { type: 'verdict'; verdict: Verdict; gates?: readonly GateCheck[] }
   /** The mirror figures of this interval, during the mirror phase. */
-  | { type: 'mirror'; figures: MirrorFigures }
+  | {
+      type: 'mirror'
+      figures: MirrorFigures
+      /** analysis.maxP95IncreaseMs: as for the steps, a latency breach needs the ratio and this difference. */
+      maxP95IncreaseMs?: number
+    }
 
 /** One gate check's outcome: `error` when the check itself failed (unreachable, timeout, bad answer). */
 export interface GateCheck {
@@ -132,7 +137,7 @@ export function transition(state: RolloutState, event: RolloutEvent, now: number
     case 'verdict':
       return onVerdict(state, event.verdict, now, event.gates)
     case 'mirror':
-      return onMirror(state, event.figures, now)
+      return onMirror(state, event.figures, event.maxP95IncreaseMs ?? 0, now)
   }
 }
 
@@ -436,7 +441,7 @@ function onVerdict(
   return out
 }
 
-function onMirror(state: RolloutState, f: MirrorFigures, now: number): RolloutTransition {
+function onMirror(state: RolloutState, f: MirrorFigures, increaseMs: number, now: number): RolloutTransition {
   if (!isActive(state) || state.phase !== 'mirror' || state.mirror === null) return unchanged(state)
   const m = state.mirror
   if (f.copied < m.minRequests) return unchanged(state)
@@ -450,8 +455,9 @@ function onMirror(state: RolloutState, f: MirrorFigures, now: number): RolloutTr
   const shadow = f.shadowP95Ms ?? 0
   const primary = f.primaryP95Ms ?? 0
   const hasRatio = f.shadowP95Ms !== null && primary > 0
-  const p95Limit = `primary p95 ${primary.toFixed(1)} ms x ${m.maxP95Ratio}`
-  if (hasRatio && shadow > primary * m.maxP95Ratio) {
+  const p95Limit = `primary p95 ${primary.toFixed(1)} ms x ${m.maxP95Ratio}${increaseMs > 0 ? ` and + ${increaseMs} ms` : ''}`
+  // A ratio alone would roll back 3 ms against 1 ms: the steps' rule (README "Rollouts") applies here too.
+  if (hasRatio && shadow > primary * m.maxP95Ratio && shadow - primary > increaseMs) {
     const reason = `shadow p95 ${shadow.toFixed(1)} ms exceeds ${p95Limit} (${copies}) in the mirror phase`
     return rollBack(state, now, reason, 'rollout.rollback', 'analysis', null)
   }

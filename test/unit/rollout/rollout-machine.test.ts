@@ -274,11 +274,11 @@ describe('rollout mirror phase', () => {
     return {
       ...d,
       d,
-      figures(f: MirrorFigures, ms: number): RolloutTransition[] {
+      figures(f: MirrorFigures, ms: number, maxP95IncreaseMs?: number): RolloutTransition[] {
         const out: RolloutTransition[] = []
         for (let i = 0; i < ms / 1000; i++) {
           d.now += 1000
-          out.push(d.send({ type: 'mirror', figures: f }))
+          out.push(d.send({ type: 'mirror', figures: f, ...(maxP95IncreaseMs !== undefined && { maxP95IncreaseMs }) }))
         }
         return out
       },
@@ -332,6 +332,17 @@ describe('rollout mirror phase', () => {
     const t = m.figures({ ...good, shadowP95Ms: 40 }, 1000)[0]!
     expect(t.state.status).toBe('rolled_back')
     expect(t.state.reason).toBe('shadow p95 40.0 ms exceeds primary p95 12.0 ms x 1.5 (400 copies) in the mirror phase')
+  })
+
+  it('needs the p95 difference as well as the ratio, as the steps do (analysis.maxP95IncreaseMs)', () => {
+    // 3x slower but 8 ms apart: latency noise, not a breach.
+    const fast = mirrored().figures({ ...good, shadowP95Ms: 12, primaryP95Ms: 4 }, 1000, 100)[0]!
+    expect(fast.state.status).toBe('progressing')
+    const slow = mirrored().figures({ ...good, shadowP95Ms: 150, primaryP95Ms: 12 }, 1000, 100)[0]!
+    expect(slow.state.status).toBe('rolled_back')
+    expect(slow.state.reason).toBe(
+      'shadow p95 150.0 ms exceeds primary p95 12.0 ms x 1.5 and + 100 ms (400 copies) in the mirror phase',
+    )
   })
 
   it('can be paused, resumed, promoted and aborted', () => {
