@@ -28,6 +28,7 @@ import {
   relayHeaders,
   relayHeadersFrom,
   tunnelHeaders,
+  withRequestId,
   writeOwnAnswer,
 } from './handshake.js'
 import { type RelayHost, RelaySession } from './relay-session.js'
@@ -274,7 +275,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     }
     const r = req as UpgradeRequest
     r[kProtocol] = o.protocol
-    r[kPassed] = o.headers
+    r[kPassed] = withRequestId(o.headers, ids[1], ids[2])
     let session: RelaySession | undefined
     this.#clientServer().handleUpgrade(req, socket, head, (client) => {
       const h = { path: handshake.path, request: handshake.request, key: handshake.key, requestId: ids[2], protocol: o.protocol }
@@ -291,7 +292,8 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
 
   async #tunnel(u: Upgrade): Promise<void> {
     const { req, socket, head, handshake } = u
-    const headers = tunnelHeaders(req, ...this.#requestId(req))
+    const ids = this.#requestId(req)
+    const headers = tunnelHeaders(req, ...ids)
     const t = this.#sluice.config.timeouts
     const bounds = { connectMs: t.connectMs, upstreamMs: t.upstreamMs }
     const reached = await this.#reach(u, (i) => openTunnelUpstream(i.url, handshake.path, headers, bounds))
@@ -308,10 +310,12 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
       outcomes.end(instance, unwanted, ms, false)
       return
     }
-    // The upstream's 101 goes to the client as it is: the two ends negotiated with each other.
+    // The upstream's 101 goes to the client as it is (the two ends negotiated with each other), with the request ID.
     const raw = o.res.rawHeaders
+    const lines: string[] = []
+    for (let i = 0; i < raw.length; i += 2) lines.push(`${raw[i]}: ${raw[i + 1]}`)
     let text = `HTTP/1.1 101 ${o.res.statusMessage || 'Switching Protocols'}\r\n`
-    for (let i = 0; i < raw.length; i += 2) text += `${raw[i]}: ${raw[i + 1]}\r\n`
+    for (const line of withRequestId(lines, ids[1], ids[2])) text += `${line}\r\n`
     socket.write(`${text}\r\n`)
     ;(socket as Socket).setTimeout?.(0)
     const conn = new TunnelConnection(this, socket, o.socket, instance, handshake, this.#config.handoffTimeoutMs)

@@ -144,6 +144,18 @@ const NOT_PASSED = new Set([
 ])
 
 /** The upstream's 101 header lines that the client should still see (Set-Cookie and the like). */
+/**
+ * The 101's header lines with the request ID the handshake carried upstream,
+ * an upstream's own copy replaced, as on an HTTP response (README "Request IDs").
+ * `idName` is lower case. Once per handshake, never per message.
+ */
+export function withRequestId(lines: readonly string[], idName: string, id: string): string[] {
+  const prefix = `${idName}:`
+  const out = lines.filter((line) => !line.toLowerCase().startsWith(prefix))
+  out.push(`${idName}: ${id}`)
+  return out
+}
+
 export function passedUpgradeHeaders(res: IncomingMessage): string[] {
   const raw = res.rawHeaders
   const out: string[] = []

@@ -1,5 +1,6 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { expect } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
 import { startUpstream, type TestUpstream } from './upstream.js'
 
@@ -22,6 +23,8 @@ export interface WsUpstreamOptions {
   /** Listen on this port and loopback address (default: a free port on 127.0.0.1). */
   port?: number
   host?: string
+  /** Extra header lines on every 101 this upstream sends ("Name: value"). */
+  upgradeHeaders?: string[]
 }
 
 /** Echoes every message back with the same type (text or binary). */
@@ -41,6 +44,8 @@ export async function startWsUpstream(name: string, opts: WsUpstreamOptions = {}
     maxPayload: 64 * 1024 * 1024,
     ...(opts.handleProtocols ? { handleProtocols: (p: Set<string>) => opts.handleProtocols!(p) } : {}),
   })
+  const extra = opts.upgradeHeaders
+  if (extra !== undefined) wss.on('headers', (lines) => lines.push(...extra))
   const u = Object.assign(base, {
     wss,
     clients: new Set<WebSocket>(),
@@ -112,4 +117,31 @@ export function whenClosed(ws: WebSocket): Promise<Closed> {
 /** ws:// form of an http:// proxy URL. */
 export function wsUrl(httpUrl: string, path = '/'): string {
   return httpUrl.replace(/^http/, 'ws') + path
+}
+
+/**
+ * README "Request IDs" for a WebSocket: the client's 101 carries the ID the
+ * upstream's handshake got (the client's own, else a new one), once, never
+ * an upstream's own copy (`upstreams` each add one to their 101). Answers the
+ * sockets it opened, for the caller to close.
+ */
+export async function expectHandshakeIds(proxyUrl: string, upstreams: readonly WsUpstream[]): Promise<WebSocket[]> {
+  const opened: WebSocket[] = []
+  const seen = async (headers: Record<string, string>) => {
+    const before = upstreams.map((u) => u.upgrades.length)
+    let answered: IncomingHttpHeaders = {}
+    const ws = new WebSocket(wsUrl(proxyUrl), { headers })
+    opened.push(ws)
+    ws.once('upgrade', (res) => (answered = res.headers))
+    await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject))
+    const took = upstreams.find((u, i) => u.upgrades.length > before[i]!)!
+    return { answered, upstream: took.upgrades.at(-1)!.headers }
+  }
+  const own = await seen({ 'x-request-id': 'ws-trace-1' })
+  expect(own.upstream['x-request-id']).toBe('ws-trace-1')
+  expect(own.answered['x-request-id']).toBe('ws-trace-1')
+  const fresh = await seen({})
+  expect(fresh.answered['x-request-id']).toMatch(/^[0-9a-f]{8}-/)
+  expect(fresh.answered['x-request-id']).toBe(fresh.upstream['x-request-id'])
+  return opened
 }

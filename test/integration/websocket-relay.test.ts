@@ -2,7 +2,7 @@ import { request } from 'node:http'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { WebSocket } from 'ws'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { nextMessage, openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
+import { nextMessage, openClient, expectHandshakeIds, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
 
 describe('WebSockets relayed through the proxy', () => {
   let blue: WsUpstream
@@ -17,6 +17,7 @@ describe('WebSockets relayed through the proxy', () => {
 
   beforeAll(async () => {
     blue = await startWsUpstream('blue', {
+      upgradeHeaders: ['X-Request-Id: app-made-this-up'],
       handleProtocols: (offered) => (offered.has('chat.v2') ? 'chat.v2' : false),
     })
     green = await startWsUpstream('green')
@@ -104,6 +105,10 @@ describe('WebSockets relayed through the proxy', () => {
     expect(offeredUpstream).not.toContain('server_max_window_bits=10')
     ws.send('x'.repeat(10_000))
     expect((await nextMessage(ws)).data.toString()).toBe('x'.repeat(10_000))
+  })
+
+  it("answers the 101 with the request ID the upstream got, the client's own or a new one, never the upstream's", async () => {
+    open.push(...(await expectHandshakeIds(proxy.url, [blue])))
   })
 
   it('forwards the header rules and the path upstream', async () => {

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { WebSocket } from 'ws'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { nextMessage, openClient, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
+import { nextMessage, openClient, expectHandshakeIds, startWsUpstream, type WsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
 
 describe('WebSockets tunnelled through the proxy (websocket.mode: tunnel)', () => {
   let a: WsUpstream
@@ -16,7 +16,11 @@ describe('WebSockets tunnelled through the proxy (websocket.mode: tunnel)', () =
   const serverSide = () => [...a.clients, ...b.clients].at(-1)!
 
   beforeAll(async () => {
-    const opts = { perMessageDeflate: true, handleProtocols: (p: Set<string>) => (p.has('v2') ? 'v2' : false) }
+    const opts = {
+      perMessageDeflate: true,
+      handleProtocols: (p: Set<string>) => (p.has('v2') ? 'v2' : false),
+      upgradeHeaders: ['X-Request-Id: app-made-this-up'],
+    }
     a = await startWsUpstream('a', opts)
     b = await startWsUpstream('b', opts)
     proxy = await startProxy({
@@ -54,6 +58,10 @@ describe('WebSockets tunnelled through the proxy (websocket.mode: tunnel)', () =
     expect(ws.extensions).toContain('permessage-deflate')
     ws.send('z'.repeat(50_000))
     expect((await nextMessage(ws)).data.toString()).toBe('z'.repeat(50_000))
+  })
+
+  it("answers the 101 with the request ID the upstream got, the client's own or a new one, never the upstream's", async () => {
+    open.push(...(await expectHandshakeIds(proxy.url, [a, b])))
   })
 
   it('passes a refused upgrade with its status and body', async () => {
