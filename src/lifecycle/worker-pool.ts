@@ -111,7 +111,9 @@ interface RetiredSlices {
  * answer is only sent when every worker routes by the change. Workers report
  * their analysis slices and live counts every analysis interval; the primary
  * judges rollouts on their sum and sums their counters on /metrics, keeping
- * what retired and killed workers counted.
+ * what retired and killed workers counted. The workers' outlier ejections
+ * are decided here for the whole proxy (health/outlier.ts `confirm`) and go
+ * back out with the state; their mirror mismatches are listed here.
  */
 export class WorkerPool {
   readonly #host: PoolHost

@@ -61,32 +61,47 @@ async function workerPids(p: WorkersProxy): Promise<number[]> {
   return ((await admin(p, 'GET', '/v1/state')).body.workers as { pid: number }[]).map((w) => w.pid).sort()
 }
 
-describe('workers: outlier ejection is one proxy decision', () => {
-  let ups: Record<string, TestUpstream>
-  let p: WorkersProxy
-
+/** A `workers: 2` proxy (access log on) over upstreams of its own, for one describe block. */
+function proxyFor(
+  upstreams: () => Promise<TestUpstream>[],
+  config: (urls: string[]) => Record<string, unknown>,
+): { ups: TestUpstream[]; p: WorkersProxy } {
+  const ctx = { ups: [] as TestUpstream[], p: undefined as unknown as WorkersProxy }
   beforeAll(async () => {
-    ups = {
-      b1: await startUpstream('b1', faulty('b1', ALWAYS)),
-      b2: await startUpstream('b2'),
-      g1: await startUpstream('g1', faulty('g1', ALWAYS)),
-      g2: await startUpstream('g2', faulty('g2', ALWAYS)),
-    }
-    p = await startWorkers({
-      workers: 2,
-      versions: {
-        blue: { instances: [{ url: ups.b1!.url }, { url: ups.b2!.url }] },
-        green: { instances: [{ url: ups.g1!.url }, { url: ups.g2!.url }] },
-      },
+    ctx.ups = await Promise.all(upstreams())
+    const urls = ctx.ups.map((u) => u.url)
+    ctx.p = await startWorkers({ workers: 2, log: { level: 'info', access: true }, ...config(urls) })
+  }, 180_000)
+  afterAll(async () => {
+    await ctx.p?.close()
+    for (const u of ctx.ups) await u.close()
+  })
+  return ctx
+}
+
+const instancesOf = (urls: string[]) => ({ instances: urls.map((url) => ({ url })) })
+
+describe('workers: outlier ejection is one proxy decision', () => {
+  const ctx = proxyFor(
+    () => [
+      startUpstream('b1', faulty('b1', ALWAYS)),
+      startUpstream('b2'),
+      startUpstream('g1', faulty('g1', ALWAYS)),
+      startUpstream('g2', faulty('g2', ALWAYS)),
+    ],
+    ([b1, b2, g1, g2]) => ({
+      versions: { blue: instancesOf([b1!, b2!]), green: instancesOf([g1!, g2!]) },
       weights: { blue: 100 },
       outlier: { consecutiveFailures: 3, ejectionMs: 120_000 },
       analysis: { intervalMs: 200 },
-      log: { level: 'info', access: true },
-    })
-  }, 180_000)
-  afterAll(async () => {
-    await p?.close()
-    for (const u of Object.values(ups ?? {})) await u.close()
+    }),
+  )
+  let p: WorkersProxy
+  let ups: Record<string, TestUpstream>
+  beforeAll(() => {
+    p = ctx.p
+    const [b1, b2, g1, g2] = ctx.ups
+    ups = { b1: b1!, b2: b2!, g1: g1!, g2: g2! }
   })
 
   it('a worker ejects a failing instance, /v1/state and /metrics show it once, and every worker avoids it', async () => {
@@ -165,27 +180,18 @@ describe('workers: outlier ejection is one proxy decision', () => {
 })
 
 describe('workers: GET /v1/mirror/mismatches lists the workers’ mismatches', () => {
-  const ups: TestUpstream[] = []
-  let p: WorkersProxy
-
-  beforeAll(async () => {
+  const ctx = proxyFor(
     // The shadow answers 500 where blue answers 200: every copy is a mismatch on `status`.
-    const shadow = faulty('green', ALWAYS)
-    ups.push(await startUpstream('blue'), await startUpstream('green', shadow))
-    const [blue, green] = ups as [TestUpstream, TestUpstream]
-    p = await startWorkers({
-      workers: 2,
-      versions: { blue: { instances: [{ url: blue.url }] }, green: { instances: [{ url: green.url }] } },
+    () => [startUpstream('blue'), startUpstream('green', faulty('green', ALWAYS))],
+    ([blue, green]) => ({
+      versions: { blue: instancesOf([blue!]), green: instancesOf([green!]) },
       mirror: { version: 'green', percent: 100 },
       weights: { blue: 100 },
       analysis: { intervalMs: 200 },
-      log: { level: 'info', access: true },
-    })
-  }, 180_000)
-  afterAll(async () => {
-    await p?.close()
-    for (const u of ups) await u.close()
-  })
+    }),
+  )
+  let p: WorkersProxy
+  beforeAll(() => void (p = ctx.p))
 
   type Entry = { at: string; path: string; differs: string[]; shadowStatus: number }
   const list = async (): Promise<Entry[]> => (await admin(p, 'GET', '/v1/mirror/mismatches')).body.mismatches
@@ -217,5 +223,54 @@ describe('workers: GET /v1/mirror/mismatches lists the workers’ mismatches', (
     const entries = await list()
     expect(entries).toHaveLength(50)
     expect(entries.map((e) => e.at)).toEqual(entries.map((e) => e.at).sort())
+  })
+})
+
+describe("workers: the peer rule judges every worker's requests together", () => {
+  const PEERS = { intervalMs: 1_000, minRequests: 100, abovePeersPercent: 20 }
+  const ctx = proxyFor(
+    () => [startUpstream('b1', faulty('b1', ALWAYS)), startUpstream('b2'), startUpstream('b3')],
+    (urls) => ({
+      versions: { blue: instancesOf(urls) },
+      // Only the peer rule: the consecutive one would act first on an instance failing everything.
+      outlier: { consecutiveFailures: 0, ejectionMs: 120_000, peers: PEERS },
+      analysis: { intervalMs: 100 },
+    }),
+  )
+  let p: WorkersProxy
+  let ups: TestUpstream[]
+  beforeAll(() => {
+    p = ctx.p
+    ups = ctx.ups
+  })
+
+  it('the primary ejects on the summed counts, more than either worker sent it; every worker then avoids it', async () => {
+    const b1 = ups[0]!
+    for (let i = 0; i < 100 && !(await instances(p, 'blue'))[0]!.ejected; i++) await burst(p.url, 40)
+    expect((await instances(p, 'blue'))[0]!.ejected).toBe(true)
+    type Line = LogLine & { time: string; requests: number; log?: string }
+    const lines = parsed<Line>(p.serve.lines)
+    const ejected = lines.filter((l) => l.msg === 'instance ejected')
+    expect(ejected).toEqual([expect.objectContaining({ pid: p.serve.pid, instance: b1.url, mode: 'peers' })])
+    expect(metricValue(await metrics(p), 'sluice_outlier_ejections_total{version="blue"}')).toBe(1)
+    // The interval judged (plus a report's lag either side) held more of b1's requests than either worker sent it.
+    const e = ejected[0]!
+    const to = Date.parse(e.time)
+    const from = to - PEERS.intervalMs - 500
+    const perWorker = new Map<number, number>()
+    for (const l of lines) {
+      const at = Date.parse(l.time)
+      if (l.log === 'access' && l.instance === b1.url && at > from && at <= to)
+        perWorker.set(l.pid, (perWorker.get(l.pid) ?? 0) + 1)
+    }
+    console.log(`peer rule with 2 workers: judged ${e.requests} requests to b1; by worker in that span: ${[...perWorker.values()]}`)
+    expect(e.requests).toBeGreaterThanOrEqual(PEERS.minRequests)
+    expect(perWorker.size).toBe(2)
+    expect(e.requests).toBeGreaterThan(Math.max(...perWorker.values()))
+
+    const hits = b1.hits
+    const answers = await burst(p.url, 100)
+    expect(answers.filter((a) => a !== 'b2' && a !== 'b3')).toEqual([])
+    expect(b1.hits).toBe(hits)
   })
 })
