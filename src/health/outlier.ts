@@ -174,7 +174,7 @@ export class OutlierDetector {
     instance.ejectedUntil = until
     const fields = { instance: instance.url, version: instance.version.name, ...why, until: new Date(until).toISOString() }
     // A worker's ejection is logged and counted once, by the primary that records it.
-    if (this.#report) this.log.debug(fields, 'instance ejected here: reported to the primary')
+    if (this.#report) this.log.debug(fields, "ejected on this worker's traffic: reported to the primary")
     else this.log.warn(fields, 'instance ejected')
     const t = setTimeout(() => this.#readmit(instance, 'instance back from ejection'), until - Date.now())
     t.unref()
