@@ -18,6 +18,9 @@ export interface OutlierEvents {
   onEjected?(instance: Instance): void
 }
 
+/** A worker's ejection, told to its primary: which instance, until when, and why (the log's fields). */
+export type EjectionReport = (instance: Instance, until: number, why: Record<string, unknown>) => void
+
 /**
  * Passive ejection from live traffic: `consecutiveFailures` connect errors,
  * resets, timeouts or 5xx in a row eject an instance for `ejectionMs`, after
@@ -35,10 +38,23 @@ export interface OutlierEvents {
  * With `peers`, a sweep every `peers.intervalMs` also ejects an instance
  * that failed clearly more than its version's other instances (see
  * peer-outliers.ts), under the same limits.
+ *
+ * With workers (README "Workers and self-upgrade") the primary's detector
+ * decides for the whole proxy, as Envoy's main thread does for its worker
+ * threads: a worker's detector (`followPrimary`) still ejects at once on
+ * its own traffic, so a failing instance is avoided without waiting on the
+ * primary, but only provisionally: it reports the ejection, the primary
+ * `confirm`s it under the proxy-wide limits (or the worker must
+ * `reinstate` it), records it (log, metrics, /v1/state) and sends it to
+ * every worker with the state (`follow`). The peer sweep runs in the
+ * primary only, on the counts the workers report.
  */
 export class OutlierDetector {
+  /** Ejections this detector ends itself (in a worker: its provisional ones, until the primary takes them over). */
   readonly #timers = new Map<Instance, NodeJS.Timeout>()
-  readonly #sweep: NodeJS.Timeout | undefined
+  #sweep: NodeJS.Timeout | undefined
+  /** Set in a worker: where its ejections go. */
+  #report: EjectionReport | undefined
 
   constructor(
     readonly opts: OutlierOptions,
@@ -92,17 +108,79 @@ export class OutlierDetector {
     }
   }
 
-  #eject(instance: Instance, why: Record<string, unknown>): void {
-    const until = Date.now() + this.opts.ejectionMs
+  /**
+   * Makes this a worker's detector: its ejections are provisional and go to
+   * `report`; the peer sweep is the primary's (on every worker's counts).
+   */
+  followPrimary(report: EjectionReport): void {
+    this.#report = report
+    clearInterval(this.#sweep)
+    this.#sweep = undefined
+  }
+
+  /**
+   * In the primary: an ejection a worker made (`until` is its deadline, the
+   * same clock), judged against the proxy-wide limits. Recorded like one of
+   * its own when they allow it; false when they do not (another worker's
+   * ejection came first), and the worker takes it back.
+   */
+  confirm(instance: Instance, until: number, why: Record<string, unknown>): boolean {
+    // Already ejected (another worker was first) or already over: the state the workers have says what holds.
+    if (instance.ejectedUntil !== 0 || until <= Date.now()) return true
+    if (!this.#mayEject(instance)) {
+      this.log.info(
+        { instance: instance.url, version: instance.version.name, ...why },
+        "a worker's ejection is refused: the version is at its ejection limit",
+      )
+      return false
+    }
+    this.#eject(instance, why, until)
+    return true
+  }
+
+  /**
+   * In a worker: the primary's ejection of `instance` as its latest state
+   * says (`until`, 0 for none). An ejection of the worker's own that the
+   * primary has not heard of yet stays. True when anything changed (the
+   * caller rebuilds the table).
+   */
+  follow(instance: Instance, until: number): boolean {
+    if (until !== 0) {
+      // The primary's now: it ends it (a later state), not a timer here.
+      clearTimeout(this.#timers.get(instance))
+      this.#timers.delete(instance)
+      if (instance.ejectedUntil === until) return false
+      instance.ejectedUntil = until
+      return true
+    }
+    if (instance.ejectedUntil === 0 || this.#timers.has(instance)) return false
+    instance.ejectedUntil = 0
+    instance.consecutiveFailures = 0
+    return true
+  }
+
+  /** In a worker: the primary refused this worker's ejection of `instance` (the proxy-wide limit was reached). */
+  reinstate(instance: Instance): void {
+    const t = this.#timers.get(instance)
+    if (t === undefined) return
+    clearTimeout(t)
+    this.#timers.delete(instance)
+    instance.ejectedUntil = 0
+    this.log.debug({ instance: instance.url, version: instance.version.name }, 'ejection refused by the primary: reinstated')
+    this.events.onChange(instance)
+  }
+
+  #eject(instance: Instance, why: Record<string, unknown>, until = Date.now() + this.opts.ejectionMs): void {
     instance.ejectedUntil = until
-    this.log.warn(
-      { instance: instance.url, version: instance.version.name, ...why, until: new Date(until).toISOString() },
-      'instance ejected',
-    )
-    const t = setTimeout(() => this.#readmit(instance, 'instance back from ejection'), this.opts.ejectionMs)
+    const fields = { instance: instance.url, version: instance.version.name, ...why, until: new Date(until).toISOString() }
+    // A worker's ejection is logged and counted once, by the primary that records it.
+    if (this.#report) this.log.debug(fields, "ejected on this worker's traffic: reported to the primary")
+    else this.log.warn(fields, 'instance ejected')
+    const t = setTimeout(() => this.#readmit(instance, 'instance back from ejection'), until - Date.now())
     t.unref()
     this.#timers.set(instance, t)
-    this.events.onEjected?.(instance)
+    if (this.#report) this.#report(instance, until, why)
+    else this.events.onEjected?.(instance)
     this.events.onChange(instance)
   }
 
@@ -147,7 +225,7 @@ export class OutlierDetector {
     instance.ejectedUntil = 0
     instance.consecutiveFailures = 0
     instance.usableSince = Date.now()
-    this.log.info({ instance: instance.url, version: instance.version.name }, msg)
+    this.log[this.#report ? 'debug' : 'info']({ instance: instance.url, version: instance.version.name }, msg)
     if (notify) this.events.onChange(instance)
   }
 

@@ -135,6 +135,7 @@ export async function assemble(
   if (pool) {
     admin.settle = () => pool.settled()
     admin.route('GET', '/v1/mirror', () => ({ status: 200, body: mirrorView.view() }))
+    admin.route('GET', '/v1/mirror/mismatches', () => ({ status: 200, body: { mismatches: pool.mismatches() } }))
     admin.route('GET', '/metrics', async () => ({
       status: 200,
       body: await pool.metricsText(),

@@ -2,6 +2,7 @@ import type { SparseCounts } from '../analysis/histogram.js'
 import type { SliceSnapshot } from '../analysis/slices.js'
 import type { Config } from '../config/load.js'
 import type { Discovered } from '../discovery/membership.js'
+import type { MismatchEntry } from '../mirror/mismatch-log.js'
 import type { DesiredState } from '../state/types.js'
 
 /**
@@ -18,9 +19,15 @@ export interface StateMessage {
   config: Config
   desired: DesiredState
   discovered: Record<string, Discovered>
-  /** Active health per instance: [url, healthy, probed, usableSince] (usableSince: slow start's ramp). */
-  health: [string, boolean, boolean, number][]
+  /**
+   * Per instance: [url, healthy, probed, usableSince, ejectedUntil]: active
+   * health, slow start's ramp, and the outlier ejections the primary
+   * recorded for the whole proxy (0: none).
+   */
+  health: InstanceFacts[]
 }
+
+export type InstanceFacts = [url: string, healthy: boolean, probed: boolean, usableSince: number, ejectedUntil: number]
 
 export type ToWorker =
   | StateMessage
@@ -31,6 +38,8 @@ export type ToWorker =
   /** Self-upgrade: a newer worker serves; stop accepting, finish, keep WebSockets until they end or drain.timeoutMs. */
   | { t: 'retire' }
   | { t: 'metrics'; id: number }
+  /** The worker's ejection of this instance would pass the proxy-wide limit: it takes it back. */
+  | { t: 'reinstate'; url: string }
 
 /** A worker's figures every analysis interval. */
 export interface ReportMessage {
@@ -39,10 +48,15 @@ export interface ReportMessage {
   slices: Record<string, SliceSnapshot[]>
   /** Per version: [requestsTotal, errorsTotal, inflight, websockets]. */
   versions: Record<string, [number, number, number, number]>
-  /** Per instance: [url, inflight, websockets]. */
-  instances: [string, number, number][]
+  /**
+   * Per instance: [url, inflight, websockets, requests, failures]; the last
+   * two since the previous report (the outlier peer sweep's counts).
+   */
+  instances: [string, number, number, number, number][]
   /** The mirror run's figures, when this worker mirrors. */
   mirror?: MirrorReport
+  /** Mismatches recorded since the previous report (at most the mismatch log's size). */
+  mismatches?: MismatchEntry[]
 }
 
 /** A worker's mirroring figures: its run's totals, and its counts since a rollout's mirror phase began. */
@@ -58,6 +72,8 @@ export type FromWorker =
   | { t: 'hello' }
   | { t: 'serving'; port: number }
   | { t: 'ack'; seq: number }
+  /** The worker ejected an instance on its own traffic (it already avoids it): the primary decides for the proxy. */
+  | { t: 'ejected'; url: string; until: number; why: Record<string, unknown> }
   | ReportMessage
   | { t: 'metrics'; id: number; json: unknown }
   /** Counters as the worker leaves, so /metrics never goes down. */

@@ -7,14 +7,23 @@ import { mergeSlices, type SliceSnapshot } from '../analysis/slices.js'
 import type { Config } from '../config/load.js'
 import type { Discovered } from '../discovery/membership.js'
 import { AdminError } from '../errors.js'
+import type { OutlierDetector } from '../health/outlier.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { MirrorView } from '../mirror/mirror.js'
 import { countsP95, mirrorFigures } from '../mirror/mirror-stats.js'
+import { type MismatchEntry, MismatchLog } from '../mirror/mismatch-log.js'
 import type { MirrorFigures } from '../rollout/rollout-machine.js'
-import type { Version } from '../routing/instance.js'
+import type { Instance, Version } from '../routing/instance.js'
 import type { ChangeMeta } from '../state/control.js'
 import type { DesiredState } from '../state/types.js'
-import { type FromWorker, isFromWorker, type ReportMessage, type StateMessage, type ToWorker } from './worker-messages.js'
+import {
+  type FromWorker,
+  type InstanceFacts,
+  isFromWorker,
+  type ReportMessage,
+  type StateMessage,
+  type ToWorker,
+} from './worker-messages.js'
 
 /** One metric as `getMetricsAsJSON` gives it: what workers send and `AggregatorRegistry.aggregate` sums. */
 export type MetricJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>[number]
@@ -26,6 +35,8 @@ export interface PoolHost {
   readonly versions: readonly Version[]
   readonly desired: DesiredState
   readonly metrics: Metrics
+  /** Decides the workers' ejections for the whole proxy (and sweeps the peer counts they report). */
+  readonly outlier: Pick<OutlierDetector, 'confirm'>
   workerCount: number
   discoveredNow(): Record<string, Discovered>
   reload(meta: ChangeMeta, action: 'reload' | 'restart'): Promise<DesiredState>
@@ -36,7 +47,6 @@ export const WORKER_SUMMED: ReadonlySet<string> = new Set([
   'sluice_requests_total',
   'sluice_request_duration_seconds',
   'sluice_retries_total',
-  'sluice_outlier_ejections_total',
   'sluice_websocket_handoffs_total',
   'sluice_mirror_requests_total',
 ])
@@ -101,7 +111,9 @@ interface RetiredSlices {
  * answer is only sent when every worker routes by the change. Workers report
  * their analysis slices and live counts every analysis interval; the primary
  * judges rollouts on their sum and sums their counters on /metrics, keeping
- * what retired and killed workers counted.
+ * what retired and killed workers counted. The workers' outlier ejections
+ * are decided here for the whole proxy (health/outlier.ts `confirm`) and go
+ * back out with the state; their mirror mismatches are listed here.
  */
 export class WorkerPool {
   readonly #host: PoolHost
@@ -124,6 +136,8 @@ export class WorkerPool {
   #retiring: Promise<void> = Promise.resolve()
   #retiredSlices: RetiredSlices[] = []
   readonly #retiredTotals = new Map<string, [number, number]>()
+  /** The workers' mismatches (they mirror; the primary copies nothing), in time order. */
+  readonly #mismatches = new MismatchLog()
   port = 0
 
   constructor(host: PoolHost, count: number) {
@@ -221,6 +235,11 @@ export class WorkerPool {
       addSparse(primary, 0, r.primary)
     }
     return { ...own, ...sum, shadowP95Ms: countsP95(shadow), primaryP95Ms: countsP95(primary) }
+  }
+
+  /** GET /v1/mirror/mismatches: every worker's, oldest first (up to one analysis interval late). */
+  mismatches(): MismatchEntry[] {
+    return this.#mismatches.list()
   }
 
   /** `/v1/state.workers` and `/v1/state.restart`. */
@@ -424,16 +443,22 @@ export class WorkerPool {
         this.#checkSettled()
         return
       case 'report':
-        m.report = msg
+        this.#takeReport(m, msg)
         this.#applyReports()
         return
+      case 'ejected': {
+        const i = this.#instance(msg.url)
+        if (i === undefined || !this.#host.outlier.confirm(i, msg.until, { ...msg.why, worker: m.worker.id }))
+          this.#send(m, { t: 'reinstate', url: msg.url })
+        return
+      }
       case 'metrics':
         this.#scrapes.get(msg.id)?.(msg.json as MetricJson[])
         this.#scrapes.delete(msg.id)
         return
       case 'final':
         m.lastMetrics = msg.json as MetricJson[]
-        m.report = msg.report
+        this.#takeReport(m, msg.report)
         return
     }
   }
@@ -460,6 +485,26 @@ export class WorkerPool {
       if (!this.#stopping) this.#spawn(this.#generation)
     }, this.#backoffMs)
     t.unref()
+  }
+
+  /** A worker's report: kept as its latest figures; what it counted since its last one is added up here. */
+  #takeReport(m: Member, r: ReportMessage): void {
+    m.report = r
+    if (r.mismatches !== undefined) this.#mismatches.merge(r.mismatches)
+    if (this.#host.config.outlier.peers === undefined) return
+    // The primary's peer sweep judges these sums (and zeroes them each interval).
+    for (const [url, , , requests, failures] of r.instances) {
+      if (requests === 0) continue
+      const i = this.#instance(url)
+      if (i === undefined) continue
+      i.windowRequests += requests
+      i.windowFailures += failures
+    }
+  }
+
+  #instance(url: string): Instance | undefined {
+    for (const v of this.#host.versions) for (const i of v.instances) if (i.url === url) return i
+    return undefined
   }
 
   /** Folds a gone worker's counters, totals and recent slices into the primary's keeping. */
@@ -517,9 +562,9 @@ export class WorkerPool {
   }
 
   #stateMessage(seq: number): StateMessage {
-    const health: [string, boolean, boolean, number][] = []
+    const health: InstanceFacts[] = []
     for (const v of this.#host.versions)
-      for (const i of v.instances) health.push([i.url, i.healthy, i.probed, i.usableSince])
+      for (const i of v.instances) health.push([i.url, i.healthy, i.probed, i.usableSince, i.ejectedUntil])
     return {
       t: 'state',
       seq,

@@ -55,6 +55,8 @@ export function runWorker(): void {
         i.healthy = h[1]
         i.probed = h[2]
         i.usableSince = h[3]
+        // The proxy's ejections, as the primary recorded them (a started or replaced worker gets them here too).
+        if (s.outlier.follow(i, h[4])) changed = true
       }
     }
     if (changed) s.rebuild()
@@ -67,6 +69,8 @@ export function runWorker(): void {
     })
     store = new FollowerStore(msg.desired)
     proxy = assembleWorker(msg.config, { log, store })
+    // Ejections on this worker's traffic take effect here at once; the primary decides them for the proxy.
+    proxy.sluice.outlier.followPrimary((i, until, why) => send({ t: 'ejected', url: i.url, until, why }))
     for (const [name, d] of Object.entries(msg.discovered)) proxy.sluice.setDiscovered(name, d)
     // Health before the first connection: a worker never answers 503 for instances the primary knows are up.
     proxy.sluice.hooks.push({ onLoaded: () => applyHealth(msg) })
@@ -86,10 +90,17 @@ export function runWorker(): void {
       w.tick(now)
       r.slices[v.name] = w.exportSlices()
       r.versions[v.name] = [v.requestsTotal, v.errorsTotal, v.inflight, v.websockets]
-      for (const i of v.instances) r.instances.push([i.url, i.inflight, i.websockets])
+      for (const i of v.instances) {
+        // The peer sweep's counts go to the primary, which judges every worker's sum.
+        r.instances.push([i.url, i.inflight, i.websockets, i.windowRequests, i.windowFailures])
+        i.windowRequests = 0
+        i.windowFailures = 0
+      }
     }
     const mirror = mirrorReport()
     if (mirror) r.mirror = mirror
+    const mismatches = proxy!.mirror.newMismatches()
+    if (mismatches.length > 0) r.mismatches = mismatches
     return r
   }
 
@@ -153,6 +164,12 @@ export function runWorker(): void {
       case 'metrics':
         send({ t: 'metrics', id: msg.id, json: proxy ? await counters() : [] })
         return
+      case 'reinstate': {
+        const s = proxy?.sluice
+        const i = s?.versions.flatMap((v) => v.instances).find((x) => x.url === msg.url)
+        if (i) s!.outlier.reinstate(i)
+        return
+      }
     }
   }
 

@@ -143,6 +143,11 @@ export class Mirror implements CopyOwner {
     return this.#mismatches.list()
   }
 
+  /** The mismatches recorded since the last call (a worker's report to its primary), oldest first. */
+  newMismatches(): MismatchEntry[] {
+    return this.#mismatches.takeNew()
+  }
+
   /** No more copies; those in flight are abandoned (not counted). Safe to call twice. */
   stop(): void {
     this.#stopped = true

@@ -65,6 +65,16 @@ export function freshGet(url: string): Promise<{ status: number; upstream: strin
   })
 }
 
+/** `n` fresh-connection GETs, `parallel` at a time; the upstream that answered each (or its failure, or its status). */
+export async function burst(url: string, n: number, parallel = 20): Promise<string[]> {
+  const out: string[] = []
+  for (let i = 0; i < n; i += parallel) {
+    const batch = await Promise.all(Array.from({ length: Math.min(parallel, n - i) }, () => freshGet(url)))
+    for (const a of batch) out.push('error' in a ? a.error : a.status === 200 ? (a.upstream ?? '?') : String(a.status))
+  }
+  return out
+}
+
 /** Whether a process is alive (signal 0 checks without signalling). */
 export function alive(pid: number): boolean {
   try {

@@ -2,7 +2,7 @@ import { type IncomingMessage, request as httpRequest, type ServerResponse } fro
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { admin } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { accessPids, alive, freshGet, startWorkers, type WorkersProxy } from '../helpers/workers.js'
+import { accessPids, alive, burst, startWorkers, type WorkersProxy } from '../helpers/workers.js'
 
 /**
  * Several workers are still one proxy to its operator (README "Workers and
@@ -18,16 +18,6 @@ function sumOf(text: string, name: string): number {
 
 async function metricsText(p: WorkersProxy): Promise<string> {
   return (await fetch(`${p.adminUrl}/metrics`)).text()
-}
-
-/** `n` fresh-connection GETs, `parallel` at a time; the upstream that answered each (or its failure). */
-async function burst(url: string, n: number, parallel = 20): Promise<string[]> {
-  const out: string[] = []
-  for (let i = 0; i < n; i += parallel) {
-    const batch = await Promise.all(Array.from({ length: Math.min(parallel, n - i) }, () => freshGet(url)))
-    for (const a of batch) out.push('error' in a ? a.error : a.status === 200 ? a.upstream ?? '?' : String(a.status))
-  }
-  return out
 }
 
 describe('workers: one proxy to its operator', () => {
