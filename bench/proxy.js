@@ -9,7 +9,8 @@
 // Other flags: --warmup S, --keys N, --body-bytes N, --targets upstream,bare,sluice,keyless,
 // --instances N (upstream instances behind sluice, half blue and half green, all in one process; default 2);
 //   a list such as 2,200 starts one sluice per count in front of the same upstream process and runs
-//   sluice@2, sluice@200 (and keyless@N) in the same interleaved rounds, with the ratios to the first count,
+//   sluice@2, sluice@200 (and keyless@N) in the same interleaved rounds, with the ratios to the first count
+//   and, per round, sluice's 200/2 over the bare pass-through's 200/2 (what sluice adds beyond the floor there),
 // --probe-ms MS (sluice's health.intervalMs, default 2000; probes reuse one kept-alive connection per instance,
 // and a longer interval isolates the routing cost further),
 // --cpu-prof (profile the bare and sluice processes; top functions printed, .cpuprofile kept in bench/out/prof/).
@@ -313,6 +314,22 @@ function ratiosOf(s, runs) {
       pairs.push([`keyless${n}OverKeyless${COUNTS[0]}`, `keyless@${n}`, first('keyless')])
     }
   }
+  // What sluice adds at N instances beyond what the floor pays there: per round, (sluice@N / sluice@first) over
+  // (bare@N / bare@first), so the upstream's own cost of N servers and the machine's drift cancel.
+  const beyondFloor = (t, n, k) => {
+    const at = (target, round) => runs.find((r) => r.target === target && r.round === round)?.[k]
+    const per = []
+    for (const { round } of runs.filter((r) => r.target === `${t}@${n}`)) {
+      const v = [at(`${t}@${n}`, round), at(first(t), round), at(`bare@${n}`, round), at(first('bare'), round)]
+      if (v.every((x) => x !== undefined)) per.push(v[0] / v[1] / (v[2] / v[3]))
+    }
+    return per.length > 0 ? median(per) : undefined
+  }
+  if (MULTI) {
+    for (const n of COUNTS.slice(1)) {
+      for (const t of ['sluice', 'keyless']) out[`${t}${n}BeyondFloor`] = { rps: beyondFloor(t, n, 'rps'), cpuUsPerReq: beyondFloor(t, n, 'cpuUsPerReq') }
+    }
+  }
   for (const [name, a, b] of pairs) {
     out[name] = {
       rps: ratio(a, b, 'rps'),
@@ -364,9 +381,13 @@ function markdown({ machine: m, loadavgAfter, options: o, summary, ratios, split
     for (const t of ['bare', 'sluice', 'keyless']) {
       const r = ratios[`${t}${n}Over${t[0].toUpperCase()}${t.slice(1)}${COUNTS[0]}`]
       if (r?.rps === undefined) continue
+      const own = ratios[`${t}${n}BeyondFloor`]
       lines.push(
         `- ${t} at ${n} / at ${COUNTS[0]} instances: req/s ${f2(r.rps)} (target >= 0.95), per-round pairs ${f2(r.pairedRps)}; ` +
-          `CPU per request ${f2(r.cpuUsPerReq)}, per-round pairs ${f2(r.pairedCpuUsPerReq)}; p99 ${f2(r.p99)}`,
+          `CPU per request ${f2(r.cpuUsPerReq)}, per-round pairs ${f2(r.pairedCpuUsPerReq)}; p99 ${f2(r.p99)}` +
+          (own?.rps === undefined
+            ? ''
+            : `; over the bare pass-through's own ${n}/${COUNTS[0]} (per round): req/s ${f2(own.rps)}, CPU per request ${f2(own.cpuUsPerReq)}`),
       )
     }
   }
