@@ -11,7 +11,7 @@ import { type ForwardContext, failureDetail } from '../proxy/forward.js'
 import { Certificates } from '../proxy/certificates.js'
 import { ProxyListener } from '../proxy/listener.js'
 import { closePool, openPool, type PoolOptions, replacePool, resetPool } from '../proxy/pools.js'
-import { Instance, sameTransport, Version } from '../routing/instance.js'
+import { findInstance, Instance, sameTransport, Version } from '../routing/instance.js'
 import { RoutingTable } from '../routing/table.js'
 import { type ChangeMeta, Control } from '../state/control.js'
 import { type DesiredState, initialState, type RuntimeInstance } from '../state/desired.js'
@@ -465,7 +465,7 @@ export class Sluice {
     if (!this.findVersion(version))
       return Promise.reject(new AdminError(404, 'SLUICE_UNKNOWN_TARGET', `unknown version "${version}"`, 'version'))
     return this.control.change('instance.add', meta, (s) => {
-      const owner = this.#allInstances().find((i) => i.url === origin)?.version.name ?? instanceOf(s.instances, origin)
+      const owner = findInstance(this.versions, origin)?.version.name ?? instanceOf(s.instances, origin)
       if (owner !== undefined)
         throw new AdminError(409, 'SLUICE_INSTANCE_EXISTS', `${origin} is already an instance of "${owner}"`, 'url')
       const added: RuntimeInstance = { version, url: origin }
@@ -476,7 +476,7 @@ export class Sluice {
   /** Removes a runtime instance: it drains (requests finish, WebSockets move), then leaves. */
   removeInstance(url: string, meta: ChangeMeta): Promise<DesiredState> {
     const origin = normalizeUrl(url)
-    const inst = this.#allInstances().find((i) => i.url === origin)
+    const inst = findInstance(this.versions, origin)
     if (!inst) return Promise.reject(new AdminError(404, 'SLUICE_UNKNOWN_TARGET', `unknown instance "${origin}"`, 'url'))
     const source = this.sourceOf(inst)
     if (source !== 'api')

@@ -13,7 +13,7 @@ import type { MirrorView } from '../mirror/mirror.js'
 import { countsP95, mirrorFigures } from '../mirror/mirror-stats.js'
 import { type MismatchEntry, MismatchLog } from '../mirror/mismatch-log.js'
 import type { MirrorFigures } from '../rollout/rollout-machine.js'
-import type { Instance, Version } from '../routing/instance.js'
+import { findInstance, type Version } from '../routing/instance.js'
 import type { ChangeMeta } from '../state/control.js'
 import type { DesiredState } from '../state/types.js'
 import {
@@ -447,7 +447,7 @@ export class WorkerPool {
         this.#applyReports()
         return
       case 'ejected': {
-        const i = this.#instance(msg.url)
+        const i = findInstance(this.#host.versions, msg.url)
         if (i === undefined || !this.#host.outlier.confirm(i, msg.until, { ...msg.why, worker: m.worker.id }))
           this.#send(m, { t: 'reinstate', url: msg.url })
         return
@@ -495,16 +495,11 @@ export class WorkerPool {
     // The primary's peer sweep judges these sums (and zeroes them each interval).
     for (const [url, , , requests, failures] of r.instances) {
       if (requests === 0) continue
-      const i = this.#instance(url)
+      const i = findInstance(this.#host.versions, url)
       if (i === undefined) continue
       i.windowRequests += requests
       i.windowFailures += failures
     }
-  }
-
-  #instance(url: string): Instance | undefined {
-    for (const v of this.#host.versions) for (const i of v.instances) if (i.url === url) return i
-    return undefined
   }
 
   /** Folds a gone worker's counters, totals and recent slices into the primary's keeping. */

@@ -1,6 +1,7 @@
 import { type Logger, pino } from 'pino'
 import { toSparse } from '../analysis/histogram.js'
 import { logOptions } from '../cli/log.js'
+import { findInstance } from '../routing/instance.js'
 import { assembleWorker, type AssembledWorker } from './assemble.js'
 import { FollowerStore } from './follower-store.js'
 import type { FromWorker, MirrorReport, ReportMessage, StateMessage, ToWorker } from './worker-messages.js'
@@ -166,8 +167,8 @@ export function runWorker(): void {
         return
       case 'reinstate': {
         const s = proxy?.sluice
-        const i = s?.versions.flatMap((v) => v.instances).find((x) => x.url === msg.url)
-        if (i) s!.outlier.reinstate(i)
+        const i = s && findInstance(s.versions, msg.url)
+        if (i) s.outlier.reinstate(i)
         return
       }
     }

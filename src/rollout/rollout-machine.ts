@@ -54,7 +54,7 @@ export type RolloutEvent =
       type: 'mirror'
       figures: MirrorFigures
       /** analysis.maxP95IncreaseMs: as for the steps, a latency breach needs the ratio and this difference. */
-      maxP95IncreaseMs?: number
+      maxP95IncreaseMs: number
     }
 
 /** One gate check's outcome: `error` when the check itself failed (unreachable, timeout, bad answer). */
@@ -137,7 +137,7 @@ export function transition(state: RolloutState, event: RolloutEvent, now: number
     case 'verdict':
       return onVerdict(state, event.verdict, now, event.gates)
     case 'mirror':
-      return onMirror(state, event.figures, event.maxP95IncreaseMs ?? 0, now)
+      return onMirror(state, event.figures, event.maxP95IncreaseMs, now)
   }
 }
 

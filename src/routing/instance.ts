@@ -79,6 +79,12 @@ export function sameTransport(a: UpstreamTransport, b: UpstreamTransport): boole
   return a.protocol === b.protocol && a.ca === b.ca && a.servername === b.servername && a.verify === b.verify
 }
 
+/** The instance at `url` in any of `versions` (control-plane lookups; never per request). */
+export function findInstance(versions: readonly Version[], url: string): Instance | undefined {
+  for (const v of versions) for (const i of v.instances) if (i.url === url) return i
+  return undefined
+}
+
 /** A named pool of instances running one release. Lives as long as its config. */
 export class Version {
   readonly seed: number

@@ -143,7 +143,6 @@ const NOT_PASSED = new Set([
   'sec-websocket-protocol',
 ])
 
-/** The upstream's 101 header lines that the client should still see (Set-Cookie and the like). */
 /**
  * The 101's header lines with the request ID the handshake carried upstream,
  * an upstream's own copy replaced, as on an HTTP response (README "Request IDs").
@@ -156,6 +155,7 @@ export function withRequestId(lines: readonly string[], idName: string, id: stri
   return out
 }
 
+/** The upstream's 101 header lines that the client should still see (Set-Cookie and the like). */
 export function passedUpgradeHeaders(res: IncomingMessage): string[] {
   const raw = res.rawHeaders
   const out: string[] = []

@@ -274,11 +274,11 @@ describe('rollout mirror phase', () => {
     return {
       ...d,
       d,
-      figures(f: MirrorFigures, ms: number, maxP95IncreaseMs?: number): RolloutTransition[] {
+      figures(f: MirrorFigures, ms: number, maxP95IncreaseMs = 0): RolloutTransition[] {
         const out: RolloutTransition[] = []
         for (let i = 0; i < ms / 1000; i++) {
           d.now += 1000
-          out.push(d.send({ type: 'mirror', figures: f, ...(maxP95IncreaseMs !== undefined && { maxP95IncreaseMs }) }))
+          out.push(d.send({ type: 'mirror', figures: f, maxP95IncreaseMs }))
         }
         return out
       },
