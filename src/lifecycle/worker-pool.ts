@@ -68,7 +68,7 @@ const SCRAPE_TIMEOUT_MS = 2_000
 /**
  * A rolling restart starts the next worker only once the one it retired has
  * exited (its clients reconnected onto the workers serving) or this long
- * passed (WebSockets may keep it for drain.timeoutMs), and then after
+ * passed (WebSockets may keep it for drain.timeoutMs, idle connections for clientIdleMs), and then after
  * ROLL_SETTLE_MS: a booting worker takes a core for a while, and booting it
  * while clients are still reconnecting stacks the two on the same moment.
  */

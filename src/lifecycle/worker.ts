@@ -127,10 +127,13 @@ export function runWorker(): void {
 
   /** Leaves (stop, retire, or the primary gone): the last counters to the primary, then exit 0. */
   const leave = (how: 'stop' | 'retire'): Promise<void> => {
+    // A stop while retiring (the proxy stops, or the primary went away) need not wait on the clients' idle connections.
+    if (how === 'stop' && leaving !== undefined) proxy?.hurry()
     leaving ??= (async () => {
-      clearInterval(reportTimer)
       if (proxy) {
+        // Reports go on while it leaves: a retiring worker may still answer its idle clients' last requests.
         await (how === 'retire' ? proxy.retire() : proxy.stop())
+        clearInterval(reportTimer)
         const final: FromWorker = { t: 'final', json: await counters(), report: report() }
         log?.info({ how }, 'worker exiting')
         // Exit once the last counters are on their way: an exit right after send() can drop them.

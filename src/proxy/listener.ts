@@ -16,7 +16,6 @@ import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError,
 import type { Certificates } from './certificates.js'
 import { DenseSet, type Slotted } from './dense-set.js'
 import {
-  closesNow,
   type ForwardContext,
   forward,
   forwardH2,
@@ -290,8 +289,9 @@ export class ProxyListener {
   /**
    * Graceful stop: no new connections; responses in progress finish with
    * `Connection: close`; a keep-alive connection is closed once it has been
-   * idle for STOP_IDLE_GRACE_MS; whatever is still open at the deadline is
-   * destroyed. Calling it twice waits on the same stop.
+   * idle for STOP_IDLE_GRACE_MS (a retiring worker's, with ctx.stopSpread
+   * set, only by its client or clientIdleMs); whatever is still open at the
+   * deadline is destroyed. Calling it twice waits on the same stop.
    */
   close(timeoutMs: number): Promise<void> {
     if (this.#closed) return this.#closed
@@ -347,13 +347,13 @@ export class ProxyListener {
    * belongs to the WebSocket gateway, which closes it with 1001 itself.
    */
   #closeIdle(now: number): void {
-    const spread = this.ctx.stopSpread !== undefined
+    // A retiring worker closes no idle connection (see RETIRE_SPREAD_MS in lifecycle/assemble.ts): its clients
+    // go after a response with `Connection: close`, or close it themselves, or clientIdleMs does.
+    if (this.ctx.stopSpread !== undefined) return
     this.#sockets.forEach((socket) => {
       if (socket.parser === null) return
       const res = socket._httpMessage
-      // A retiring worker's connection is not closed for idleness before its moment in the spread either:
-      // closing an idle connection races the client's next request on it, so each gets that exposure once.
-      if ((res && !res.writableFinished) || (spread && !closesNow(this.ctx, socket))) {
+      if (res && !res.writableFinished) {
         socket[kIdleSince] = undefined
         return
       }

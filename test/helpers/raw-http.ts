@@ -14,6 +14,28 @@ export interface RawReply {
   closed: boolean
 }
 
+/** A raw keep-alive client connection that collects what comes back (`closedAt`: performance.now() at its close). */
+export async function rawClient(
+  port: number,
+): Promise<{ socket: Socket; text: () => string; closed: Promise<void>; closedAt: () => number | undefined }> {
+  const socket = connect(port, '127.0.0.1')
+  let text = ''
+  let closedAt: number | undefined
+  socket.setEncoding('latin1').on('data', (d: string) => (text += d))
+  socket.on('error', () => {})
+  const closed = new Promise<void>((r) =>
+    socket.on('close', () => {
+      closedAt = performance.now()
+      r()
+    }),
+  )
+  await new Promise<void>((r) => socket.once('connect', () => r()))
+  return { socket, text: () => text, closed, closedAt: () => closedAt }
+}
+
+/** The responses in a raw connection's text, each from its status code on. */
+export const responses = (text: string): string[] => text.split('HTTP/1.1 ').slice(1)
+
 /**
  * Writes raw bytes to a listener and collects whatever comes back until the
  * peer closes the connection or `timeoutMs` passes (then the socket is

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { connect, type Socket } from 'node:net'
+import { connect } from 'node:net'
 import { Agent, request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DeployFixture, startDeployFixture } from '../helpers/deploy-fixture.js'
 import { admin, startProxy, type TestProxy } from '../helpers/proxy.js'
-import { inflight } from '../helpers/raw-http.js'
+import { inflight, rawClient, responses } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
 describe('a graceful stop with requests in flight', () => {
@@ -76,19 +76,6 @@ describe('a graceful stop with requests in flight', () => {
 })
 
 const GET = 'GET / HTTP/1.1\r\nHost: sluice.test\r\n\r\n'
-
-/** A raw keep-alive client connection that collects what comes back. */
-async function rawClient(port: number): Promise<{ socket: Socket; text: () => string; closed: Promise<void> }> {
-  const socket = connect(port, '127.0.0.1')
-  let text = ''
-  socket.setEncoding('latin1').on('data', (d: string) => (text += d))
-  socket.on('error', () => {})
-  const closed = new Promise<void>((r) => socket.on('close', () => r()))
-  await new Promise<void>((r) => socket.once('connect', () => r()))
-  return { socket, text: () => text, closed }
-}
-
-const responses = (text: string) => text.split('HTTP/1.1 ').slice(1)
 
 describe('a graceful stop of the proxy', () => {
   let f: DeployFixture | undefined

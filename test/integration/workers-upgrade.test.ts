@@ -4,6 +4,7 @@ import { blueGreen } from '../helpers/blue-green.js'
 import { ctlInProcess } from '../helpers/cli.js'
 import { type LoadResult, steadyLoad } from '../helpers/load.js'
 import { admin, TEST_TOKEN } from '../helpers/proxy.js'
+import { rawClient, responses } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { alive, startWorkers, type WorkersProxy } from '../helpers/workers.js'
 import { nextMessage, openClient, startWsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
@@ -253,6 +254,93 @@ describe('self-upgrade with one worker (`serve --workers 1`)', () => {
     // Twenty moments spread over the second (RETIRE_SPREAD_MS) all but never fall within 300 ms; all at once, within a few ms.
     expect(Math.max(...closedAt) - Math.min(...closedAt)).toBeGreaterThan(300)
   })
+})
+
+describe('idle kept-alive connections across a self-upgrade', () => {
+  let blue: TestUpstream | undefined
+  let p: WorkersProxy | undefined
+  afterAll(async () => {
+    await p?.close()
+    await blue?.close()
+  })
+
+  it('the retiring worker never closes one under its client: the next request is served, else clientIdleMs ends it', async () => {
+    blue ??= await startUpstream('blue')
+    const idleMs = 10_000
+    p = await startWorkers(
+      { versions: { blue: { instances: [{ url: blue.url }] } }, timeouts: { clientIdleMs: idleMs } },
+      ['--workers', '1'],
+    )
+    const proxy = p
+    const [old] = await pidsOf(proxy)
+    const port = Number(new URL(proxy.url).port)
+    const GET = 'GET / HTTP/1.1\r\nHost: sluice.test\r\n\r\n'
+    // Two connections to the old worker, answered and then idle: one will send again, one never will.
+    const [again, silent] = await Promise.all([rawClient(port), rawClient(port)])
+    for (const c of [again, silent]) {
+      c.socket.write(GET)
+      await expect.poll(() => responses(c.text()).length).toBe(1)
+      // The hint that tells a client such as undici to stop reusing it before the proxy would close it.
+      expect(responses(c.text())[0]).toMatch(new RegExp(`keep-alive: timeout=${idleMs / 1000}`, 'i'))
+    }
+    const silentIdleSince = performance.now()
+    process.kill(proxy.serve.pid, 'SIGUSR2')
+    await expect
+      .poll(async () => (await state(proxy)).restart, { timeout: 30_000 })
+      .toEqual({ status: 'idle', generation: 2 })
+    expect(await pidsOf(proxy)).not.toContain(old)
+    // What is asserted is that nothing happens for a while: the old worker's spread (a second from its retiring)
+    // and the stop's idle grace pass, and a second more. Before, it closed each idle connection there, which
+    // resets a request its client may be writing at that instant.
+    type Line = { msg?: string; time: string }
+    const retiring = () => p!.serve.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line).find((l) => l.msg === 'worker retiring')
+    await expect.poll(retiring).toBeDefined()
+    await new Promise((resolve) => setTimeout(resolve, Date.parse(retiring()!.time) + 2_250 - Date.now()))
+    expect([again.closedAt(), silent.closedAt()]).toEqual([undefined, undefined])
+    expect(alive(old!)).toBe(true)
+
+    again.socket.write(GET)
+    await again.closed
+    const second = responses(again.text())[1]
+    expect(second).toMatch(/^200 /)
+    expect(second).toMatch(/connection: close/i)
+
+    // The silent one is closed as any idle connection is, at clientIdleMs (Node adds up to a second), and only then
+    // does the old worker exit.
+    await silent.closed
+    expect(silent.closedAt()! - silentIdleSince).toBeGreaterThanOrEqual(idleMs - 50)
+    expect(responses(silent.text())).toHaveLength(1)
+    await expect.poll(() => alive(old!), { timeout: 10_000 }).toBe(false)
+  }, 60_000)
+
+  it('a stop during a retire closes the idle ones at once: the old worker exits by itself, not killed at the grace', async () => {
+    await p?.close()
+    blue ??= await startUpstream('blue')
+    p = await startWorkers(
+      {
+        versions: { blue: { instances: [{ url: blue.url }] } },
+        timeouts: { clientIdleMs: 60_000 },
+        drain: { timeoutMs: 3_000 },
+      },
+      ['--workers', '1'],
+    )
+    const proxy = p
+    const [old] = await pidsOf(proxy)
+    const idle = await rawClient(proxy.serve.port)
+    idle.socket.write('GET / HTTP/1.1\r\nHost: sluice.test\r\n\r\n')
+    await expect.poll(() => responses(idle.text()).length).toBe(1)
+    process.kill(proxy.serve.pid, 'SIGUSR2')
+    await expect
+      .poll(async () => (await state(proxy)).restart, { timeout: 30_000 })
+      .toEqual({ status: 'idle', generation: 2 })
+    expect(alive(old!)).toBe(true)
+    // The primary stops every worker, the retiring one too: it need not wait for its client any longer.
+    expect(await proxy.serve.stop('SIGTERM', 30_000)).toBe(0)
+    await idle.closed
+    type Line = { msg?: string; workerPid?: number; code?: number | null; signal?: string | null }
+    const exits = proxy.serve.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line)
+    expect(exits.find((l) => l.msg === 'worker exited' && l.workerPid === old)).toMatchObject({ code: 0, signal: null })
+  }, 60_000)
 })
 
 describe('a WebSocket across a self-upgrade', () => {
