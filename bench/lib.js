@@ -183,9 +183,10 @@ export function stickyRequests(keys) {
 /**
  * `sluice serve` (dist/ under `root`) in a child process, on a temporary JSON
  * config with loopback listeners, the blue and green upstreams of `ups` and
- * `settings` (weights, health, outlier...); resolves once /readyz answers 200.
+ * `settings` (weights, health, outlier...), Node flags `execArgv` (a primary's workers inherit them);
+ * resolves once /readyz answers 200.
  */
-export async function serveBlueGreen(root, ups, token, settings) {
+export async function serveBlueGreen(root, ups, token, settings, execArgv = []) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'))
   const configFile = join(dir, 'sluice.json')
   writeFileSync(
@@ -200,7 +201,7 @@ export async function serveBlueGreen(root, ups, token, settings) {
       ...settings,
     }),
   )
-  const proxy = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configFile])
+  const proxy = startChild('sluice', [join(root, 'dist/cli/main.js'), 'serve', '--config', configFile], { execArgv })
   const stop = async () => {
     await proxy.stop()
     rmSync(dir, { recursive: true, force: true })

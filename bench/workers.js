@@ -5,13 +5,16 @@
 //                     w2       sluice with a primary and 2 workers,
 //                     nginx2   nginx with 2 worker processes (bench/edge-peers.js),
 //                   reporting req/s, proxy CPU-seconds per request over the whole process tree (primary and
-//                   workers; nginx master and workers) and the load generator's own CPU use.
+//                   workers; nginx master and workers) and the load generator's own CPU use. Closed loop by
+//                   default; --scale-rate R paces every target at R req/s, --rate-per-worker R at R x its serving
+//                   processes (one load per worker, whatever their count).
 //   --mode restart  sluice with 2 workers under a paced load of --requests requests at --rate req/s; SIGUSR2
 //                   twice during it (the second once the first is over): failed requests, and p99 before the
 //                   first signal against p99 while a restart runs, and the 3 s after each restart ends (when the
 //                   last old worker closes its kept-alive connections and their clients reconnect). --timeline
 //                   prints, around each restart, p50/p99/max per 100 ms next to the workers' events. --load even
 //                   spreads the requests evenly on an undici pool instead of autocannon's bursts (see autocannonLoad).
+//   --sluice-node-args passes Node flags to sluice's primary (its workers inherit them), e.g. "--always-sparkplug".
 //   npm run bench:workers -- --mode scale --duration 5 --rounds 3
 //   npm run bench:workers -- --mode restart --requests 120000 --rate 3000
 import { readFileSync } from 'node:fs'
@@ -47,16 +50,20 @@ const flags = parseFlags(
     requests: 120_000,
     rate: 3000,
     'scale-rate': 0,
+    'rate-per-worker': 0,
     timeline: false,
     load: 'autocannon',
+    'sluice-node-args': '',
   },
   'usage: npm run bench:workers -- [--mode scale|restart] [--duration S] [--rounds N] [--warmup S] [--connections N] ' +
-    '[--targets single,w1,w2,nginx2] [--scale-rate R] [--requests N] [--rate R] [--load autocannon|even] [--timeline]',
+    '[--targets single,w1,w2,nginx2] [--scale-rate R | --rate-per-worker R] [--requests N] [--rate R] [--load autocannon|even] [--timeline] ' +
+    '[--sluice-node-args "--flag ..."]',
 )
 if (flags.mode !== 'scale' && flags.mode !== 'restart') usageError(`--mode is scale or restart, not "${flags.mode}"`)
 if (flags.load !== 'autocannon' && flags.load !== 'even') usageError(`--load is autocannon or even, not "${flags.load}"`)
 
 const TOKEN = 'bench-token'
+const NODE_ARGS = flags['sluice-node-args'].split(' ').filter(Boolean)
 const info = announce()
 const children = []
 const stopAll = () => Promise.all(children.map((c) => c.stop()))
@@ -94,6 +101,12 @@ try {
 async function scale(upstreams, settings) {
   const targets = flags.targets.split(',')
   const known = { single: undefined, w1: 1, w2: 2, nginx2: 'nginx' }
+  // --rate-per-worker paces each target at R x its serving processes, so each worker (or nginx worker) sees the
+  // same load whatever the count: what adding a worker costs per request, apart from spreading one load thinner
+  // (fewer requests per event-loop wakeup), which --scale-rate measures.
+  const servingProcesses = { single: 1, w1: 1, w2: 2, nginx2: 2 }
+  if (flags['scale-rate'] > 0 && flags['rate-per-worker'] > 0) usageError('--scale-rate and --rate-per-worker exclude each other')
+  const rateOf = (t) => (flags['rate-per-worker'] > 0 ? flags['rate-per-worker'] * servingProcesses[t] : flags['scale-rate'])
   for (const t of targets) if (!(t in known)) usageError(`unknown target "${t}" (known: ${Object.keys(known)})`)
   console.log(`nginx: ${versionOf(NGINX)}`)
   const running = {}
@@ -104,7 +117,7 @@ async function scale(upstreams, settings) {
       await n.ready
       running[t] = { url: n.url, pid: n.proc.pid }
     } else {
-      const s = await serveBlueGreen(root, upstreams, TOKEN, settings(known[t]))
+      const s = await serveBlueGreen(root, upstreams, TOKEN, settings(known[t]), NODE_ARGS)
       children.push({ stop: s.stop })
       running[t] = { url: s.url, pid: s.proxy.proc.pid }
     }
@@ -125,7 +138,7 @@ async function scale(upstreams, settings) {
         url: `${url}/api/items`,
         connections: flags.connections,
         duration: flags.duration,
-        ...(flags['scale-rate'] > 0 && { overallRate: flags['scale-rate'] }),
+        ...(rateOf(t) > 0 && { overallRate: rateOf(t) }),
       })
       const wallMs = performance.now() - t0
       const gen = process.cpuUsage(gen0)
@@ -165,7 +178,7 @@ async function restart(upstreams, settings) {
     ...settings(2),
     log: { level: 'info' },
     drain: { timeoutMs: 10_000 },
-  })
+  }, NODE_ARGS)
   children.push({ stop: s.stop })
   const events = []
   createInterface({ input: s.proxy.proc.stdout }).on('line', (line) => {
@@ -198,9 +211,13 @@ async function restart(upstreams, settings) {
     if (phase === 'after' && windows.length > 0 && now - windows[windows.length - 1].end < 3000) recordMs(settle, ms)
     samples?.push(now, ms)
   }
-  const onError = () => {
+  let signalledAt = 0
+  const onError = (err) => {
     failed++
     samples?.push(Date.now(), -1)
+    // Rare by design: each gets a line saying what failed and when, against the last signal.
+    const when = signalledAt === 0 ? 'before any SIGUSR2' : `${Date.now() - signalledAt} ms after SIGUSR2 ${restarts.length + (phase === 'during' ? 1 : 0)}`
+    console.log(`failed request (${phase}, ${when}): ${err?.code ?? err?.name ?? 'error'} ${err?.message ?? ''}`)
   }
   const load = flags.load === 'even' ? evenLoad(s.url, onResponse, onError) : autocannonLoad(s.url, onResponse, onError)
   const expectedMs = (flags.requests / flags.rate) * 1000
@@ -213,6 +230,7 @@ async function restart(upstreams, settings) {
       phase = 'during'
       const began = performance.now()
       const window = { start: Date.now(), end: 0 }
+      signalledAt = window.start
       process.kill(s.proxy.proc.pid, 'SIGUSR2')
       for (;;) {
         const r = (await state()).restart
@@ -310,7 +328,7 @@ async function evenLoad(url, onResponse, onError) {
       errors++
       const code = err.code ?? err.name
       errorCodes[code] = (errorCodes[code] ?? 0) + 1
-      onError()
+      onError(err)
     }
   })
   await pool.close()
