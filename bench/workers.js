@@ -15,9 +15,13 @@
 //                   prints, around each restart, p50/p99/max per 100 ms next to the workers' events. --load even
 //                   spreads the requests evenly on an undici pool instead of autocannon's bursts (see autocannonLoad).
 //   --sluice-node-args passes Node flags to sluice's primary (its workers inherit them), e.g. "--always-sparkplug".
+//   --renice-boot (a diagnosis, needs root to renice back): each new worker runs at nice 19 from its fork until it
+//                   logs "worker serving", so its boot takes only CPU the serving processes leave: what the restart's
+//                   tail owes to the boot competing for the cores.
 //   npm run bench:workers -- --mode scale --duration 5 --rounds 3
 //   npm run bench:workers -- --mode restart --requests 120000 --rate 3000
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { createInterface } from 'node:readline'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -54,10 +58,11 @@ const flags = parseFlags(
     timeline: false,
     load: 'autocannon',
     'sluice-node-args': '',
+    'renice-boot': false,
   },
   'usage: npm run bench:workers -- [--mode scale|restart] [--duration S] [--rounds N] [--warmup S] [--connections N] ' +
     '[--targets single,w1,w2,nginx2] [--scale-rate R | --rate-per-worker R] [--requests N] [--rate R] [--load autocannon|even] [--timeline] ' +
-    '[--sluice-node-args "--flag ..."]',
+    '[--sluice-node-args "--flag ..."] [--renice-boot]',
 )
 if (flags.mode !== 'scale' && flags.mode !== 'restart') usageError(`--mode is scale or restart, not "${flags.mode}"`)
 if (flags.load !== 'autocannon' && flags.load !== 'even') usageError(`--load is autocannon or even, not "${flags.load}"`)
@@ -77,6 +82,13 @@ function tree(pid) {
   } catch {
     return [pid]
   }
+}
+
+/** Every thread of `pid` to `nice` (Linux's nice is per thread); a process already gone is skipped. */
+function renice(pid, nice) {
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) setPriority(Number(tid), nice)
+  } catch {}
 }
 
 function treeCpuMs(pids) {
@@ -188,10 +200,26 @@ async function restart(upstreams, settings) {
     } catch {
       return
     }
+    if (m?.msg === 'worker serving' && reniced.has(m.workerPid)) {
+      renice(m.workerPid, 0)
+      reniced.delete(m.workerPid)
+    }
     if (typeof m?.msg === 'string' && /worker|restart/.test(m.msg)) {
       events.push({ at: Date.parse(m.time), what: `${m.msg}${m.worker === undefined ? '' : ` (${m.worker})`}${m.startMs === undefined ? '' : ` after ${m.startMs} ms`}` })
     }
   })
+  const reniced = new Set()
+  const known = new Set(tree(s.proxy.proc.pid))
+  const watcher = flags['renice-boot']
+    ? setInterval(() => {
+        for (const pid of tree(s.proxy.proc.pid)) {
+          if (known.has(pid)) continue
+          known.add(pid)
+          renice(pid, 19)
+          reniced.add(pid)
+        }
+      }, 5)
+    : undefined
   const samples = flags.timeline ? [] : undefined
   const state = async () =>
     (await fetch(`${s.adminUrl}/v1/state`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()
@@ -245,6 +273,7 @@ async function restart(upstreams, settings) {
   })()
   const r = await load
   await driver
+  clearInterval(watcher)
   const wallMs = performance.now() - t0
   console.log(
     `${r.total} requests in ${(wallMs / 1000).toFixed(1)} s (${flags.rate} req/s, --load ${flags.load}, ${flags.connections} connections), ` +
