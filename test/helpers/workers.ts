@@ -85,6 +85,11 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** The JSON log lines among a process's stdout lines, parsed. */
+export function logLines<T>(lines: readonly string[]): T[] {
+  return lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as T)
+}
+
 /** The pids of the workers that wrote access-log lines among `lines` (pino writes each process's own pid). */
 export function accessPids(lines: readonly string[], primary: number): Map<number, number> {
   const pids = new Map<number, number>()

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ctlInProcess } from '../helpers/cli.js'
 import { admin, TEST_TOKEN } from '../helpers/proxy.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { accessPids, burst, freshGet, startWorkers, type WorkersProxy } from '../helpers/workers.js'
+import { accessPids, burst, freshGet, logLines, startWorkers, type WorkersProxy } from '../helpers/workers.js'
 import { faulty } from './outlier-fixture.js'
 
 /**
@@ -28,14 +28,10 @@ interface LogLine {
   worker?: number
 }
 
-function parsed<T>(lines: readonly string[]): T[] {
-  return lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as T)
-}
-
 /** Per worker pid, the instances its access-log lines name (those after `from`). */
 function instancesByWorker(p: WorkersProxy, from: number): Map<number, Set<string>> {
   const out = new Map<number, Set<string>>()
-  for (const l of parsed<AccessLine & { log?: string }>(p.serve.lines.slice(from))) {
+  for (const l of logLines<AccessLine & { log?: string }>(p.serve.lines.slice(from))) {
     if (l.log !== 'access' || l.pid === p.serve.pid || l.instance === undefined) continue
     out.set(l.pid, (out.get(l.pid) ?? new Set()).add(l.instance))
   }
@@ -121,7 +117,7 @@ describe('workers: outlier ejection is one proxy decision', () => {
     expect(b1.hits).toBeGreaterThanOrEqual(3)
     expect(b1.hits).toBeLessThanOrEqual(5)
     expect(metricValue(await metrics(p), 'sluice_outlier_ejections_total{version="blue"}')).toBe(1)
-    const logged = parsed<LogLine>(p.serve.lines).filter((l) => l.msg === 'instance ejected')
+    const logged = logLines<LogLine>(p.serve.lines).filter((l) => l.msg === 'instance ejected')
     expect(logged).toEqual([expect.objectContaining({ pid: p.serve.pid, instance: b1.url, mode: 'consecutive' })])
     expect(typeof logged[0]!.worker).toBe('number')
 
@@ -148,7 +144,7 @@ describe('workers: outlier ejection is one proxy decision', () => {
     await expect.poll(async () => (await instances(p, 'green')).filter((x) => x.ejected).length).toBe(1)
     expect(Math.max(...seen)).toBeLessThanOrEqual(1)
     expect(metricValue(await metrics(p), 'sluice_outlier_ejections_total{version="green"}')).toBe(1)
-    const refused = parsed<LogLine>(p.serve.lines).filter((l) => l.msg?.startsWith("a worker's ejection is refused"))
+    const refused = logLines<LogLine>(p.serve.lines).filter((l) => l.msg?.startsWith("a worker's ejection is refused"))
     console.log(`cap across workers: ${refused.length} worker ejection(s) refused by the primary and taken back`)
 
     // Every worker sends green's traffic to the one instance the proxy kept (the refused ejections were taken back).
@@ -249,7 +245,7 @@ describe("workers: the peer rule judges every worker's requests together", () =>
     for (let i = 0; i < 100 && !(await instances(p, 'blue'))[0]!.ejected; i++) await burst(p.url, 40)
     expect((await instances(p, 'blue'))[0]!.ejected).toBe(true)
     type Line = LogLine & { time: string; requests: number; log?: string }
-    const lines = parsed<Line>(p.serve.lines)
+    const lines = logLines<Line>(p.serve.lines)
     const ejected = lines.filter((l) => l.msg === 'instance ejected')
     expect(ejected).toEqual([expect.objectContaining({ pid: p.serve.pid, instance: b1.url, mode: 'peers' })])
     expect(metricValue(await metrics(p), 'sluice_outlier_ejections_total{version="blue"}')).toBe(1)

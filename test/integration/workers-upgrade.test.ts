@@ -6,7 +6,7 @@ import { type LoadResult, steadyLoad } from '../helpers/load.js'
 import { admin, TEST_TOKEN } from '../helpers/proxy.js'
 import { rawClient, responses } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { alive, startWorkers, type WorkersProxy } from '../helpers/workers.js'
+import { alive, logLines, startWorkers, type WorkersProxy } from '../helpers/workers.js'
 import { nextMessage, openClient, startWsUpstream, whenClosed, wsUrl } from '../helpers/ws-upstream.js'
 
 /**
@@ -84,7 +84,7 @@ describe('self-upgrade: every worker replaced, one at a time, nothing failed', (
     expect(result.failed).toBe(0)
     // Paced: the second fresh worker was started only after the first retired one had exited.
     type Line = { msg?: string; time: string; worker?: number; generation?: number; startMs?: number }
-    const log = p.serve.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line)
+    const log = logLines<Line>(p.serve.lines)
     const firstRetired = log.find((l) => l.msg === 'worker retiring')!.worker
     const exited = log.find((l) => l.msg === 'worker exited' && l.worker === firstRetired)!
     const serving = log.filter((l) => l.msg === 'worker serving' && l.generation === 2)
@@ -293,7 +293,7 @@ describe('idle kept-alive connections across a self-upgrade', () => {
     // and the stop's idle grace pass, and a second more. Before, it closed each idle connection there, which
     // resets a request its client may be writing at that instant.
     type Line = { msg?: string; time: string }
-    const retiring = () => p!.serve.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line).find((l) => l.msg === 'worker retiring')
+    const retiring = () => logLines<Line>(proxy.serve.lines).find((l) => l.msg === 'worker retiring')
     await expect.poll(retiring).toBeDefined()
     await new Promise((resolve) => setTimeout(resolve, Date.parse(retiring()!.time) + 2_250 - Date.now()))
     expect([again.closedAt(), silent.closedAt()]).toEqual([undefined, undefined])
@@ -338,7 +338,7 @@ describe('idle kept-alive connections across a self-upgrade', () => {
     expect(await proxy.serve.stop('SIGTERM', 30_000)).toBe(0)
     await idle.closed
     type Line = { msg?: string; workerPid?: number; code?: number | null; signal?: string | null }
-    const exits = proxy.serve.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line)
+    const exits = logLines<Line>(proxy.serve.lines)
     expect(exits.find((l) => l.msg === 'worker exited' && l.workerPid === old)).toMatchObject({ code: 0, signal: null })
   }, 60_000)
 })
