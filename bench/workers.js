@@ -66,6 +66,7 @@ const flags = parseFlags(
 )
 if (flags.mode !== 'scale' && flags.mode !== 'restart') usageError(`--mode is scale or restart, not "${flags.mode}"`)
 if (flags.load !== 'autocannon' && flags.load !== 'even') usageError(`--load is autocannon or even, not "${flags.load}"`)
+if (flags['scale-rate'] > 0 && flags['rate-per-worker'] > 0) usageError('--scale-rate and --rate-per-worker exclude each other')
 
 const TOKEN = 'bench-token'
 const NODE_ARGS = flags['sluice-node-args'].split(' ').filter(Boolean)
@@ -116,9 +117,8 @@ async function scale(upstreams, settings) {
   // --rate-per-worker paces each target at R x its serving processes, so each worker (or nginx worker) sees the
   // same load whatever the count: what adding a worker costs per request, apart from spreading one load thinner
   // (fewer requests per event-loop wakeup), which --scale-rate measures.
-  const servingProcesses = { single: 1, w1: 1, w2: 2, nginx2: 2 }
-  if (flags['scale-rate'] > 0 && flags['rate-per-worker'] > 0) usageError('--scale-rate and --rate-per-worker exclude each other')
-  const rateOf = (t) => (flags['rate-per-worker'] > 0 ? flags['rate-per-worker'] * servingProcesses[t] : flags['scale-rate'])
+  const servingProcesses = (t) => (t === 'nginx2' ? 2 : (known[t] ?? 1))
+  const rateOf = (t) => (flags['rate-per-worker'] > 0 ? flags['rate-per-worker'] * servingProcesses(t) : flags['scale-rate'])
   for (const t of targets) if (!(t in known)) usageError(`unknown target "${t}" (known: ${Object.keys(known)})`)
   console.log(`nginx: ${versionOf(NGINX)}`)
   const running = {}
@@ -192,6 +192,9 @@ async function restart(upstreams, settings) {
     drain: { timeoutMs: 10_000 },
   }, NODE_ARGS)
   children.push({ stop: s.stop })
+  // --renice-boot: the workers forked after this point, held at nice 19 until they serve.
+  const reniced = new Set()
+  const known = new Set(tree(s.proxy.proc.pid))
   const events = []
   createInterface({ input: s.proxy.proc.stdout }).on('line', (line) => {
     let m
@@ -208,8 +211,6 @@ async function restart(upstreams, settings) {
       events.push({ at: Date.parse(m.time), what: `${m.msg}${m.worker === undefined ? '' : ` (${m.worker})`}${m.startMs === undefined ? '' : ` after ${m.startMs} ms`}` })
     }
   })
-  const reniced = new Set()
-  const known = new Set(tree(s.proxy.proc.pid))
   const watcher = flags['renice-boot']
     ? setInterval(() => {
         for (const pid of tree(s.proxy.proc.pid)) {
