@@ -3,7 +3,7 @@ import type { Config } from '../config/load.js'
 import { AdminError, ConfigError, type Problem } from '../errors.js'
 import { type Discovered, diffMembers, type InstanceSource, wantedMembers } from '../discovery/membership.js'
 import { OutlierDetector } from '../health/outlier.js'
-import { Prober } from '../health/prober.js'
+import type { Prober } from '../health/prober.js'
 import { Metrics, type RolloutPhaseName, rolloutPhaseName } from '../metrics/metrics.js'
 import { accessLogger } from '../proxy/access-log.js'
 import { Deadlines, sweepEveryMs } from '../proxy/deadlines.js'
@@ -171,6 +171,9 @@ export class Sluice {
       await this.control.change('start', { source: 'system', reason }, (s) => ({ next: s, before: null, after: loaded }))
     }
     if (this.config.health && this.role !== 'worker') {
+      // Loaded here, not at the top: a worker never probes (its primary does), and the prober's HTTP client is
+      // all of undici's client API, which a worker booting in a rolling restart would load on the serving cores.
+      const { Prober } = await import('../health/prober.js')
       this.prober = new Prober(this.config.health, this.log, () => this.rebuild())
       void this.prober.sync(this.#allInstances()).then(() => {
         this.#ready = true

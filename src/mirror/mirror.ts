@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
-import { mirrorSchema } from '../config/schema.js'
 import { AdminError } from '../errors.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { DenseSet } from '../proxy/dense-set.js'
@@ -205,18 +204,12 @@ export class Mirror implements CopyOwner {
       listener.setTap(undefined)
       return
     }
-    // A state from a peer or the state file was validated when it arrived; this applies the defaults once more.
-    const parsed = mirrorSchema.safeParse(section)
-    if (!parsed.success) {
-      log.error({ mirror: section, problems: parsed.error.issues }, 'ignoring invalid mirror settings in the state')
-      this.#run = undefined
-      listener.setTap(undefined)
-      return
-    }
-    const settings = compileMirror(parsed.data)
+    // Every way in (config, admin API, rollout driver, state file, peers) parsed the section with its schema, defaults
+    // applied; parsing again here would load zod into every worker's boot, which competes with serving in a restart.
+    const settings = compileMirror(section)
     this.#run = new MirrorRun(settings, this.#host.metrics, this.#now)
     if (!this.#stopped) listener.setTap(this.#onSent)
-    log.info({ mirror: parsed.data }, `mirroring ${settings.percent}% of ${[...settings.methods]} to ${settings.version}`)
+    log.info({ mirror: section }, `mirroring ${settings.percent}% of ${[...settings.methods]} to ${settings.version}`)
   }
 
   // ---- the data path (the listener's tap): cheap rejections first ----

@@ -1,4 +1,4 @@
-import { Pool } from 'undici'
+import { Pool } from './undici-parts.js'
 import type { Instance, UpstreamPool } from '../routing/instance.js'
 import { H2Pool } from './h2-pool.js'
 import { transportOptions } from './transport-options.js'

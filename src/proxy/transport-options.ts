@@ -1,4 +1,5 @@
-import { buildConnector, type Client } from 'undici'
+import type { buildConnector as UndiciConnector, Client } from 'undici'
+import { buildConnector } from './undici-parts.js'
 import type { UpstreamTransport } from '../routing/instance.js'
 
 /** The undici options a transport decides: how to connect, and whether the connection speaks HTTP/2. */
@@ -24,7 +25,7 @@ export function transportOptions(t: UpstreamTransport, url: string, connectMs: n
   const tls = url.charCodeAt(4) === 115 /* https */
   if (t.protocol === 'h2c') {
     return {
-      connect: buildConnector({ timeout: connectMs, noDelay: true, allowH2: true, useH2c: true } as buildConnector.BuildOptions),
+      connect: buildConnector({ timeout: connectMs, noDelay: true, allowH2: true, useH2c: true } as UndiciConnector.BuildOptions),
       allowH2: true,
       pipelining: H2_STREAMS,
       maxConcurrentStreams: H2_STREAMS,
