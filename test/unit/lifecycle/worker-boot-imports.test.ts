@@ -1,11 +1,15 @@
 import { readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import ts from 'typescript'
 import { describe, expect, it } from 'vitest'
 
 const SRC = fileURLToPath(new URL('../../../src', import.meta.url))
 
-/** Every module a worker loads at its boot: the static value imports from its entry (type imports are erased). */
+/**
+ * Every module a worker loads at its boot: the static imports from its entry, read with the TypeScript parser (as
+ * .ci/check-cycles.mjs reads them), less the type-only ones, which the compiler erases.
+ */
 function bootGraph(entry: string): { local: Set<string>; packages: Set<string> } {
   const local = new Set<string>()
   const packages = new Set<string>()
@@ -13,9 +17,12 @@ function bootGraph(entry: string): { local: Set<string>; packages: Set<string> }
     const rel = relative(SRC, file)
     if (local.has(rel)) return
     local.add(rel)
-    const text = readFileSync(file, 'utf8')
-    for (const m of text.matchAll(/^(?:import|export)\s+(?!type\b)[^'"]*?from\s+'([^']+)'|^import\s+'([^']+)'/gm)) {
-      const spec = (m[1] ?? m[2])!
+    const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest)
+    for (const st of source.statements) {
+      const typeOnly = ts.isImportDeclaration(st) ? st.importClause?.isTypeOnly === true : ts.isExportDeclaration(st) && st.isTypeOnly
+      const from = (ts.isImportDeclaration(st) || ts.isExportDeclaration(st)) && st.moduleSpecifier
+      if (typeOnly || !from || !ts.isStringLiteral(from)) continue
+      const spec = from.text
       if (spec.startsWith('.')) walk(join(dirname(file), spec.replace(/\.js$/, '.ts')))
       else if (!spec.startsWith('node:')) packages.add(spec)
     }
