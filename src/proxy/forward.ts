@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
 import {
@@ -393,9 +394,34 @@ export function framingBroke(socket: Socket): boolean {
   }
   if (!s[kClosing]) {
     s[kClosing] = true
-    last.once('finish', () => socket.end())
+    last.once('finish', () => endConnection(socket))
   }
   return true
+}
+
+/**
+ * Ends a client connection after what is queued on it (and `last`, an answer
+ * written raw), and reads on: a connection paused for its turns would never
+ * read the client's own close, and would stay open half-closed, holding a
+ * slot of limits.clientConnections. Whatever else the client sends fails to
+ * parse and closes it (the listener's clientError); a client that sends
+ * nothing is closed after clientIdleMs.
+ */
+export function endConnection(socket: Duplex, last?: string): void {
+  socket.end(last)
+  resumeReading(socket as Pausable)
+  // A CONNECT's connection, which Node's parser has let go of, has no reader at all.
+  if (socket.readableFlowing === null) socket.resume()
+}
+
+/**
+ * Whether a response waits on its exchange with the upstream: routed and not
+ * yet over. A pipelined request waiting its turn, or one never forwarded
+ * because the connection broke before its turn, does not.
+ */
+export function awaitsUpstream(res: ServerResponse): boolean {
+  const ex = (res as TaggedResponse)[kExchange]
+  return ex !== undefined && !ex.over
 }
 
 /**
@@ -737,6 +763,11 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
 
   resume(): void {
     this.#controller?.resume()
+  }
+
+  /** Finished: answered, failed or cut; nothing more is written for it. */
+  get over(): boolean {
+    return this.#finished
   }
 
   /**

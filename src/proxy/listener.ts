@@ -16,6 +16,8 @@ import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError,
 import type { Certificates } from './certificates.js'
 import { DenseSet, type Slotted } from './dense-set.js'
 import {
+  awaitsUpstream,
+  endConnection,
   type ForwardContext,
   forward,
   forwardH2,
@@ -81,7 +83,7 @@ function noop(): void {}
  */
 function onClientSilent(socket: TrackedSocket, idleMs: number): void {
   const res = socket._httpMessage
-  if (res && !res.writableFinished && res.req.complete && socket.writableLength === 0) {
+  if (res && awaitsUpstream(res) && res.req.complete && socket.writableLength === 0) {
     socket.setTimeout(idleMs)
     return
   }
@@ -91,7 +93,8 @@ function onClientSilent(socket: TrackedSocket, idleMs: number): void {
 /** An answer written on a connection that has no response object (the head never parsed). */
 function writeRawAnswer(socket: Duplex, status: string, err: SluiceError): void {
   const body = JSON.stringify(errorBody(err))
-  socket.end(
+  endConnection(
+    socket,
     `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
   )
 }
@@ -202,6 +205,8 @@ export class ProxyListener {
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
       ctx.sink.unrouted(405)
       socket.on('error', noop)
+      // Node's parser let go of the connection, and its idle handling with it: clientIdleMs still closes it.
+      socket.on('timeout', () => socket.destroy())
       writeRawAnswer(socket, '405 Method Not Allowed', new MethodNotAllowedError('CONNECT is not supported by a reverse proxy'))
     })
   }

@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
-import { inflight } from '../helpers/raw-http.js'
+import { connections, inflight } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
 const PIPELINED = 5000
@@ -63,4 +63,79 @@ describe('pipelined requests on one client connection', () => {
     expect({ upstreamConnections, maxConcurrent }).toEqual({ upstreamConnections: 1, maxConcurrent: 1 })
     await expect.poll(() => inflight(proxy), { message: 'in flight back to 0' }).toBe(0)
   })
+})
+
+/**
+ * README "Proxying rules": bytes that do not parse behind a request in
+ * flight end the connection after that request's answer, and the requests
+ * read between are never forwarded; CONNECT gets 405 and its connection
+ * ends. Either way the connection must then really go: the client's own
+ * close is read, and a client that keeps its side open in silence is closed
+ * after timeouts.clientIdleMs, so that no such connection holds a slot of
+ * limits.clientConnections or a file descriptor for good.
+ */
+describe('the connection goes after the last answer the proxy gives on it', () => {
+  const IDLE_MS = 500
+  let app: TestUpstream
+  let proxy: TestProxy
+  const seen: string[] = []
+
+  beforeAll(async () => {
+    app = await startUpstream('blue', (req, res) => {
+      req.resume()
+      seen.push(req.url!)
+      setTimeout(() => res.end(`answer ${req.url}`), 150)
+    })
+    proxy = await startProxy({
+      versions: { blue: { instances: [{ url: app.url }] } },
+      timeouts: { clientIdleMs: IDLE_MS },
+    })
+  })
+  afterAll(async () => {
+    await proxy.stop()
+    await app.close()
+  })
+
+  /** Writes `bytes`, waits for the proxy to end the connection, and returns what came back; then checks it goes. */
+  async function lastAnswer(bytes: string, client: 'closes' | 'stays silent'): Promise<string> {
+    seen.length = 0
+    const socket = connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: client === 'stays silent' })
+    let text = ''
+    let ended = false
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => (text += d))
+    socket.on('end', () => (ended = true))
+    socket.on('error', () => {})
+    await new Promise<void>((r) => socket.once('connect', r))
+    socket.write(bytes)
+    try {
+      await expect.poll(() => ended, { message: 'the proxy ends the connection' }).toBe(true)
+      // The client's close is read at once; a silent client is closed after clientIdleMs.
+      await expect
+        .poll(() => connections(proxy), { message: 'no client connection left open', timeout: IDLE_MS * 2 + 1000 })
+        .toBe(0)
+    } finally {
+      socket.destroy()
+    }
+    return text
+  }
+
+  // The malformed part is a chunked body, past its head: Node's head deadline (headersTimeout) no longer applies.
+  const broken =
+    'GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /between HTTP/1.1\r\nHost: a\r\n\r\n' +
+    'POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n'
+
+  for (const client of ['closes', 'stays silent'] as const) {
+    it(`malformed bytes behind pipelined requests: the one in flight is answered, the one between never forwarded, and the connection goes (the client ${client})`, async () => {
+      const text = await lastAnswer(broken, client)
+      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nanswer \/first$/)
+      expect(seen).toEqual(['/first'])
+    })
+
+    it(`CONNECT: 405, and the connection goes (the client ${client})`, async () => {
+      const text = await lastAnswer('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', client)
+      expect(text).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/)
+      expect(seen).toEqual([])
+    })
+  }
 })
