@@ -113,9 +113,11 @@ describe('workers: outlier ejection is one proxy decision', () => {
     expect(b1View).toMatchObject({ url: b1.url, ejected: true, usable: false })
     expect(Date.parse(b1View!.ejectedUntil!)).toBeGreaterThan(Date.now() + 100_000)
     expect(b2View).toMatchObject({ ejected: false, ejectedUntil: null, usable: true })
-    // Three failures on one worker eject it for all: the other worker saw at most two of its own.
+    // Three failures on one worker eject it. The other worker stops after at most three of its own: usually
+    // fewer, once the primary's record reaches it, but this loop may read /v1/state before the primary has
+    // the first worker's report, and send one more request. Either way the proxy records one ejection.
     expect(b1.hits).toBeGreaterThanOrEqual(3)
-    expect(b1.hits).toBeLessThanOrEqual(5)
+    expect(b1.hits).toBeLessThanOrEqual(6)
     expect(metricValue(await metrics(p), 'sluice_outlier_ejections_total{version="blue"}')).toBe(1)
     const logged = logLines<LogLine>(p.serve.lines).filter((l) => l.msg === 'instance ejected')
     expect(logged).toEqual([expect.objectContaining({ pid: p.serve.pid, instance: b1.url, mode: 'consecutive' })])
