@@ -1,7 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
 import {
@@ -35,6 +34,7 @@ import {
 } from './grpc.js'
 import { echoRequestId, headBytesH2, responseHeaderList, upstreamHeaders, upstreamHeadersH2 } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
+import { endConnection, resumeReading, stopReading } from './client-socket.js'
 import { sendOwnAnswer } from './own-answer.js'
 import { requestIdOf } from './request-id.js'
 
@@ -324,28 +324,6 @@ function lastOnConnection(res: ServerResponse): boolean {
   return (res as { _last?: boolean })._last === true
 }
 
-type Pausable = ClientSocket & { _paused?: boolean; parser?: { pause(): void; resume(): void } | null }
-
-/**
- * Stops parsing the connection the way Node's server does when a client
- * does not read its answers: Node's `_paused` flag, which makes it pause
- * the parser once the bytes at hand are parsed (pausing the socket alone
- * does not stop Node's parser, which reads the socket's handle directly).
- */
-function stopReading(socket: Pausable): void {
-  if (socket._paused === true) return
-  socket._paused = true
-  socket.pause()
-}
-
-/** Undoes stopReading, unless Node paused the connection itself for a write backlog (it resumes on drain). */
-function resumeReading(socket: Pausable): void {
-  if (socket._paused !== true || socket.destroyed || socket.writableNeedDrain) return
-  socket._paused = false
-  socket.parser?.resume()
-  socket.resume()
-}
-
 /**
  * The connection's request in flight ended: the next waiting one goes. Not
  * at once: undici frees the upstream connection only after the response's
@@ -397,21 +375,6 @@ export function framingBroke(socket: Socket): boolean {
     last.once('finish', () => endConnection(socket))
   }
   return true
-}
-
-/**
- * Ends a client connection after what is queued on it (and `last`, an answer
- * written raw), and reads on: a connection paused for its turns would never
- * read the client's own close, and would stay open half-closed, holding a
- * slot of limits.clientConnections. Whatever else the client sends fails to
- * parse and closes it (the listener's clientError); a client that sends
- * nothing is closed after clientIdleMs.
- */
-export function endConnection(socket: Duplex, last?: string): void {
-  socket.end(last)
-  resumeReading(socket as Pausable)
-  // A CONNECT's connection, which Node's parser has let go of, has no reader at all.
-  if (socket.readableFlowing === null) socket.resume()
 }
 
 /**

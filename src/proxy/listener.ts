@@ -15,9 +15,9 @@ import type { TLSSocket } from 'node:tls'
 import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError, type SluiceError } from '../errors.js'
 import type { Certificates } from './certificates.js'
 import { DenseSet, type Slotted } from './dense-set.js'
+import { closeWhenSilent, endConnection } from './client-socket.js'
 import {
   awaitsUpstream,
-  endConnection,
   type ForwardContext,
   forward,
   forwardH2,
@@ -205,8 +205,7 @@ export class ProxyListener {
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
       ctx.sink.unrouted(405)
       socket.on('error', noop)
-      // Node's parser let go of the connection, and its idle handling with it: clientIdleMs still closes it.
-      socket.on('timeout', () => socket.destroy())
+      closeWhenSilent(socket)
       writeRawAnswer(socket, '405 Method Not Allowed', new MethodNotAllowedError('CONNECT is not supported by a reverse proxy'))
     })
   }

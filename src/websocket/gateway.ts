@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import { WebSocketServer } from 'ws'
+import { type ServerOptions, WebSocketServer } from 'ws'
 import {
   NoUsableInstanceError,
   ShuttingDownError,
@@ -15,6 +15,7 @@ import type { Config } from '../config/load.js'
 import type { SluiceHooks } from '../lifecycle/hooks.js'
 import type { Outcomes } from '../lifecycle/outcomes.js'
 import type { Metrics } from '../metrics/metrics.js'
+import { closeWhenSilent, endConnection } from '../proxy/client-socket.js'
 import { CLIENT_CLOSED, type ForwardContext } from '../proxy/forward.js'
 import type { ProxyListener } from '../proxy/listener.js'
 import { requestIdOf } from '../proxy/request-id.js'
@@ -197,6 +198,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
   /** The listener's `upgrade` event. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore)
+    closeWhenSilent(socket)
     if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
       this.#asRequest(req, socket)
       return
@@ -241,7 +243,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     res.assignSocket(socket as Socket)
     res.once('finish', () => {
       res.detachSocket(socket as Socket)
-      socket.end()
+      endConnection(socket)
     })
     this.#sluice.listener.server.emit('request', req, res)
   }
@@ -397,15 +399,19 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
   #clientServer(): WebSocketServer {
     const cfg = this.#config
     if (this.#server === undefined || this.#serverFor !== cfg) {
-      this.#server = new WebSocketServer({
+      // ws 8.23 takes closeTimeout; @types/ws 8.18 does not list it yet.
+      const options: ServerOptions<typeof RelaySide> & { closeTimeout: number } = {
         noServer: true,
         clientTracking: false,
         autoPong: false,
+        // How long a close sent to the client waits for its close frame: as toward an upstream, not ws's 30 s.
+        closeTimeout: cfg.handoffTimeoutMs,
         maxPayload: cfg.maxPayload,
         perMessageDeflate: cfg.perMessageDeflate,
         handleProtocols: upstreamChoice,
         WebSocket: RelaySide,
-      })
+      }
+      this.#server = new WebSocketServer(options)
       this.#server.on('headers', addPassedHeaders)
       this.#serverFor = cfg
     }

@@ -1,6 +1,7 @@
 import { type IncomingHttpHeaders, type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { errorBody, type SluiceError, WebSocketHandshakeError } from '../errors.js'
+import { endConnection } from '../proxy/client-socket.js'
 import { stripResponseHeaders, upstreamHeaders } from '../proxy/headers.js'
 
 const KEY = /^[+/0-9A-Za-z]{22}==$/
@@ -105,7 +106,8 @@ export function writeOwnAnswer(socket: Duplex, err: SluiceError): void {
   }
   const body = JSON.stringify(errorBody(err))
   const extra = err.status === 426 ? 'Sec-WebSocket-Version: 13\r\n' : ''
-  socket.end(
+  endConnection(
+    socket,
     `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${extra}Connection: close\r\n\r\n${body}`,
   )
@@ -129,6 +131,8 @@ export function passRefusal(socket: Duplex, res: IncomingMessage): void {
   res.on('error', () => socket.destroy())
   socket.on('error', () => res.destroy())
   res.pipe(socket)
+  // Nothing the client sends now is wanted; reading on sees its close (see endConnection).
+  socket.resume()
 }
 
 /** Fields of an upstream's 101 that belong to its own connection or its own negotiation. */

@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { inflight } from '../helpers/raw-http.js'
+import { stream } from '../helpers/request-streams.js'
 
 /** What the raw upstream made of one complete request it received. */
 interface Seen {
@@ -148,121 +149,6 @@ function responses(text: string): { status: number; body: string }[] {
     }
   }
 }
-
-const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n'
-
-/** One request of the stream: request line, framing headers (plain, duplicated, obfuscated), body. */
-const request = fc
-  .record({
-    method: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'),
-    version: fc.constantFrom('HTTP/1.1', 'HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0'),
-    host: fc.constantFrom(true, true, true, true, false),
-    // Well-formed framing most of the time, so that pipelines get past their first request.
-    cl: fc.oneof(
-      { arbitrary: fc.constantFrom(undefined, 'exact'), weight: 3 },
-      fc.constantFrom('short', 'long', 'dup-same', 'dup-diff', ' +N', '0N', 'N, N', '-1', 'N\t', 'zero'),
-    ),
-    te: fc.oneof(
-      { arbitrary: fc.constant(undefined), weight: 3 },
-      fc.constantFrom(
-        'chunked',
-        'Chunked',
-        ' chunked',
-        'chunked, identity',
-        'identity, chunked',
-        'xchunked',
-        'chunked\t',
-        'dup',
-        'name-space',
-        'name-underscore',
-        'folded',
-      ),
-    ),
-    eol: fc.constantFrom('\r\n', '\r\n', '\r\n', '\r\n', '\r\n', '\r\n', '\n', '\r'),
-    body: fc.array(fc.oneof(fc.string({ maxLength: 12 }), fc.constant(SMUGGLED)), { maxLength: 3 }),
-    chunkExt: fc.boolean(),
-    badChunk: fc.constantFrom(false, false, false, true),
-  })
-  .map((r) => {
-    const body = r.body.join('')
-    const len = Buffer.byteLength(body)
-    const fields: string[] = []
-    if (r.host) fields.push('Host: shop.example')
-    const n = String(len)
-    switch (r.cl) {
-      case undefined:
-        break
-      case 'exact':
-        fields.push(`Content-Length: ${n}`)
-        break
-      case 'short':
-        fields.push(`Content-Length: ${Math.max(0, len - 3)}`)
-        break
-      case 'long':
-        fields.push(`Content-Length: ${len + 5}`)
-        break
-      case 'dup-same':
-        fields.push(`Content-Length: ${n}`, `Content-Length: ${n}`)
-        break
-      case 'dup-diff':
-        fields.push(`Content-Length: ${n}`, `Content-Length: ${len + 1}`)
-        break
-      case 'zero':
-        fields.push('Content-Length: 0')
-        break
-      default:
-        fields.push(`Content-Length: ${r.cl.replaceAll('N', n)}`)
-    }
-    let chunked = false
-    switch (r.te) {
-      case undefined:
-        break
-      case 'dup':
-        fields.push('Transfer-Encoding: chunked', 'Transfer-Encoding: chunked')
-        chunked = true
-        break
-      case 'name-space':
-        fields.push('Transfer-Encoding : chunked')
-        chunked = true
-        break
-      case 'name-underscore':
-        fields.push('Transfer_Encoding: chunked')
-        chunked = true
-        break
-      case 'folded':
-        fields.push('X-Pad: 1', ' Transfer-Encoding: chunked')
-        chunked = true
-        break
-      default:
-        fields.push(`Transfer-Encoding: ${r.te}`)
-        chunked = r.te.toLowerCase().includes('chunked')
-    }
-    let payload = body
-    if (chunked) {
-      payload = r.body
-        .filter((p) => p.length > 0)
-        .map((p) => `${Buffer.byteLength(p).toString(16)}${r.chunkExt ? ';ext=1' : ''}\r\n${p}\r\n`)
-        .join('')
-      payload += r.badChunk ? 'zz\r\n\r\n' : '0\r\n\r\n'
-    }
-    const head = [`${r.method} /p0 ${r.version}`, ...fields].join(r.eol)
-    return `${head}${r.eol}${r.eol}${payload}`
-  })
-
-/** A client byte stream: pipelined requests, cut at random places into separate TCP writes. */
-const stream = fc
-  .tuple(fc.array(request, { minLength: 1, maxLength: 4 }), fc.array(fc.nat(), { maxLength: 6 }))
-  .map(([requests, cuts]) => {
-    const bytes = Buffer.from(requests.map((r, i) => r.replace('/p0 ', `/p${i} `)).join(''), 'latin1')
-    const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
-    const writes: Buffer[] = []
-    let from = 0
-    for (const p of [...points, bytes.length]) {
-      if (p > from) writes.push(bytes.subarray(from, p))
-      from = p
-    }
-    return writes
-  })
 
 /**
  * Sends the writes one by one (each its own TCP segment), then collects what

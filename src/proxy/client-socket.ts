@@ -1,0 +1,57 @@
+import type { Duplex } from 'node:stream'
+
+/** A client connection as node:http leaves it: its own pause flag, and its parser while it has one. */
+type Pausable = Duplex & { _paused?: boolean; parser?: { pause(): void; resume(): void } | null }
+
+/**
+ * Stops parsing the connection the way Node's server does when a client
+ * does not read its answers: Node's `_paused` flag, which makes it pause
+ * the parser once the bytes at hand are parsed (pausing the socket alone
+ * does not stop Node's parser, which reads the socket's handle directly).
+ */
+export function stopReading(socket: Duplex): void {
+  const s = socket as Pausable
+  if (s._paused === true) return
+  s._paused = true
+  s.pause()
+}
+
+/** Undoes stopReading, unless Node paused the connection itself for a write backlog (it resumes on drain). */
+export function resumeReading(socket: Duplex): void {
+  const s = socket as Pausable
+  if (s._paused !== true || s.destroyed || s.writableNeedDrain) return
+  s._paused = false
+  s.parser?.resume()
+  s.resume()
+}
+
+/**
+ * Ends a client connection after what is queued on it (and `last`, an answer
+ * written raw), and reads on: a connection paused for its turns would never
+ * read the client's own close, and would stay open half-closed, holding a
+ * slot of limits.clientConnections. Whatever else the client sends fails to
+ * parse and closes it (the listener's clientError); a client that sends
+ * nothing is closed after clientIdleMs.
+ */
+export function endConnection(socket: Duplex, last?: string): void {
+  socket.end(last)
+  resumeReading(socket)
+  // A connection node:http's parser has let go of (an upgrade, a CONNECT) has no reader at all.
+  if (socket.readableFlowing === null) socket.resume()
+}
+
+/**
+ * A connection node:http's parser has let go of (an upgrade, a CONNECT)
+ * lost Node's idle handling with it, though its timer (clientIdleMs, set
+ * when it was accepted) still runs. Once sluice has answered and ended it,
+ * a client that stays silent is closed by that timer. Before, the wait is
+ * on the upstream's handshake, which connectMs and upstreamMs bound; a
+ * WebSocket that takes the connection over clears the timer.
+ */
+export function closeWhenSilent(socket: Duplex): void {
+  socket.on('timeout', onReleasedSilent)
+}
+
+function onReleasedSilent(this: Duplex): void {
+  if (this.writableEnded) this.destroy()
+}

@@ -1,0 +1,105 @@
+import { connect } from 'node:net'
+import fc from 'fast-check'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startProxy, type TestProxy } from '../helpers/proxy.js'
+import { connections } from '../helpers/raw-http.js'
+import { pipelineWrites, request } from '../helpers/request-streams.js'
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.js'
+
+/** Every timeout the proxy has for a client, short: timeouts.clientIdleMs, requestBodyMs, upstreamMs, websocket.idleTimeoutMs and handoffTimeoutMs. */
+const T = 200
+/**
+ * README "Limits and timeouts": once a client falls silent, whatever it sent,
+ * the longest it can hold a connection is a request waiting on its upstream
+ * (upstreamMs), its body (requestBodyMs) and then an idle keep-alive
+ * (clientIdleMs), or a head checked every half second; a WebSocket its
+ * idle timeout and the wait for the client's close frame (handoffTimeoutMs);
+ * plus a second for a busy machine.
+ */
+const BOUND_MS = 3 * T + 500 + 1000
+
+const CONNECT = 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'
+/** A WebSocket handshake, to the WebSocket upstream or to one that answers it as a plain request. */
+const upgrade = (version: string) =>
+  `GET /p0 HTTP/1.1\r\nHost: a\r\nX-Version: ${version}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
+
+/** What one client does: pipelined requests (perhaps a CONNECT or a WebSocket handshake among them), cut into writes; then it half-closes or falls silent. */
+const client = fc.record({
+  requests: fc.array(
+    fc.oneof(
+      { arbitrary: request, weight: 8 },
+      fc.constant(CONNECT),
+      fc.constant(upgrade('blue')),
+      fc.constant(upgrade('ws')),
+    ),
+    { minLength: 1, maxLength: 3 },
+  ),
+  cuts: fc.array(fc.nat(), { maxLength: 4 }),
+  then: fc.constantFrom('half-closes', 'stays silent'),
+})
+
+/** Plays one client; resolves when the proxy has ended or reset its connection. */
+async function play(proxy: TestProxy, c: { requests: string[]; cuts: number[]; then: string }): Promise<void> {
+  // allowHalfOpen: the client never closes its side because the proxy closed its own.
+  const socket = connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true })
+  socket.setNoDelay(true)
+  socket.on('error', () => {})
+  socket.resume()
+  const gone = new Promise<void>((r) => {
+    socket.once('end', r)
+    socket.once('close', r)
+  })
+  await new Promise<void>((r) => socket.once('connect', r))
+  for (const w of pipelineWrites(c.requests, c.cuts)) {
+    if (socket.destroyed) break
+    socket.write(w)
+    await new Promise((r) => setTimeout(r, 1))
+  }
+  if (c.then === 'half-closes' && !socket.destroyed) socket.end()
+  try {
+    await gone
+  } finally {
+    // The client's side lingers until the proxy's is gone: counted below, not here.
+    setTimeout(() => socket.destroy(), BOUND_MS * 2).unref()
+  }
+}
+
+describe('connection lifetime: no client holds a connection past the timeouts, whatever it sends', () => {
+  let app: TestUpstream
+  let ws: WsUpstream
+  let proxy: TestProxy
+
+  beforeAll(async () => {
+    app = await startUpstream('blue')
+    ws = await startWsUpstream('blue-ws')
+    proxy = await startProxy({
+      versions: { blue: { instances: [{ url: app.url }] }, ws: { instances: [{ url: ws.url }] } },
+      weights: { blue: 100 },
+      overrides: [{ match: { header: 'x-version', value: 'ws' }, version: 'ws' }],
+      outlier: { consecutiveFailures: 0 },
+      timeouts: { clientIdleMs: T, requestBodyMs: T, upstreamMs: T },
+      websocket: { idleTimeoutMs: T, handoffTimeoutMs: T },
+    })
+  })
+  afterAll(async () => {
+    await proxy.stop()
+    await app.close()
+    await ws.close()
+  })
+
+  it('for generated pipelines (bad framing, CONNECT, WebSocket handshakes), half-closed or silent: the proxy closes every one in time', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(client, { minLength: 1, maxLength: 4 }), async (clients) => {
+        const started = performance.now()
+        await Promise.all(clients.map((c) => play(proxy, c)))
+        // Ended by the proxy is not enough: its side must be gone too (no half-closed connection left).
+        await expect
+          .poll(() => connections(proxy), { message: 'every client connection closed', timeout: BOUND_MS, interval: 10 })
+          .toBe(0)
+        expect(performance.now() - started).toBeLessThan(BOUND_MS + 4 * T)
+      }),
+      { numRuns: 25, endOnFailure: true },
+    )
+  })
+})
