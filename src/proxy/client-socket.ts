@@ -52,6 +52,11 @@ export function closeWhenSilent(socket: Duplex): void {
   socket.on('timeout', onReleasedSilent)
 }
 
+/** The connection is a WebSocket's now, which keeps its own idle time: the listener would cost every idle one. */
+export function keepWhenSilent(socket: Duplex): void {
+  socket.off('timeout', onReleasedSilent)
+}
+
 function onReleasedSilent(this: Duplex): void {
   if (this.writableEnded) this.destroy()
 }

@@ -15,7 +15,7 @@ import type { Config } from '../config/load.js'
 import type { SluiceHooks } from '../lifecycle/hooks.js'
 import type { Outcomes } from '../lifecycle/outcomes.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { closeWhenSilent, endConnection } from '../proxy/client-socket.js'
+import { closeWhenSilent, endConnection, keepWhenSilent } from '../proxy/client-socket.js'
 import { CLIENT_CLOSED, type ForwardContext } from '../proxy/forward.js'
 import type { ProxyListener } from '../proxy/listener.js'
 import { requestIdOf } from '../proxy/request-id.js'
@@ -285,6 +285,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
       this.#track(session, instance)
       // ws listens for errors on the socket now; a second listener would cost every idle connection.
       socket.off('error', ignore)
+      keepWhenSilent(socket)
       dropClearedTimer(socket as Socket)
     })
     // ws answered the client itself (a malformed extension or protocol header): let the upstream go.
@@ -323,6 +324,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     const conn = new TunnelConnection(this, socket, o.socket, instance, handshake, this.#config.handoffTimeoutMs)
     this.#track(conn, instance)
     socket.off('error', ignore)
+    keepWhenSilent(socket)
     dropClearedTimer(socket as Socket)
     if (o.head.length > 0) conn.received(o.socket, o.head)
     if (head.length > 0) conn.received(socket, head)
