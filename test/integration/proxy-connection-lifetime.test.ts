@@ -1,9 +1,11 @@
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { connections } from '../helpers/raw-http.js'
 import { pipelineWrites, request } from '../helpers/request-streams.js'
+import { type TestCa, testCa } from '../helpers/tls-certs.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.js'
 
@@ -39,10 +41,12 @@ const client = fc.record({
   then: fc.constantFrom('half-closes', 'stays silent'),
 })
 
-/** Plays one client; resolves when the proxy has ended or reset its connection. */
-async function play(proxy: TestProxy, c: { requests: string[]; cuts: number[]; then: string }): Promise<void> {
+/** Plays one client; resolves when the proxy has ended or reset its connection. `ca`: over TLS, trusting it. */
+async function play(proxy: TestProxy, c: { requests: string[]; cuts: number[]; then: string }, ca?: string): Promise<void> {
   // allowHalfOpen: the client never closes its side because the proxy closed its own.
-  const socket = connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true })
+  const at = { port: proxy.port, host: '127.0.0.1', allowHalfOpen: true }
+  const socket: Socket =
+    ca === undefined ? connect(at) : tlsConnect({ ...at, ca, servername: 'proxy.test', ALPNProtocols: ['http/1.1'] })
   socket.setNoDelay(true)
   socket.on('error', () => {})
   socket.resume()
@@ -50,7 +54,7 @@ async function play(proxy: TestProxy, c: { requests: string[]; cuts: number[]; t
     socket.once('end', r)
     socket.once('close', r)
   })
-  await new Promise<void>((r) => socket.once('connect', r))
+  await new Promise<void>((r) => socket.once(ca === undefined ? 'connect' : 'secureConnect', r))
   for (const w of pipelineWrites(c.requests, c.cuts)) {
     if (socket.destroyed) break
     socket.write(w)
@@ -65,15 +69,29 @@ async function play(proxy: TestProxy, c: { requests: string[]; cuts: number[]; t
   }
 }
 
-describe('connection lifetime: no client holds a connection past the timeouts, whatever it sends', () => {
+const LISTENERS = [
+  { name: 'cleartext', tls: false, http2: false, runs: 25 },
+  { name: 'TLS (node:https)', tls: true, http2: false, runs: 10 },
+  { name: 'TLS with http2 on, HTTP/1.1 by ALPN', tls: true, http2: true, runs: 10 },
+] as const
+
+describe.each(LISTENERS)('connection lifetime ($name): no client holds a connection past the timeouts, whatever it sends', (listener) => {
   let app: TestUpstream
   let ws: WsUpstream
+  let ca: TestCa | undefined
   let proxy: TestProxy
 
   beforeAll(async () => {
     app = await startUpstream('blue')
     ws = await startWsUpstream('blue-ws')
+    let tls: Record<string, unknown> = {}
+    if (listener.tls) {
+      ca = await testCa()
+      const leaf = await ca.issue(['proxy.test'])
+      tls = { tls: { cert: leaf.cert, key: leaf.key } }
+    }
     proxy = await startProxy({
+      listen: { host: '127.0.0.1', port: 0, http2: listener.http2, ...tls },
       versions: { blue: { instances: [{ url: app.url }] }, ws: { instances: [{ url: ws.url }] } },
       weights: { blue: 100 },
       overrides: [{ match: { header: 'x-version', value: 'ws' }, version: 'ws' }],
@@ -86,20 +104,21 @@ describe('connection lifetime: no client holds a connection past the timeouts, w
     await proxy.stop()
     await app.close()
     await ws.close()
+    await ca?.close()
   })
 
   it('for generated pipelines (bad framing, CONNECT, WebSocket handshakes), half-closed or silent: the proxy closes every one in time', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(client, { minLength: 1, maxLength: 4 }), async (clients) => {
         const started = performance.now()
-        await Promise.all(clients.map((c) => play(proxy, c)))
+        await Promise.all(clients.map((c) => play(proxy, c, ca?.rootPem)))
         // Ended by the proxy is not enough: its side must be gone too (no half-closed connection left).
         await expect
           .poll(() => connections(proxy), { message: 'every client connection closed', timeout: BOUND_MS, interval: 10 })
           .toBe(0)
         expect(performance.now() - started).toBeLessThan(BOUND_MS + 4 * T)
       }),
-      { numRuns: 25, endOnFailure: true },
+      { numRuns: listener.runs, endOnFailure: true },
     )
   })
 })
