@@ -1,4 +1,4 @@
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import { hashString } from '../../src/routing/hash.js'
 import type { TestProxy } from './proxy.js'
 
@@ -132,4 +132,16 @@ export async function refusedUrl(): Promise<string> {
   const { port } = server.address() as AddressInfo
   await new Promise((r) => server.close(r))
   return `http://127.0.0.1:${port}`
+}
+
+/** A raw TCP test server listening on a free loopback port: its http:// URL. */
+export async function listenLoopback(server: Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+/** Destroys the server's open `sockets`, then closes it. */
+export async function closeServer(server: Server, sockets: Iterable<Socket>): Promise<void> {
+  for (const s of sockets) s.destroy()
+  await new Promise((r) => server.close(r))
 }

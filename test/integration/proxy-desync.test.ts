@@ -1,8 +1,8 @@
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
-import { inflight } from '../helpers/raw-http.js'
+import { closeServer, inflight, listenLoopback } from '../helpers/raw-http.js'
 import { stream } from '../helpers/request-streams.js'
 
 /** What the raw upstream made of one complete request it received. */
@@ -55,14 +55,12 @@ class RecordingUpstream {
     })
   }
 
-  async listen(): Promise<string> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r))
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`
+  listen(): Promise<string> {
+    return listenLoopback(this.server)
   }
 
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy()
-    await new Promise((r) => this.server.close(r))
+  close(): Promise<void> {
+    return closeServer(this.server, this.sockets)
   }
 
   #parse(buf: Buffer): { seen: Seen; used: number } | 'incomplete' | 'garbage' {
