@@ -18,6 +18,7 @@ import {
 } from '../errors.js'
 import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
+import { endConnection, resumeReading, stopReading } from './client-socket.js'
 import type { Deadlines, Watched } from './deadlines.js'
 import { kSlot } from './dense-set.js'
 import {
@@ -34,7 +35,6 @@ import {
 } from './grpc.js'
 import { echoRequestId, headBytesH2, responseHeaderList, upstreamHeaders, upstreamHeadersH2 } from './headers.js'
 import type { OutcomeSink } from './outcome.js'
-import { endConnection, resumeReading, stopReading } from './client-socket.js'
 import { sendOwnAnswer } from './own-answer.js'
 import { requestIdOf } from './request-id.js'
 

@@ -14,8 +14,8 @@ import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError, type SluiceError } from '../errors.js'
 import type { Certificates } from './certificates.js'
-import { DenseSet, type Slotted } from './dense-set.js'
 import { closeWhenSilent, endConnection } from './client-socket.js'
+import { DenseSet, type Slotted } from './dense-set.js'
 import {
   awaitsUpstream,
   type ForwardContext,
