@@ -78,7 +78,7 @@ export class BadRequestError extends SluiceError {
 }
 
 /** The client took longer than `timeouts.requestBodyMs` to send its request body. */
-/** A request head over limits.maxHeaderBytes (HTTP/2; Node's own parser answers it for HTTP/1.1). */
+/** A request head over limits.maxHeaderBytes (HTTP/1.1 heads are measured by Node's parser, HTTP/2 ones by sluice). */
 export class HeadTooLargeError extends SluiceError {
   readonly code = 'SLUICE_BAD_REQUEST'
   readonly status = 431

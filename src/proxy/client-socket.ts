@@ -1,4 +1,6 @@
+import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { errorBody, type SluiceError } from '../errors.js'
 
 /** A client connection as node:http leaves it: its own pause flag, and its parser while it has one. */
 type Pausable = Duplex & { _paused?: boolean; parser?: { pause(): void; resume(): void } | null }
@@ -38,6 +40,25 @@ export function endConnection(socket: Duplex, last?: string): void {
   resumeReading(socket)
   // A connection node:http's parser has let go of (an upgrade, a CONNECT) has no reader at all.
   if (socket.readableFlowing === null) socket.resume()
+}
+
+/**
+ * The proxy's own answer where no response object exists (a head that never
+ * parsed, a CONNECT, an upgrade node:http has let go of): the JSON error body
+ * every own answer has, then the connection ends. `extraHead` is whole header
+ * lines, each ending in CRLF.
+ */
+export function writeOwnAnswer(socket: Duplex, err: SluiceError, extraHead = ''): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const body = JSON.stringify(errorBody(err))
+  endConnection(
+    socket,
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${extraHead}Connection: close\r\n\r\n${body}`,
+  )
 }
 
 /**

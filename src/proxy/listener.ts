@@ -12,9 +12,9 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import { BadRequestError, errorBody, MethodNotAllowedError, RequestTimeoutError, type SluiceError } from '../errors.js'
+import { BadRequestError, HeadTooLargeError, MethodNotAllowedError, RequestTimeoutError } from '../errors.js'
 import type { Certificates } from './certificates.js'
-import { closeWhenSilent, endConnection } from './client-socket.js'
+import { closeWhenSilent, writeOwnAnswer } from './client-socket.js'
 import { DenseSet, type Slotted } from './dense-set.js'
 import {
   awaitsUpstream,
@@ -88,15 +88,6 @@ function onClientSilent(socket: TrackedSocket, idleMs: number): void {
     return
   }
   socket.destroy()
-}
-
-/** An answer written on a connection that has no response object (the head never parsed). */
-function writeRawAnswer(socket: Duplex, status: string, err: SluiceError): void {
-  const body = JSON.stringify(errorBody(err))
-  endConnection(
-    socket,
-    `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
-  )
 }
 
 export class ProxyListener {
@@ -194,11 +185,13 @@ export class ProxyListener {
       // An answer is in progress: it goes first (see framingBroke).
       if (socket._httpMessage && framingBroke(socket)) return
       if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-        writeRawAnswer(socket, '408 Request Timeout', new RequestTimeoutError('the request head did not arrive in time'))
+        writeOwnAnswer(socket, new RequestTimeoutError('the request head did not arrive in time'))
         return
       }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
-      writeRawAnswer(socket, status, new BadRequestError(err.code ?? 'malformed request'))
+      writeOwnAnswer(
+        socket,
+        err.code === 'HPE_HEADER_OVERFLOW' ? new HeadTooLargeError() : new BadRequestError(err.code ?? 'malformed request'),
+      )
     })
     // CONNECT asks for a tunnel, which a reverse proxy does not open; without
     // this listener Node drops the connection with no answer at all.
@@ -206,7 +199,7 @@ export class ProxyListener {
       ctx.sink.unrouted(405)
       socket.on('error', noop)
       closeWhenSilent(socket)
-      writeRawAnswer(socket, '405 Method Not Allowed', new MethodNotAllowedError('CONNECT is not supported by a reverse proxy'))
+      writeOwnAnswer(socket, new MethodNotAllowedError('CONNECT is not supported by a reverse proxy'))
     })
   }
 

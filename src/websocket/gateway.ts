@@ -15,7 +15,7 @@ import type { Config } from '../config/load.js'
 import type { SluiceHooks } from '../lifecycle/hooks.js'
 import type { Outcomes } from '../lifecycle/outcomes.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { closeWhenSilent, endConnection, keepWhenSilent } from '../proxy/client-socket.js'
+import { closeWhenSilent, endConnection, keepWhenSilent, writeOwnAnswer } from '../proxy/client-socket.js'
 import { CLIENT_CLOSED, type ForwardContext } from '../proxy/forward.js'
 import type { ProxyListener } from '../proxy/listener.js'
 import { requestIdOf } from '../proxy/request-id.js'
@@ -27,10 +27,10 @@ import {
   offeredProtocols,
   passRefusal,
   relayHeaders,
+  refuseHandshake,
   relayHeadersFrom,
   tunnelHeaders,
   withRequestId,
-  writeOwnAnswer,
 } from './handshake.js'
 import { type RelayHost, RelaySession } from './relay-session.js'
 import { RelaySide } from './relay-side.js'
@@ -205,7 +205,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
     }
     const refusal = this.#stopping ? new ShuttingDownError() : handshakeProblem(req)
     if (refusal !== undefined) {
-      writeOwnAnswer(socket, refusal)
+      refuseHandshake(socket, refusal)
       return
     }
     const table = this.#sluice.routing.table

@@ -1,7 +1,7 @@
-import { type IncomingHttpHeaders, type IncomingMessage, STATUS_CODES } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { errorBody, type SluiceError, WebSocketHandshakeError } from '../errors.js'
-import { endConnection } from '../proxy/client-socket.js'
+import { type SluiceError, WebSocketHandshakeError } from '../errors.js'
+import { writeOwnAnswer } from '../proxy/client-socket.js'
 import { stripResponseHeaders, upstreamHeaders } from '../proxy/headers.js'
 
 const KEY = /^[+/0-9A-Za-z]{22}==$/
@@ -98,19 +98,9 @@ export function tunnelHeaders(req: IncomingMessage, proto: string, idName = '', 
   return flat
 }
 
-/** The proxy's own answer on a raw socket, with the JSON error body every own answer has. */
-export function writeOwnAnswer(socket: Duplex, err: SluiceError): void {
-  if (!socket.writable) {
-    socket.destroy()
-    return
-  }
-  const body = JSON.stringify(errorBody(err))
-  const extra = err.status === 426 ? 'Sec-WebSocket-Version: 13\r\n' : ''
-  endConnection(
-    socket,
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nContent-Type: application/json\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${extra}Connection: close\r\n\r\n${body}`,
-  )
+/** A handshake sluice refuses itself: a 426 names the version it speaks (RFC 6455 section 4.4). */
+export function refuseHandshake(socket: Duplex, err: SluiceError): void {
+  writeOwnAnswer(socket, err, err.status === 426 ? 'Sec-WebSocket-Version: 13\r\n' : '')
 }
 
 /**
