@@ -23,7 +23,10 @@ export function resumeReading(socket: Duplex): void {
   const s = socket as Pausable
   if (s._paused !== true || s.destroyed || s.writableNeedDrain) return
   s._paused = false
-  s.parser?.resume()
+  // A connection node:http has let go of (an upgrade, a CONNECT) is read by
+  // what took it over: resumed here, it would throw away what the client sent.
+  if (!s.parser) return
+  s.parser.resume()
   s.resume()
 }
 

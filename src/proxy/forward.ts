@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
+import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import {
   BadRequestError,
@@ -375,6 +376,29 @@ export function framingBroke(socket: Socket): boolean {
     last.once('finish', () => endConnection(socket))
   }
   return true
+}
+
+/**
+ * Runs `go` once the answer to every request read before it on this
+ * connection is written, or never if the connection closes first. node:http
+ * hands over an upgrade or a CONNECT as soon as it parses one, even pipelined
+ * behind requests still in flight or waiting their turn, and whatever the
+ * proxy writes for it must follow their answers on the wire. Answers are
+ * written in order, so the last one read is the one to wait for.
+ */
+export function afterAnswers(socket: Duplex, go: () => void): void {
+  const s = socket as ClientSocket
+  const waiting = s[kWaiting]
+  const last = (waiting === undefined ? s[kLast] : waiting[waiting.length - 1]) as ServerResponse | undefined
+  if (last === undefined || last.writableFinished || last.destroyed) {
+    go()
+    return
+  }
+  // 'close' follows 'finish', once Node has detached the response from the socket.
+  last.once('close', () => {
+    if (s.writable) go()
+    else s.destroy()
+  })
 }
 
 /**

@@ -17,6 +17,7 @@ import type { Certificates } from './certificates.js'
 import { closeWhenSilent, writeOwnAnswer } from './client-socket.js'
 import { DenseSet, type Slotted } from './dense-set.js'
 import {
+  afterAnswers,
   awaitsUpstream,
   type ForwardContext,
   forward,
@@ -199,7 +200,9 @@ export class ProxyListener {
       ctx.sink.unrouted(405)
       socket.on('error', noop)
       closeWhenSilent(socket)
-      writeOwnAnswer(socket, new MethodNotAllowedError('CONNECT is not supported by a reverse proxy'))
+      afterAnswers(socket, () =>
+        writeOwnAnswer(socket, new MethodNotAllowedError('CONNECT is not supported by a reverse proxy')),
+      )
     })
   }
 

@@ -16,7 +16,7 @@ import type { SluiceHooks } from '../lifecycle/hooks.js'
 import type { Outcomes } from '../lifecycle/outcomes.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { closeWhenSilent, endConnection, keepWhenSilent, writeOwnAnswer } from '../proxy/client-socket.js'
-import { CLIENT_CLOSED, type ForwardContext } from '../proxy/forward.js'
+import { afterAnswers, CLIENT_CLOSED, type ForwardContext } from '../proxy/forward.js'
 import type { ProxyListener } from '../proxy/listener.js'
 import { requestIdOf } from '../proxy/request-id.js'
 import type { Instance } from '../routing/instance.js'
@@ -199,6 +199,11 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore)
     closeWhenSilent(socket)
+    // Pipelined behind requests still being answered, it waits for their answers.
+    afterAnswers(socket, () => this.#upgradeNow(req, socket, head))
+  }
+
+  #upgradeNow(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
       this.#asRequest(req, socket)
       return

@@ -26,7 +26,16 @@ const CONNECT = 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r
 const upgrade = (version: string) =>
   `GET /p0 HTTP/1.1\r\nHost: a\r\nX-Version: ${version}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
 
-/** What one client does: pipelined requests (perhaps a CONNECT or a WebSocket handshake among them), cut into writes; then it half-closes or falls silent. */
+/**
+ * An offer of an upgrade to something other than WebSocket (h2c, as curl
+ * --http2 sends it), which the proxy declines: served as a plain request and
+ * the connection ended, or with a body, answered 400.
+ */
+const declined = (body: string) =>
+  `GET /p0 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n` +
+  (body === '' ? '\r\n' : `Content-Length: ${body.length}\r\n\r\n${body}`)
+
+/** What one client does: pipelined requests (perhaps a CONNECT, a WebSocket handshake or a declined upgrade among them), cut into writes; then it half-closes or falls silent. */
 const client = fc.record({
   requests: fc.array(
     fc.oneof(
@@ -34,6 +43,8 @@ const client = fc.record({
       fc.constant(CONNECT),
       fc.constant(upgrade('blue')),
       fc.constant(upgrade('ws')),
+      fc.constant(declined('')),
+      fc.constant(declined('hello')),
     ),
     { minLength: 1, maxLength: 3 },
   ),
@@ -99,7 +110,7 @@ describe.each(LISTENERS)('connection lifetime ($name): no client holds a connect
     await ca?.close()
   })
 
-  it('for generated pipelines (bad framing, CONNECT, WebSocket handshakes), half-closed or silent: the proxy closes every one in time', async () => {
+  it('for generated pipelines (bad framing, CONNECT, WebSocket handshakes, declined upgrades), half-closed or silent: the proxy closes every one in time', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(client, { minLength: 1, maxLength: 4 }), async (clients) => {
         const started = performance.now()

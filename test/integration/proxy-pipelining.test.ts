@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { connections, inflight } from '../helpers/raw-http.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.js'
 
 const PIPELINED = 5000
 
@@ -138,4 +139,114 @@ describe('the connection goes after the last answer the proxy gives on it', () =
       expect(seen).toEqual([])
     })
   }
+})
+
+/**
+ * README "Proxying rules": a request that takes the connection from the
+ * HTTP parser (a WebSocket handshake, an upgrade to anything else, CONNECT)
+ * can arrive pipelined behind requests still being answered. Its answer
+ * comes after theirs, as every pipelined answer does, and the proxy keeps
+ * serving.
+ */
+describe.each(['relay', 'tunnel'] as const)('an upgrade or CONNECT pipelined behind a request is answered after it (websocket.mode %s)', (mode) => {
+  let app: TestUpstream
+  let ws: WsUpstream
+  let proxy: TestProxy
+
+  beforeAll(async () => {
+    app = await startUpstream('blue', (req, res) => {
+      req.resume()
+      setTimeout(() => res.end(`answer ${req.url}`), 150)
+    })
+    ws = await startWsUpstream('ws')
+    proxy = await startProxy({
+      versions: { blue: { instances: [{ url: app.url }] }, ws: { instances: [{ url: ws.url }] } },
+      weights: { blue: 100 },
+      overrides: [{ match: { header: 'x-version', value: 'ws' }, version: 'ws' }],
+      websocket: { mode },
+    })
+  })
+  afterAll(async () => {
+    await proxy.stop()
+    await app.close()
+    await ws.close()
+  })
+
+  const FIRST = 'GET /first HTTP/1.1\r\nHost: a\r\n\r\n'
+  const handshake = (key: string) =>
+    `GET /chat HTTP/1.1\r\nHost: a\r\nX-Version: ws\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`
+
+  /** Writes `bytes` in one segment and returns the connection once `done` holds for what came back. */
+  async function pipelined(bytes: string, done: (text: string) => boolean) {
+    const socket = connect(proxy.port, '127.0.0.1')
+    const got = { text: '', ended: false }
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => (got.text += d))
+    socket.on('end', () => (got.ended = true))
+    socket.on('error', () => {})
+    await new Promise<void>((r) => socket.once('connect', r))
+    socket.write(bytes)
+    await expect.poll(() => done(got.text), { message: 'the answers' }).toBe(true)
+    return { socket, got }
+  }
+
+  /** The proxy still serves another client afterwards. */
+  async function stillServes(): Promise<void> {
+    const r = await fetch(`${proxy.url}/after`)
+    expect(await r.text()).toBe('answer /after')
+  }
+
+  it('CONNECT: the request before it is answered, then 405, and the connection ends', async () => {
+    const { socket, got } = await pipelined(`${FIRST}CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`, (t) =>
+      t.includes('405'),
+    )
+    try {
+      expect(got.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nanswer \/firstHTTP\/1\.1 405 Method Not Allowed\r\n/)
+      await expect.poll(() => got.ended).toBe(true)
+    } finally {
+      socket.destroy()
+    }
+    await stillServes()
+  })
+
+  it('an upgrade to h2c, declined: the request before it is answered, then it is, and the connection ends', async () => {
+    const { socket, got } = await pipelined(
+      `${FIRST}GET /second HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n`,
+      (t) => t.endsWith('answer /second'),
+    )
+    try {
+      expect(got.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nanswer \/firstHTTP\/1\.1 200 OK\r\n[\s\S]*Connection: close\r\n/i)
+      await expect.poll(() => got.ended).toBe(true)
+    } finally {
+      socket.destroy()
+    }
+    await stillServes()
+  })
+
+  it('a WebSocket handshake: the request before it is answered, then 101, and the WebSocket relays', async () => {
+    const { socket, got } = await pipelined(`${FIRST}${handshake('dGhlIHNhbXBsZSBub25jZQ==')}`, (t) => {
+      const at = t.indexOf('HTTP/1.1 101')
+      return at >= 0 && t.includes('\r\n\r\n', at)
+    })
+    try {
+      expect(got.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nanswer \/firstHTTP\/1\.1 101 Switching Protocols\r\n/)
+      // A masked text frame "hi" (mask key 0): the upstream echoes it unmasked.
+      socket.write(Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x68, 0x69]))
+      await expect.poll(() => got.text.endsWith('\x81\x02hi'), { message: 'the echo' }).toBe(true)
+    } finally {
+      socket.destroy()
+    }
+    await stillServes()
+  })
+
+  it('a malformed WebSocket handshake: the request before it is answered, then 400, and the connection ends', async () => {
+    const { socket, got } = await pipelined(`${FIRST}${handshake('not-a-key')}`, (t) => t.includes('400'))
+    try {
+      expect(got.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nanswer \/firstHTTP\/1\.1 400 Bad Request\r\n/)
+      await expect.poll(() => got.ended).toBe(true)
+    } finally {
+      socket.destroy()
+    }
+    await stillServes()
+  })
 })
