@@ -99,6 +99,9 @@ export class RequestTimeoutError extends SluiceError {
 export class MethodNotAllowedError extends SluiceError {
   readonly code = 'SLUICE_METHOD_NOT_ALLOWED'
   readonly status = 405
+  constructor(message = 'CONNECT is not supported by a reverse proxy') {
+    super(message)
+  }
 }
 
 /** An upgrade request that is not a WebSocket opening handshake sluice can proxy. */

@@ -8,6 +8,7 @@ import {
   BadRequestError,
   describeCause,
   HeadTooLargeError,
+  MethodNotAllowedError,
   NoHttp2PathError,
   NoUsableInstanceError,
   RequestTimeoutError,
@@ -296,6 +297,22 @@ export function forwardH2(ctx: ForwardContext, h2req: Http2ServerRequest, h2res:
   res.once('close', onResponseClose)
   ctx.deadlines.watch(ex)
   ex.send(instance)
+}
+
+/**
+ * CONNECT over HTTP/2 (RFC 9113 section 8.5): 405 with the JSON body, as over
+ * HTTP/1.1, counted and logged like any own answer. The client keeps its side
+ * of a CONNECT stream open for the tunnel it asked for, so the stream is
+ * closed (NO_ERROR) once answered, not left holding a stream slot.
+ */
+export function refuseConnectH2(ctx: ForwardContext, h2req: Http2ServerRequest, h2res: Http2ServerResponse): void {
+  const conn = (h2req.stream.session as TrackedSession | undefined)?.[kConnection]
+  if (conn === undefined) {
+    h2req.stream.close()
+    return
+  }
+  h2res.once('finish', () => h2req.stream.close())
+  unrouted(ctx, h2res as unknown as ServerResponse, conn, new MethodNotAllowedError(), false)
 }
 
 /** Answered by the proxy without an instance; a closing answer ends the connection's turns. */

@@ -23,6 +23,7 @@ import {
   forward,
   forwardH2,
   framingBroke,
+  refuseConnectH2,
   trackClientSocket,
   trackH2Session,
 } from './forward.js'
@@ -137,6 +138,7 @@ export class ProxyListener {
       this.server = createServer(http1, onRequest)
       if (opts.http2 === true) {
         h2 = createH2cServer(h2Settings, (req, res) => forwardH2(ctx, req, res))
+        h2.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => refuseConnectH2(ctx, req, res))
         this.#sniffPreface(h2, opts.clientIdleMs)
       }
     } else if (opts.http2 === true) {
@@ -196,13 +198,17 @@ export class ProxyListener {
     })
     // CONNECT asks for a tunnel, which a reverse proxy does not open; without
     // this listener Node drops the connection with no answer at all.
-    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    this.server.on('connect', (req: IncomingMessage | Http2ServerRequest, socket: Duplex | Http2ServerResponse) => {
+      // With TLS and http2, the one server also hands over HTTP/2 CONNECT streams.
+      if (req.httpVersionMajor === 2) {
+        refuseConnectH2(ctx, req as Http2ServerRequest, socket as Http2ServerResponse)
+        return
+      }
+      const raw = socket as Duplex
       ctx.sink.unrouted(405)
-      socket.on('error', noop)
-      closeWhenSilent(socket)
-      afterAnswers(socket, () =>
-        writeOwnAnswer(socket, new MethodNotAllowedError('CONNECT is not supported by a reverse proxy')),
-      )
+      raw.on('error', noop)
+      closeWhenSilent(raw)
+      afterAnswers(raw, () => writeOwnAnswer(raw, new MethodNotAllowedError()))
     })
   }
 

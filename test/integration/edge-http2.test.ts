@@ -48,6 +48,25 @@ function pairs(raw: string[]): [string, string][] {
   return out
 }
 
+/**
+ * A CONNECT stream (RFC 9113 8.5: :method and :authority only) and its answer;
+ * then the session still serves an ordinary request.
+ */
+async function connectOverH2(session: ClientHttp2Session): Promise<{ status: number; body: string; after: number }> {
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const stream = session.request({ ':method': 'CONNECT', ':authority': 'example.com:443' }, { endStream: false })
+    let status = 0
+    let body = ''
+    stream.setEncoding('utf8')
+    stream.on('response', (h) => (status = Number(h[':status'])))
+    stream.on('data', (d: string) => (body += d))
+    stream.on('error', reject)
+    stream.on('close', () => resolve({ status, body }))
+  })
+  const after = await h2Request(session, '/after-connect')
+  return { ...answer, after: after.status }
+}
+
 describe('TLS listener with HTTP/2 (README "TLS and HTTP/2")', () => {
   let ca: TestCa
   let leaf: IssuedCertificate
@@ -197,6 +216,13 @@ describe('TLS listener with HTTP/2 (README "TLS and HTTP/2")', () => {
     }
   })
 
+  it('CONNECT over HTTP/2 gets 405 with the JSON body, as over HTTP/1.1; the session serves on', async () => {
+    const r = await connectOverH2(session)
+    expect(r.status).toBe(405)
+    expect(JSON.parse(r.body).error.code).toBe('SLUICE_METHOD_NOT_ALLOWED')
+    expect(r.after).toBe(200)
+  })
+
   it('a request head over limits.maxHeaderBytes gets 431 over HTTP/2 too', async () => {
     const r = await h2Request(session, '/big', { 'x-big': 'a'.repeat(20_000) })
     expect(r.status).toBe(431)
@@ -229,6 +255,18 @@ describe('h2c listener (http2 without tls)', () => {
     const c = await curl(['--http2-prior-knowledge', `${bg.proxy.url}/curl-h2c`])
     expect(c.version).toBe('2')
     expect(JSON.parse(c.body).url).toBe('/curl-h2c')
+  })
+
+  it('CONNECT over h2c gets 405 with the JSON body; the session serves on', async () => {
+    const session = await h2Session(bg.proxy.url)
+    try {
+      const r = await connectOverH2(session)
+      expect(r.status).toBe(405)
+      expect(JSON.parse(r.body).error.code).toBe('SLUICE_METHOD_NOT_ALLOWED')
+      expect(r.after).toBe(200)
+    } finally {
+      session.close()
+    }
   })
 
   it("the proxy's own 502 and 504 reach an h2c client as the JSON error", async () => {
