@@ -31,6 +31,23 @@ export function resumeReading(socket: Duplex): void {
 }
 
 /**
+ * A connection node:http has just let go of (an upgrade, a CONNECT) reads
+ * again. While its parser read the socket's handle directly, stopReading's
+ * pause stopped the handle itself (Node's onSocketPause), and with the
+ * parser gone nothing would start it again: the stream still counts a read in
+ * progress. Started as Node's onSocketResume does, what the client sends
+ * next (its close, WebSocket frames) reaches whoever takes the connection.
+ */
+export function readReleased(socket: Duplex): void {
+  const s = socket as Pausable & { _handle?: { reading?: boolean; readStart(): number } | null }
+  s._paused = false
+  const handle = s._handle
+  if (handle == null || handle.reading === true || s.destroyed) return
+  handle.reading = true
+  handle.readStart()
+}
+
+/**
  * Ends a client connection after what is queued on it (and `last`, an answer
  * written raw), and reads on: a connection paused for its turns would never
  * read the client's own close, and would stay open half-closed, holding a

@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { BadRequestError, HeadTooLargeError, MethodNotAllowedError, RequestTimeoutError } from '../errors.js'
 import type { Certificates } from './certificates.js'
-import { closeWhenSilent, writeOwnAnswer } from './client-socket.js'
+import { closeWhenSilent, readReleased, writeOwnAnswer } from './client-socket.js'
 import { DenseSet, type Slotted } from './dense-set.js'
 import {
   afterAnswers,
@@ -207,6 +207,7 @@ export class ProxyListener {
       const raw = socket as Duplex
       ctx.sink.unrouted(405)
       raw.on('error', noop)
+      readReleased(raw)
       closeWhenSilent(raw)
       afterAnswers(raw, () => writeOwnAnswer(raw, new MethodNotAllowedError()))
     })

@@ -15,7 +15,7 @@ import type { Config } from '../config/load.js'
 import type { SluiceHooks } from '../lifecycle/hooks.js'
 import type { Outcomes } from '../lifecycle/outcomes.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { closeWhenSilent, endConnection, keepWhenSilent, writeOwnAnswer } from '../proxy/client-socket.js'
+import { closeWhenSilent, endConnection, keepWhenSilent, readReleased, writeOwnAnswer } from '../proxy/client-socket.js'
 import { afterAnswers, CLIENT_CLOSED, type ForwardContext } from '../proxy/forward.js'
 import type { ProxyListener } from '../proxy/listener.js'
 import { requestIdOf } from '../proxy/request-id.js'
@@ -198,6 +198,7 @@ export class WebSocketGateway implements SluiceHooks, RelayHost {
   /** The listener's `upgrade` event. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore)
+    readReleased(socket)
     closeWhenSilent(socket)
     // Pipelined behind requests still being answered, it waits for their answers.
     afterAnswers(socket, () => this.#upgradeNow(req, socket, head))

@@ -1,7 +1,9 @@
 import { connect } from 'node:net'
+import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { connections, inflight } from '../helpers/raw-http.js'
+import { pipelineWrites } from '../helpers/request-streams.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.js'
 
@@ -156,7 +158,9 @@ describe.each(['relay', 'tunnel'] as const)('an upgrade or CONNECT pipelined beh
   beforeAll(async () => {
     app = await startUpstream('blue', (req, res) => {
       req.resume()
-      setTimeout(() => res.end(`answer ${req.url}`), 150)
+      // ?ms=N answers after N ms, for the property's varied timing.
+      const ms = /[?&]ms=(\d+)/.exec(req.url!)?.[1]
+      setTimeout(() => res.end(`answer ${req.url}`), ms === undefined ? 150 : Number(ms))
     })
     ws = await startWsUpstream('ws')
     proxy = await startProxy({
@@ -239,6 +243,64 @@ describe.each(['relay', 'tunnel'] as const)('an upgrade or CONNECT pipelined beh
     await stillServes()
   })
 
+  /** What each connection-taking request must get, last in its pipeline: a status, and for a served one its body. */
+  const TAKERS = {
+    CONNECT: ['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', '405'],
+    'declined h2c': [
+      'GET /h2c?ms=0 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n',
+      '200 answer /h2c?ms=0',
+    ],
+    WebSocket: [handshake('dGhlIHNhbXBsZSBub25jZQ=='), '101'],
+    'malformed WebSocket': [handshake('not-a-key'), '400'],
+  } as const
+
+  it('property: behind pipelined requests of any timing, cut anywhere, every answer comes in request order, the taker last, and the connection is read to its close', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 20 }), { minLength: 1, maxLength: 4 }),
+        fc.constantFrom(...(Object.keys(TAKERS) as (keyof typeof TAKERS)[])),
+        fc.array(fc.nat(), { maxLength: 4 }),
+        async (delays, taker, cuts) => {
+          const requests = delays.map((ms, i) => `GET /p${i}?ms=${ms} HTTP/1.1\r\nHost: a\r\n\r\n`)
+          const expected = delays.map((ms, i) => `200 answer /p${i}?ms=${ms}`)
+          requests.push(TAKERS[taker][0])
+          expected.push(TAKERS[taker][1])
+          // Others' kept-alive connections (fetch in the tests above) may be open, or close meanwhile.
+          const before = await connections(proxy)
+          const socket = connect(proxy.port, '127.0.0.1')
+          let text = ''
+          socket.setEncoding('latin1')
+          socket.on('data', (d: string) => (text += d))
+          socket.on('error', () => {})
+          await new Promise<void>((r) => socket.once('connect', r))
+          try {
+            for (const w of pipelineWrites(requests, cuts)) {
+              socket.write(w)
+              await new Promise((r) => setImmediate(r))
+            }
+            await expect
+              .poll(() => answersIn(text).length, { message: `${expected.length} answers in ${JSON.stringify(text)}` })
+              .toBe(expected.length)
+            expect(answersIn(text)).toEqual(expected)
+            if (taker === 'WebSocket') {
+              // The WebSocket reads what the client sends: a masked text frame "hi" (mask key 0), echoed unmasked.
+              socket.write(Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x68, 0x69]))
+              await expect.poll(() => text.endsWith('\x81\x02hi'), { message: 'the echo' }).toBe(true)
+            }
+          } finally {
+            socket.destroy()
+          }
+          // The proxy reads the client's close, whatever took the connection.
+          await expect
+            .poll(async () => (await connections(proxy)) <= before, { message: 'the connection closed on the proxy too' })
+            .toBe(true)
+        },
+      ),
+      { numRuns: 15, endOnFailure: true },
+    )
+    await stillServes()
+  })
+
   it('a malformed WebSocket handshake: the request before it is answered, then 400, and the connection ends', async () => {
     const { socket, got } = await pipelined(`${FIRST}${handshake('not-a-key')}`, (t) => t.includes('400'))
     try {
@@ -250,3 +312,28 @@ describe.each(['relay', 'tunnel'] as const)('an upgrade or CONNECT pipelined beh
     await stillServes()
   })
 })
+
+/**
+ * The answers on a connection, each as "status body" for an upstream's
+ * answer and "status" for the proxy's own (JSON) or a 101 (which ends the
+ * HTTP part). Heads are read up to the blank line, bodies by Content-Length.
+ */
+function answersIn(text: string): string[] {
+  const out: string[] = []
+  let at = 0
+  for (;;) {
+    const end = text.indexOf('\r\n\r\n', at)
+    if (end < 0) return out
+    const head = text.slice(at, end)
+    const status = head.slice(9, 12)
+    if (status === '101') {
+      out.push(status)
+      return out
+    }
+    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0)
+    if (text.length < end + 4 + length) return out
+    const body = text.slice(end + 4, end + 4 + length)
+    out.push(/\r\ncontent-type: *application\/json/i.test(head) ? status : `${status} ${body}`)
+    at = end + 4 + length
+  }
+}
