@@ -2,8 +2,14 @@ import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { errorBody, type SluiceError } from '../errors.js'
 
-/** A client connection as node:http leaves it: its own pause flag, and its parser while it has one. */
-type Pausable = Duplex & { _paused?: boolean; parser?: { pause(): void; resume(): void } | null }
+/**
+ * A client connection as node:http leaves it: its own pause flag, and its
+ * parser while it has one (`_consumed` while it reads the socket's handle).
+ */
+type Pausable = Duplex & {
+  _paused?: boolean
+  parser?: { pause(): void; resume(): void; _consumed?: boolean } | null
+}
 
 /**
  * Stops parsing the connection the way Node's server does when a client
@@ -15,8 +21,20 @@ export function stopReading(socket: Duplex): void {
   const s = socket as Pausable
   if (s._paused === true) return
   s._paused = true
+  // Over TLS, records the client wrote apart but that arrived together reach
+  // a parser that reads the handle one by one in the same read, and once
+  // paused it refuses the next (HPE_PAUSED, which would pass for a malformed
+  // request and close the connection). A 'data' listener takes the parser
+  // off the handle (Node's own unconsume, as for any 'data' listener), so
+  // what arrives while paused waits in the socket's buffer instead, up to
+  // its high-water mark. It goes first: paused while consumed, the handle
+  // would stop with the stream still counting a read in progress, and
+  // nothing would start it again.
+  if (s.parser?._consumed === true) s.on('data', ignoreData)
   s.pause()
 }
+
+function ignoreData(): void {}
 
 /** Undoes stopReading, unless Node paused the connection itself for a write backlog (it resumes on drain). */
 export function resumeReading(socket: Duplex): void {
@@ -32,11 +50,12 @@ export function resumeReading(socket: Duplex): void {
 
 /**
  * A connection node:http has just let go of (an upgrade, a CONNECT) reads
- * again. While its parser read the socket's handle directly, stopReading's
- * pause stopped the handle itself (Node's onSocketPause), and with the
- * parser gone nothing would start it again: the stream still counts a read in
- * progress. Started as Node's onSocketResume does, what the client sends
- * next (its close, WebSocket frames) reaches whoever takes the connection.
+ * again. Node pauses a connection whose client does not read its answers;
+ * while its parser reads the socket's handle directly, that pause stops the
+ * handle itself, and with the parser gone nothing would start it again (the
+ * stream still counts a read in progress). Started as Node's own resume
+ * does, what the client sends next (its close, WebSocket frames) reaches
+ * whoever takes the connection.
  */
 export function readReleased(socket: Duplex): void {
   const s = socket as Pausable & { _handle?: { reading?: boolean; readStart(): number } | null }
