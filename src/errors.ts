@@ -104,6 +104,15 @@ export class MethodNotAllowedError extends SluiceError {
   }
 }
 
+/** An Expect other than 100-continue, the only expectation HTTP/1.1 defines (RFC 9110 section 10.1.1). */
+export class ExpectationFailedError extends SluiceError {
+  readonly code = 'SLUICE_EXPECTATION_FAILED'
+  readonly status = 417
+  constructor() {
+    super('the only expectation met is 100-continue')
+  }
+}
+
 /** An upgrade request that is not a WebSocket opening handshake sluice can proxy. */
 export class WebSocketHandshakeError extends SluiceError {
   readonly code = 'SLUICE_BAD_WEBSOCKET_HANDSHAKE'

@@ -7,6 +7,7 @@ import type { Dispatcher } from 'undici'
 import {
   BadRequestError,
   describeCause,
+  ExpectationFailedError,
   HeadTooLargeError,
   MethodNotAllowedError,
   NoHttp2PathError,
@@ -313,6 +314,28 @@ export function refuseConnectH2(ctx: ForwardContext, h2req: Http2ServerRequest, 
   }
   h2res.once('finish', () => h2req.stream.close())
   unrouted(ctx, h2res as unknown as ServerResponse, conn, new MethodNotAllowedError(), false)
+}
+
+/**
+ * A request whose Expect is not 100-continue: 417 with the JSON body,
+ * counted and logged like any own answer, instead of Node's bare one. Node
+ * hands it over in place of the request and reads its body as its own, so
+ * the connection carries on.
+ */
+export function refuseExpectation(
+  ctx: ForwardContext,
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+): void {
+  const conn =
+    req.httpVersionMajor === 2
+      ? ((req as Http2ServerRequest).stream.session as TrackedSession | undefined)?.[kConnection]
+      : (req.socket as ClientSocket)
+  if (conn === undefined) {
+    res.destroy()
+    return
+  }
+  unrouted(ctx, res as ServerResponse, conn, new ExpectationFailedError(), false)
 }
 
 /** Answered by the proxy without an instance; a closing answer ends the connection's turns. */

@@ -24,6 +24,7 @@ import {
   forwardH2,
   framingBroke,
   refuseConnectH2,
+  refuseExpectation,
   trackClientSocket,
   trackH2Session,
 } from './forward.js'
@@ -139,6 +140,7 @@ export class ProxyListener {
       if (opts.http2 === true) {
         h2 = createH2cServer(h2Settings, (req, res) => forwardH2(ctx, req, res))
         h2.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => refuseConnectH2(ctx, req, res))
+        h2.on('checkExpectation', (req: Http2ServerRequest, res: Http2ServerResponse) => refuseExpectation(ctx, req, res))
         this.#sniffPreface(h2, opts.clientIdleMs)
       }
     } else if (opts.http2 === true) {
@@ -196,6 +198,12 @@ export class ProxyListener {
         err.code === 'HPE_HEADER_OVERFLOW' ? new HeadTooLargeError() : new BadRequestError(err.code ?? 'malformed request'),
       )
     })
+    // With TLS and http2, HTTP/2 requests come here too.
+    this.server.on(
+      'checkExpectation',
+      (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
+        refuseExpectation(ctx, req, res),
+    )
     // CONNECT asks for a tunnel, which a reverse proxy does not open; without
     // this listener Node drops the connection with no answer at all.
     this.server.on('connect', (req: IncomingMessage | Http2ServerRequest, socket: Duplex | Http2ServerResponse) => {

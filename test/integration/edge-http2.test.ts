@@ -1,4 +1,5 @@
 import type { ClientHttp2Session } from 'node:http2'
+import { get as httpsGet } from 'node:https'
 import { connect as tlsConnect } from 'node:tls'
 import { Agent, request } from 'undici'
 import { WebSocket } from 'ws'
@@ -216,6 +217,24 @@ describe('TLS listener with HTTP/2 (README "TLS and HTTP/2")', () => {
     }
   })
 
+  it('an Expect other than 100-continue gets 417 with the JSON body, over HTTP/2 and over HTTP/1.1 on the same port', async () => {
+    const h2 = await h2Request(session, '/expects', { expect: 'teapot' })
+    expect(h2.status).toBe(417)
+    expect(JSON.parse(h2.body).error.code).toBe('SLUICE_EXPECTATION_FAILED')
+    // undici refuses to send Expect; node:https does.
+    const h1 = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpsGet(`${url}/expects`, { ca: ca.rootPem, servername: 'proxy.test', headers: { expect: 'teapot' } }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => (body += d))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      req.on('error', reject)
+    })
+    expect(h1.status).toBe(417)
+    expect(JSON.parse(h1.body).error.code).toBe('SLUICE_EXPECTATION_FAILED')
+  })
+
   it('CONNECT over HTTP/2 gets 405 with the JSON body, as over HTTP/1.1; the session serves on', async () => {
     const r = await connectOverH2(session)
     expect(r.status).toBe(405)
@@ -255,6 +274,18 @@ describe('h2c listener (http2 without tls)', () => {
     const c = await curl(['--http2-prior-knowledge', `${bg.proxy.url}/curl-h2c`])
     expect(c.version).toBe('2')
     expect(JSON.parse(c.body).url).toBe('/curl-h2c')
+  })
+
+  it('an Expect other than 100-continue gets 417 with the JSON body over h2c too', async () => {
+    const session = await h2Session(bg.proxy.url)
+    try {
+      const r = await h2Request(session, '/expects', { expect: 'teapot' })
+      expect(r.status).toBe(417)
+      expect(JSON.parse(r.body).error.code).toBe('SLUICE_EXPECTATION_FAILED')
+      expect((await h2Request(session, '/after-expect')).status).toBe(200)
+    } finally {
+      session.close()
+    }
   })
 
   it('CONNECT over h2c gets 405 with the JSON body; the session serves on', async () => {

@@ -66,6 +66,25 @@ describe('hostile clients while other requests keep flowing', () => {
     expect(r.closed).toBe(true)
   })
 
+  it('an Expect other than 100-continue: 417 with the JSON body, nothing forwarded, and the connection serves on', async () => {
+    const r = await rawExchange(
+      proxy.port,
+      [
+        'POST /expects HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\nContent-Length: 5\r\n\r\nhello',
+        'GET /after-expect HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+      ],
+      { timeoutMs: 2_000 },
+    )
+    expect(r.status).toBe(417)
+    const length = Number(r.headers['content-length'])
+    expect(JSON.parse(r.body.slice(0, length)).error).toMatchObject({ code: 'SLUICE_EXPECTATION_FAILED', requestId: expect.any(String) })
+    // The body was read as the refused request's, not as the next request.
+    expect(r.body.slice(length)).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n(?:[0-9a-f]+\r\n)?got 0/)
+    expect(paths.has('/expects')).toBe(false)
+    // The tests below count what reached the upstream.
+    paths.delete('/after-expect')
+  })
+
   it('Content-Length together with Transfer-Encoding: 400, nothing forwarded', async () => {
     const r = await rawExchange(proxy.port, [
       'POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n',
