@@ -302,30 +302,34 @@ export function forwardH2(ctx: ForwardContext, h2req: Http2ServerRequest, h2res:
 
 /**
  * CONNECT over HTTP/2 (RFC 9113 section 8.5): 405 with the JSON body, as over
- * HTTP/1.1, counted and logged like any own answer. The client keeps its side
- * of a CONNECT stream open for the tunnel it asked for, so the stream is
- * closed (NO_ERROR) once answered, not left holding a stream slot.
+ * HTTP/1.1. The client keeps its side of a CONNECT stream open for the
+ * tunnel it asked for, so the stream is closed (NO_ERROR) once answered, not
+ * left holding a stream slot.
  */
 export function refuseConnectH2(ctx: ForwardContext, h2req: Http2ServerRequest, h2res: Http2ServerResponse): void {
-  const conn = (h2req.stream.session as TrackedSession | undefined)?.[kConnection]
-  if (conn === undefined) {
-    h2req.stream.close()
-    return
-  }
   h2res.once('finish', () => h2req.stream.close())
-  unrouted(ctx, h2res as unknown as ServerResponse, conn, new MethodNotAllowedError(), false)
+  refuse(ctx, h2req, h2res, new MethodNotAllowedError())
 }
 
 /**
- * A request whose Expect is not 100-continue: 417 with the JSON body,
- * counted and logged like any own answer, instead of Node's bare one. Node
- * hands it over in place of the request and reads its body as its own, so
- * the connection carries on.
+ * A request whose Expect is not 100-continue: 417 instead of Node's bare
+ * one. Node hands it over in place of the request and reads its body as its
+ * own, so the connection carries on.
  */
 export function refuseExpectation(
   ctx: ForwardContext,
   req: IncomingMessage | Http2ServerRequest,
   res: ServerResponse | Http2ServerResponse,
+): void {
+  refuse(ctx, req, res, new ExpectationFailedError())
+}
+
+/** A request Node hands over in place of 'request': an own answer, counted and logged like any other. */
+function refuse(
+  ctx: ForwardContext,
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+  err: SluiceError,
 ): void {
   const conn =
     req.httpVersionMajor === 2
@@ -335,7 +339,7 @@ export function refuseExpectation(
     res.destroy()
     return
   }
-  unrouted(ctx, res as ServerResponse, conn, new ExpectationFailedError(), false)
+  unrouted(ctx, res as ServerResponse, conn, err, false)
 }
 
 /** Answered by the proxy without an instance; a closing answer ends the connection's turns. */
