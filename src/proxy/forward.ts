@@ -438,8 +438,16 @@ export function afterAnswers(socket: Duplex, go: () => void): void {
     go()
     return
   }
+  // node:http dropped its 'drain' relay with the rest of its hold on the connection: an answer larger than the
+  // socket's buffers would wait for a drain that never reaches it, and the upgrade for that answer.
+  const relay = (): void => {
+    const res = (s as { _httpMessage?: ServerResponse | null })._httpMessage
+    if (res?.writableNeedDrain) res.emit('drain')
+  }
+  s.on('drain', relay)
   // 'close' follows 'finish', once Node has detached the response from the socket.
   last.once('close', () => {
+    s.off('drain', relay)
     if (s.writable) go()
     else s.destroy()
   })

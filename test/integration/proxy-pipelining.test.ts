@@ -10,6 +10,8 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.js'
 
 const PIPELINED = 5000
+/** An answer larger than a loopback connection's socket buffers, so that a client that does not read holds it up. */
+const BIG = 'b'.repeat(8 * 1024 * 1024)
 
 /**
  * README "Proxying rules": a client connection has at most one request in
@@ -167,6 +169,7 @@ describe.each(TAKEOVER_SETUPS)('an upgrade or CONNECT pipelined behind a request
   beforeAll(async () => {
     app = await startUpstream('blue', (req, res) => {
       req.resume()
+      if (req.url === '/big') return void res.end(BIG)
       // ?ms=N answers after N ms, for the property's varied timing.
       const ms = /[?&]ms=(\d+)/.exec(req.url!)?.[1]
       setTimeout(() => res.end(`answer ${req.url}`), ms === undefined ? 150 : Number(ms))
@@ -268,6 +271,39 @@ describe.each(TAKEOVER_SETUPS)('an upgrade or CONNECT pipelined behind a request
       // A masked text frame "hi" (mask key 0): the upstream echoes it unmasked.
       socket.write(Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x68, 0x69]))
       await expect.poll(() => got.text.endsWith('\x81\x02hi'), { message: 'the echo' }).toBe(true)
+    } finally {
+      socket.destroy()
+    }
+    await stillServes()
+  })
+
+  it('a WebSocket handshake behind answers larger than the socket buffers, which the client reads only later: the answers whole, then 101, and the WebSocket relays', async () => {
+    const socket = await open()
+    // Not reading: the first answer fills the socket buffers, and node:http pauses the connection until they drain.
+    socket.pause()
+    const bigGet = 'GET /big HTTP/1.1\r\nHost: a\r\n\r\n'
+    socket.write(bigGet)
+    try {
+      await expect.poll(() => socket.readableLength, { message: 'answers waiting for the client' }).toBeGreaterThan(0)
+      // Parsed while node:http holds the connection paused for the answer in flight, the handshake is handed over paused.
+      let handedOver = false
+      proxy.sluice.listener.server.once('upgrade', () => (handedOver = true))
+      socket.write(`${bigGet}${handshake('dGhlIHNhbXBsZSBub25jZQ==')}`)
+      await expect.poll(() => handedOver, { message: 'the handshake handed over' }).toBe(true)
+      const chunks: Buffer[] = []
+      let length = 0
+      socket.on('data', (d: Buffer) => {
+        chunks.push(d)
+        length += d.length
+      })
+      socket.resume()
+      const text = () => Buffer.concat(chunks, length).toString('latin1')
+      await expect.poll(() => answersIn(text()).length, { message: 'both answers, then the 101' }).toBe(3)
+      expect(answersIn(text()).map((a) => a.slice(0, 3))).toEqual(['200', '200', '101'])
+      expect(answersIn(text())[0]!.length).toBe(4 + BIG.length)
+      // A masked text frame "hi" (mask key 0): the upstream echoes it unmasked.
+      socket.write(Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x68, 0x69]))
+      await expect.poll(() => text().endsWith('\x81\x02hi'), { message: 'the echo' }).toBe(true)
     } finally {
       socket.destroy()
     }
