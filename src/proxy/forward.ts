@@ -431,6 +431,10 @@ export function framingBroke(socket: Socket): boolean {
  * written in order, so the last one read is the one to wait for.
  */
 export function afterAnswers(socket: Duplex, go: () => void): void {
+  // node:http dropped its 'drain' relay with the rest of its hold on the connection: an answer still written on it
+  // (one read before, or a declined upgrade's own) larger than the socket's buffers would wait for a drain that
+  // never came, and the client for the rest of it.
+  socket.on('drain', relayDrain)
   const s = socket as ClientSocket
   const waiting = s[kWaiting]
   const last = (waiting === undefined ? s[kLast] : waiting[waiting.length - 1]) as ServerResponse | undefined
@@ -438,19 +442,17 @@ export function afterAnswers(socket: Duplex, go: () => void): void {
     go()
     return
   }
-  // node:http dropped its 'drain' relay with the rest of its hold on the connection: an answer larger than the
-  // socket's buffers would wait for a drain that never reaches it, and the upgrade for that answer.
-  const relay = (): void => {
-    const res = (s as { _httpMessage?: ServerResponse | null })._httpMessage
-    if (res?.writableNeedDrain) res.emit('drain')
-  }
-  s.on('drain', relay)
   // 'close' follows 'finish', once Node has detached the response from the socket.
   last.once('close', () => {
-    s.off('drain', relay)
     if (s.writable) go()
     else s.destroy()
   })
+}
+
+/** node:http's own relay (socketOnDrain), for a connection it let go of: the response on it hears its socket drain. */
+function relayDrain(this: Duplex): void {
+  const res = (this as { _httpMessage?: ServerResponse | null })._httpMessage
+  if (res?.writableNeedDrain) res.emit('drain')
 }
 
 /**

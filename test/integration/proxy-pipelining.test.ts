@@ -261,6 +261,19 @@ describe.each(TAKEOVER_SETUPS)('an upgrade or CONNECT pipelined behind a request
     await stillServes()
   })
 
+  it('an upgrade to h2c, declined, answered with more than the socket buffers hold (curl --http2): all of it arrives', async () => {
+    const { socket, got } = await pipelined(
+      'GET /big HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n',
+      (t) => answersIn(t).length === 1,
+    )
+    try {
+      expect(answersIn(got.text)[0]!.length).toBe(4 + BIG.length)
+      await expect.poll(() => got.ended).toBe(true)
+    } finally {
+      socket.destroy()
+    }
+  })
+
   it('a WebSocket handshake: the request before it is answered, then 101, and the WebSocket relays', async () => {
     const { socket, got } = await pipelined(`${FIRST}${handshake('dGhlIHNhbXBsZSBub25jZQ==')}`, (t) => {
       const at = t.indexOf('HTTP/1.1 101')
