@@ -742,6 +742,11 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
    */
   check(now: number): void {
     if (this.#finished) {
+      // The rest of a body being dropped after its answer: the connection goes if it has not come by the deadline.
+      if (this.#bodyDeadline !== 0 && !this.req.complete) {
+        if (now < this.#bodyDeadline) return
+        ;(this.socket as ClientSocket).destroy()
+      }
       this.ctx.deadlines.unwatch(this)
       return
     }
@@ -836,10 +841,16 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   #finish(status: number, failed: boolean): void {
     if (this.#finished) return
     this.#finished = true
-    this.ctx.deadlines.unwatch(this)
     const socket = this.socket
     // A response that closes the connection ends its turns for good.
     socket[kBusy] = lastOnConnection(this.res)
+    // Answered before its body ended (an upstream's early 413 or 401, or an own answer after an upstream failed
+    // mid-body): undici stops reading the body, and node:http leaves a body read by someone to them, so the
+    // connection would stall inside it, its next request never read. The rest is dropped as it comes, as node:http
+    // drops a body nobody reads, until the body's deadline (check()).
+    if (!socket[kBusy] && this.h2Body === undefined && this.#bodyDeadline !== 0 && !this.req.complete && !this.#clientGone)
+      dropBody(this.req)
+    else this.ctx.deadlines.unwatch(this)
     // Only an HTTP/1.1 socket ever has requests waiting.
     if (!socket[kBusy] && socket[kWaiting] !== undefined) nextTurn(this.ctx, socket as ClientSocket)
     this.#release()
@@ -849,6 +860,11 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     this.ctx.accessLog?.(this.req, this.socket, status, ms, this.instance, this.requestId, this.bytes)
     if (this.tap !== undefined) this.tap.finish(status, failed || this.#clientGone, ms)
   }
+}
+
+/** What node:http does with a request body nobody reads: read on, and drop it (parsing goes on to the next request). */
+function dropBody(req: IncomingMessage): void {
+  ;(req as IncomingMessage & { _dump(): void })._dump()
 }
 
 /** The answer to an upstream failure: its kind by code, never its text. */
