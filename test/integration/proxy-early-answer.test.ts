@@ -1,6 +1,8 @@
 import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
+import { type TestCa, testCa } from '../helpers/tls-certs.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 
 /** Larger than a loopback connection's socket buffers: the upstream answers long before it could all be sent. */
@@ -15,9 +17,10 @@ const REQUEST_BODY_MS = 1_000
  * is answered (the rest is read and dropped), and a client that never sends
  * the rest loses the connection at timeouts.requestBodyMs.
  */
-describe('an answer before the request body ended', () => {
+describe.each([{ tls: false }, { tls: true }])('an answer before the request body ended (TLS $tls)', ({ tls }) => {
   let app: TestUpstream
   let proxy: TestProxy
+  let ca: TestCa | undefined
   const seen: string[] = []
 
   beforeAll(async () => {
@@ -32,7 +35,14 @@ describe('an answer before the request body ended', () => {
       if (req.method === 'POST') res.writeHead(413).end('too large')
       else res.end(`answer ${req.url}`)
     })
+    let listen = {}
+    if (tls) {
+      ca = await testCa()
+      const leaf = await ca.issue(['proxy.test'])
+      listen = { listen: { host: '127.0.0.1', port: 0, tls: { cert: leaf.cert, key: leaf.key } } }
+    }
     proxy = await startProxy({
+      ...listen,
       versions: { blue: { instances: [{ url: app.url }] } },
       timeouts: { requestBodyMs: REQUEST_BODY_MS },
     })
@@ -40,12 +50,14 @@ describe('an answer before the request body ended', () => {
   afterAll(async () => {
     await proxy.stop()
     await app.close()
+    await ca?.close()
   })
 
   async function open(): Promise<{ socket: Socket; got: { text: string; closed: boolean } }> {
-    const socket = connect(proxy.port, '127.0.0.1')
+    const at = { port: proxy.port, host: '127.0.0.1' }
+    const socket = ca === undefined ? connect(at) : tlsConnect({ ...at, ca: ca.rootPem, servername: 'proxy.test' })
     socket.on('error', () => {})
-    await new Promise<void>((r) => socket.once('connect', r))
+    await new Promise<void>((r) => socket.once(ca === undefined ? 'connect' : 'secureConnect', r))
     const got = { text: '', closed: false }
     socket.setEncoding('latin1')
     socket.on('data', (d: string) => (got.text += d))
