@@ -849,7 +849,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
     // connection would stall inside it, its next request never read. The rest is dropped as it comes, as node:http
     // drops a body nobody reads, until the body's deadline (check()).
     if (!socket[kBusy] && this.h2Body === undefined && this.#bodyDeadline !== 0 && !this.req.complete && !this.#clientGone)
-      dropBody(this.req)
+      dropBody(this.req, socket as ClientSocket)
     else this.ctx.deadlines.unwatch(this)
     // Only an HTTP/1.1 socket ever has requests waiting.
     if (!socket[kBusy] && socket[kWaiting] !== undefined) nextTurn(this.ctx, socket as ClientSocket)
@@ -862,9 +862,16 @@ export class Exchange implements Dispatcher.DispatchHandler, Watched {
   }
 }
 
-/** What node:http does with a request body nobody reads: read on, and drop it (parsing goes on to the next request). */
-function dropBody(req: IncomingMessage): void {
+/**
+ * What node:http does with a request body nobody reads: read on, and drop it
+ * (parsing goes on to the next request). The connection may already be
+ * paused for that body (its reader stopped taking it, then went): it reads
+ * again as node:http's own readStart would have it, unless node:http paused
+ * it for a write backlog, which it resumes itself.
+ */
+function dropBody(req: IncomingMessage, socket: ClientSocket): void {
   ;(req as IncomingMessage & { _dump(): void })._dump()
+  if ((socket as { _paused?: boolean })._paused !== true && socket.readable) socket.resume()
 }
 
 /** The answer to an upstream failure: its kind by code, never its text. */

@@ -1,9 +1,10 @@
-import { connect, type Socket } from 'node:net'
+import { constants as h2, createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
+import { type AddressInfo, connect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
 import { type TestCa, testCa } from '../helpers/tls-certs.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 /** Larger than a loopback connection's socket buffers: the upstream answers long before it could all be sent. */
 const BODY = 'u'.repeat(8 * 1024 * 1024)
@@ -17,24 +18,21 @@ const REQUEST_BODY_MS = 1_000
  * is answered (the rest is read and dropped), and a client that never sends
  * the rest loses the connection at timeouts.requestBodyMs.
  */
-describe.each([{ tls: false }, { tls: true }])('an answer before the request body ended (TLS $tls)', ({ tls }) => {
-  let app: TestUpstream
+const SETUPS = [
+  { tls: false, upstream: 'http1' },
+  { tls: true, upstream: 'http1' },
+  // undici over HTTP/2 lets go of the body before the answer ends, not after.
+  { tls: false, upstream: 'h2c' },
+] as const
+
+describe.each(SETUPS)('an answer before the request body ended (TLS $tls, upstream $upstream)', ({ tls, upstream }) => {
+  let app: { url: string; close(): Promise<void> }
   let proxy: TestProxy
   let ca: TestCa | undefined
   const seen: string[] = []
 
   beforeAll(async () => {
-    app = await startUpstream('blue', (req, res) => {
-      seen.push(req.url!)
-      if (req.url === '/reset') {
-        // Broken off mid-body: the proxy answers 502 itself.
-        req.once('data', () => req.socket.destroy())
-        return
-      }
-      req.resume()
-      if (req.method === 'POST') res.writeHead(413).end('too large')
-      else res.end(`answer ${req.url}`)
-    })
+    app = upstream === 'http1' ? await startUpstream('blue', answer) : await startH2cUpstream()
     let listen = {}
     if (tls) {
       ca = await testCa()
@@ -43,7 +41,7 @@ describe.each([{ tls: false }, { tls: true }])('an answer before the request bod
     }
     proxy = await startProxy({
       ...listen,
-      versions: { blue: { instances: [{ url: app.url }] } },
+      versions: { blue: { instances: [{ url: app.url }], protocol: upstream } },
       timeouts: { requestBodyMs: REQUEST_BODY_MS },
     })
   })
@@ -52,6 +50,35 @@ describe.each([{ tls: false }, { tls: true }])('an answer before the request bod
     await app.close()
     await ca?.close()
   })
+
+  /** The app: refuses every upload at its head, answers the rest; /reset breaks off once the body starts. */
+  function answer(req: import('node:http').IncomingMessage | Http2ServerRequest, res: import('node:http').ServerResponse | Http2ServerResponse): void {
+    seen.push(req.url!)
+    if (req.url === '/reset') {
+      // Broken off mid-body: the proxy answers 502 itself.
+      req.once('data', () => ('stream' in req ? req.stream.close(h2.NGHTTP2_INTERNAL_ERROR) : req.socket.destroy()))
+      return
+    }
+    // The body is never read: the answer goes before any of it.
+    const text = req.method === 'POST' ? 'too large' : `answer ${req.url}`
+    ;(res as import('node:http').ServerResponse).writeHead(req.method === 'POST' ? 413 : 200, { 'content-length': text.length })
+    res.end(text)
+  }
+
+  async function startH2cUpstream(): Promise<{ url: string; close(): Promise<void> }> {
+    const server = createH2cServer(answer)
+    const sessions = new Set<import('node:http2').ServerHttp2Session>()
+    server.on('session', (s) => sessions.add(s))
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () =>
+        new Promise<void>((r) => {
+          server.close(() => r())
+          for (const s of sessions) s.destroy()
+        }),
+    }
+  }
 
   async function open(): Promise<{ socket: Socket; got: { text: string; closed: boolean } }> {
     const at = { port: proxy.port, host: '127.0.0.1' }
