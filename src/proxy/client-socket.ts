@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http'
+import { type ServerResponse, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { errorBody, type SluiceError } from '../errors.js'
 
@@ -64,6 +64,22 @@ export function readReleased(socket: Duplex): void {
   if (handle == null || handle.reading === true || s.destroyed) return
   handle.reading = true
   handle.readStart()
+}
+
+/**
+ * node:http's own 'drain' relay (socketOnDrain), put back on a connection it
+ * has let go of (an upgrade, a CONNECT): it drops it with the rest of its
+ * listeners, and an answer still written there (one read before the
+ * hand-over, or a declined upgrade's own) larger than the socket's buffers
+ * would wait for a drain that never reaches it, and its client with it.
+ */
+export function relayDrains(socket: Duplex): void {
+  socket.on('drain', relayDrain)
+}
+
+function relayDrain(this: Duplex): void {
+  const res = (this as { _httpMessage?: ServerResponse | null })._httpMessage
+  if (res?.writableNeedDrain) res.emit('drain')
 }
 
 /**

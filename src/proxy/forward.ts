@@ -21,7 +21,7 @@ import {
 } from '../errors.js'
 import type { Instance } from '../routing/instance.js'
 import type { RoutingTable, VersionRoute } from '../routing/table.js'
-import { endConnection, resumeReading, stopReading } from './client-socket.js'
+import { endConnection, relayDrains, resumeReading, stopReading } from './client-socket.js'
 import type { Deadlines, Watched } from './deadlines.js'
 import { kSlot } from './dense-set.js'
 import {
@@ -431,10 +431,7 @@ export function framingBroke(socket: Socket): boolean {
  * written in order, so the last one read is the one to wait for.
  */
 export function afterAnswers(socket: Duplex, go: () => void): void {
-  // node:http dropped its 'drain' relay with the rest of its hold on the connection: an answer still written on it
-  // (one read before, or a declined upgrade's own) larger than the socket's buffers would wait for a drain that
-  // never came, and the client for the rest of it.
-  socket.on('drain', relayDrain)
+  relayDrains(socket)
   const s = socket as ClientSocket
   const waiting = s[kWaiting]
   const last = (waiting === undefined ? s[kLast] : waiting[waiting.length - 1]) as ServerResponse | undefined
@@ -447,12 +444,6 @@ export function afterAnswers(socket: Duplex, go: () => void): void {
     if (s.writable) go()
     else s.destroy()
   })
-}
-
-/** node:http's own relay (socketOnDrain), for a connection it let go of: the response on it hears its socket drain. */
-function relayDrain(this: Duplex): void {
-  const res = (this as { _httpMessage?: ServerResponse | null })._httpMessage
-  if (res?.writableNeedDrain) res.emit('drain')
 }
 
 /**

@@ -1,6 +1,17 @@
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { hashString } from '../../src/routing/hash.js'
 import type { TestProxy } from './proxy.js'
+import type { TestCa } from './tls-certs.js'
+
+/** A connected client socket to a proxy on loopback: over TLS trusting `ca` (server name proxy.test) when given. */
+export async function connectProxy(port: number, ca?: TestCa): Promise<Socket> {
+  const at = { port, host: '127.0.0.1' }
+  const socket = ca === undefined ? connect(at) : tlsConnect({ ...at, ca: ca.rootPem, servername: 'proxy.test' })
+  socket.on('error', () => {})
+  await new Promise<void>((r) => socket.once(ca === undefined ? 'connect' : 'secureConnect', r))
+  return socket
+}
 
 export interface RawReply {
   /** Everything the peer sent before it closed (or before `timeoutMs`). */

@@ -100,3 +100,13 @@ export function handshake(port: number, servername: string, ca: string): Promise
     s.once('error', reject)
   })
 }
+
+/**
+ * A proxy's `listen` section serving TLS for proxy.test with a certificate
+ * from `ca`, to spread into its config; nothing (cleartext) without one.
+ */
+export async function proxyTlsListen(ca: TestCa | undefined): Promise<Record<string, unknown>> {
+  if (ca === undefined) return {}
+  const leaf = await ca.issue(['proxy.test'])
+  return { listen: { host: '127.0.0.1', port: 0, tls: { cert: leaf.cert, key: leaf.key } } }
+}

@@ -1,9 +1,9 @@
 import { constants as h2, createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
-import { type AddressInfo, connect, type Socket } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
+import type { AddressInfo, Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
-import { type TestCa, testCa } from '../helpers/tls-certs.js'
+import { connectProxy } from '../helpers/raw-http.js'
+import { proxyTlsListen, type TestCa, testCa } from '../helpers/tls-certs.js'
 import { startUpstream } from '../helpers/upstream.js'
 
 /** Larger than a loopback connection's socket buffers: the upstream answers long before it could all be sent. */
@@ -33,14 +33,9 @@ describe.each(SETUPS)('an answer before the request body ended (TLS $tls, upstre
 
   beforeAll(async () => {
     app = upstream === 'http1' ? await startUpstream('blue', answer) : await startH2cUpstream()
-    let listen = {}
-    if (tls) {
-      ca = await testCa()
-      const leaf = await ca.issue(['proxy.test'])
-      listen = { listen: { host: '127.0.0.1', port: 0, tls: { cert: leaf.cert, key: leaf.key } } }
-    }
+    if (tls) ca = await testCa()
     proxy = await startProxy({
-      ...listen,
+      ...(await proxyTlsListen(ca)),
       versions: { blue: { instances: [{ url: app.url }], protocol: upstream } },
       timeouts: { requestBodyMs: REQUEST_BODY_MS },
     })
@@ -81,10 +76,7 @@ describe.each(SETUPS)('an answer before the request body ended (TLS $tls, upstre
   }
 
   async function open(): Promise<{ socket: Socket; got: { text: string; closed: boolean } }> {
-    const at = { port: proxy.port, host: '127.0.0.1' }
-    const socket = ca === undefined ? connect(at) : tlsConnect({ ...at, ca: ca.rootPem, servername: 'proxy.test' })
-    socket.on('error', () => {})
-    await new Promise<void>((r) => socket.once(ca === undefined ? 'connect' : 'secureConnect', r))
+    const socket = await connectProxy(proxy.port, ca)
     const got = { text: '', closed: false }
     socket.setEncoding('latin1')
     socket.on('data', (d: string) => (got.text += d))

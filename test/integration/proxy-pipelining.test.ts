@@ -1,11 +1,10 @@
 import { connect, type Socket } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startProxy, type TestProxy } from '../helpers/proxy.js'
-import { connections, inflight } from '../helpers/raw-http.js'
+import { connectProxy, connections, inflight } from '../helpers/raw-http.js'
 import { pipelineWrites } from '../helpers/request-streams.js'
-import { type TestCa, testCa } from '../helpers/tls-certs.js'
+import { proxyTlsListen, type TestCa, testCa } from '../helpers/tls-certs.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.js'
 
@@ -182,14 +181,9 @@ describe.each(TAKEOVER_SETUPS)('an upgrade or CONNECT pipelined behind a request
       setTimeout(() => res.end(`answer ${req.url}`), ms === undefined ? 150 : Number(ms))
     })
     ws = await startWsUpstream('ws')
-    let listen = {}
-    if (tls) {
-      ca = await testCa()
-      const leaf = await ca.issue(['proxy.test'])
-      listen = { listen: { host: '127.0.0.1', port: 0, tls: { cert: leaf.cert, key: leaf.key } } }
-    }
+    if (tls) ca = await testCa()
     proxy = await startProxy({
-      ...listen,
+      ...(await proxyTlsListen(ca)),
       versions: { blue: { instances: [{ url: app.url }] }, ws: { instances: [{ url: ws.url }] } },
       weights: { blue: 100 },
       overrides: [{ match: { header: 'x-version', value: 'ws' }, version: 'ws' }],
@@ -204,13 +198,7 @@ describe.each(TAKEOVER_SETUPS)('an upgrade or CONNECT pipelined behind a request
   })
 
   /** A client connection to the proxy, over TLS when the listener has it. */
-  async function open(): Promise<Socket> {
-    const at = { port: proxy.port, host: '127.0.0.1' }
-    const socket = ca === undefined ? connect(at) : tlsConnect({ ...at, ca: ca.rootPem, servername: 'proxy.test' })
-    socket.on('error', () => {})
-    await new Promise<void>((r) => socket.once(ca === undefined ? 'connect' : 'secureConnect', r))
-    return socket
-  }
+  const open = (): Promise<Socket> => connectProxy(proxy.port, ca)
 
   const FIRST = 'GET /first HTTP/1.1\r\nHost: a\r\n\r\n'
   const handshake = (key: string) =>
